@@ -1,0 +1,1 @@
+"""The Qt-free core: value types, the project store, geometry, formats, evaluation."""

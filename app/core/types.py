@@ -1,0 +1,170 @@
+"""Plain value types shared by every layer.
+
+Coordinates are pixels of the (EXIF-oriented) original image: x right, y down, floats.
+Boxes are (x0, y0, x1, y1) inside the core; other conventions are converted at the edges.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+from shapely.geometry import MultiPolygon, Polygon
+
+Geometry = Polygon | MultiPolygon
+
+LOW_RES = 256  # side of SAM's low-resolution logits
+
+
+class Source(StrEnum):
+    """Where an instance's geometry came from."""
+
+    MANUAL = "manual"
+    SAM2 = "sam2"
+    REMOTE = "remote"
+    CLASSICAL = "classical"
+
+
+class ImageStatus(StrEnum):
+    NEW = "new"
+    IN_PROGRESS = "in progress"
+    DONE = "done"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Point:
+    """A click: positive (left click) adds to the object, negative (right click) removes."""
+
+    x: float
+    y: float
+    positive: bool = True
+
+
+@dataclass(frozen=True)
+class Box:
+    """An axis-aligned box, corners (x0, y0) top-left and (x1, y1) bottom-right."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+    def normalized(self) -> Box:
+        """The same box with x0 <= x1 and y0 <= y1 (a drag can go any direction)."""
+        return Box(min(self.x0, self.x1), min(self.y0, self.y1),
+                   max(self.x0, self.x1), max(self.y0, self.y1))
+
+    @property
+    def width(self) -> float:
+        return abs(self.x1 - self.x0)
+
+    @property
+    def height(self) -> float:
+        return abs(self.y1 - self.y0)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What the person asked for: any mix of points, at most one box, and optionally the
+    previous low-res logits (1 x 256 x 256 float32) to refine the chosen candidate."""
+
+    points: tuple[Point, ...] = ()
+    box: Box | None = None
+    mask_input: np.ndarray | None = field(default=None, compare=False)
+    multimask: bool = True
+
+    def is_empty(self) -> bool:
+        return not self.points and self.box is None
+
+
+@dataclass
+class MaskResult:
+    """Candidate masks for one prompt, best first is NOT implied: use ``best``.
+
+    masks: (N, H, W) bool at full image resolution (N = 3 when multimask, else 1).
+    scores: (N,) float32 predicted IoU of each candidate.
+    low_res_logits: (N, 256, 256) float32 logits, fed back as ``Prompt.mask_input``.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    low_res_logits: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.masks.ndim != 3 or self.masks.dtype != np.bool_:
+            raise ValueError(
+                f"masks must be (N, H, W) bool, got {self.masks.shape} {self.masks.dtype}"
+            )
+        n = self.masks.shape[0]
+        if self.scores.shape != (n,) or self.low_res_logits.shape[0] != n:
+            raise ValueError("masks, scores and low_res_logits must have the same length")
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    @property
+    def best(self) -> int:
+        """Index of the candidate with the highest predicted IoU."""
+        return int(np.argmax(self.scores)) if len(self) else 0
+
+    def logits_for(self, index: int) -> np.ndarray:
+        """The (1, 256, 256) logits of candidate ``index``, ready for ``Prompt.mask_input``."""
+        return self.low_res_logits[index][None].astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class EmbeddingKey:
+    """Identifies one image's embedding under one model: (image content hash, model id)."""
+
+    image_hash: str
+    model_id: str
+
+    def filename(self) -> str:
+        safe_model = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.model_id)
+        return f"{self.image_hash}-{safe_model}"
+
+
+@dataclass
+class Label:
+    """A class name with its display colour ("#rrggbb") and an optional hotkey ("1".."9")."""
+
+    name: str
+    colour: str = "#ff0000"
+    hotkey: str | None = None
+    id: int | None = None
+
+
+@dataclass
+class ImageRecord:
+    """An image of a project: path relative to the project's image root (POSIX separators)."""
+
+    path: str
+    width: int
+    height: int
+    content_hash: str
+    status: ImageStatus = ImageStatus.NEW
+    id: int | None = None
+
+
+@dataclass
+class Instance:
+    """One annotated object: a label and a (Multi)Polygon with holes, in image pixels."""
+
+    image_id: int
+    label: str
+    geometry: Geometry
+    score: float | None = None
+    source: Source = Source.MANUAL
+    id: int | None = None
+
+
+@dataclass
+class MaskProposal:
+    """One mask proposed by "segment everything": full-resolution bool mask and its scores."""
+
+    mask: np.ndarray
+    score: float
+    stability: float
+    bbox: tuple[float, float, float, float]  # (x0, y0, x1, y1)
