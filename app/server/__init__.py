@@ -1,0 +1,1 @@
+"""The MaskLoop server: FastAPI over one Predictor."""
