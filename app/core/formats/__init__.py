@@ -1,0 +1,273 @@
+"""Export a project to COCO, YOLO segmentation, labelme or PNG masks (plus overlay previews),
+and import COCO, YOLO, labelme or PNG masks into a project.
+
+Each format lives in its own module and works on plain values (``ImageRecord``, ``Label``,
+``Instance``); this module adapts them to the ``Project`` store.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from shapely import affinity
+
+from app.core.errors import FormatError, ImageError
+from app.core.formats.coco import export_coco, read_coco
+from app.core.formats.common import (
+    Dataset,
+    ExportItem,
+    ExportReport,
+    ImportReport,
+    report_progress,
+    unique_file_names,
+)
+from app.core.formats.labelme import export_labelme, read_labelme
+from app.core.formats.masks import export_masks, read_masks
+from app.core.formats.overlay import render_overlay, write_overlays
+from app.core.formats.yolo import export_yolo, read_yolo
+from app.core.images import content_hash
+from app.core.jobs import CancelToken, Progress, check
+from app.core.project import Project
+from app.core.types import ImageRecord, Instance
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "FORMATS",
+    "Dataset",
+    "ExportReport",
+    "ImportReport",
+    "export_coco",
+    "export_labelme",
+    "export_masks",
+    "export_project",
+    "export_yolo",
+    "import_into_project",
+    "read_coco",
+    "read_dataset",
+    "read_labelme",
+    "read_masks",
+    "read_yolo",
+    "render_overlay",
+    "write_overlays",
+]
+
+FORMATS = ("coco", "yolo", "labelme", "masks")  # export and import
+EXPORT_FORMATS = (*FORMATS, "overlay")  # overlay previews are export-only
+
+COCO_FILE_NAME = "annotations.json"
+DUPLICATE_IOU = 0.99
+
+
+def _options_of(function: Callable[..., Any], fmt: str, options: dict[str, Any]) -> None:
+    allowed = {name for name, p in inspect.signature(function).parameters.items()
+               if p.kind is inspect.Parameter.KEYWORD_ONLY} - {"progress", "cancel",
+                                                               "image_root"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise FormatError(f"{fmt} export has no option {', '.join(unknown)} "
+                          f"(it has: {', '.join(sorted(allowed)) or 'none'})")
+
+
+def export_project(
+    project: Project,
+    fmt: str,
+    out_dir: str | Path,
+    *,
+    image_ids: list[int] | None = None,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    **options: Any,
+) -> ExportReport:
+    """Export the project's images (or those in ``image_ids``) to ``out_dir`` in ``fmt``
+    (one of ``EXPORT_FORMATS``). Options go to the format's exporter: coco ``rle``,
+    ``copy_images``, ``file_name``; yolo ``val_fraction``, ``seed``, ``copy_mode``; labelme
+    ``images``; overlay ``image_format``, ``alpha``, ``outline``."""
+    if fmt not in EXPORT_FORMATS:
+        raise FormatError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    out_dir = Path(out_dir)
+    records = project.images()
+    if image_ids is not None:
+        known = {r.id for r in records}
+        unknown = [i for i in image_ids if i not in known]
+        if unknown:
+            raise FormatError(f"{project.path}: no image with id {', '.join(map(str, unknown))}")
+        wanted = set(image_ids)
+        records = [r for r in records if r.id in wanted]
+    items: list[ExportItem] = []
+    for record in records:
+        check(cancel)
+        items.append((record, project.instances(int(record.id or 0))))
+    labels = project.labels()
+    root = project.image_root
+    common: dict[str, Any] = {"progress": progress, "cancel": cancel}
+    if fmt == "coco":
+        file_name = options.pop("file_name", COCO_FILE_NAME)
+        _options_of(export_coco, fmt, options)
+        return export_coco(items, labels, out_dir / file_name, image_root=root, **common,
+                           **options)
+    exporters: dict[str, Callable[..., ExportReport]] = {
+        "yolo": export_yolo, "labelme": export_labelme, "masks": export_masks,
+        "overlay": write_overlays}
+    exporter = exporters[fmt]
+    _options_of(exporter, fmt, options)
+    if fmt != "masks":
+        common["image_root"] = root
+    return exporter(items, labels, out_dir, **common, **options)
+
+
+# ---------------------------------------------------------------------------------------------
+# Import
+
+
+def _coco_file(src: Path) -> Path:
+    if src.is_file():
+        return src
+    if (src / COCO_FILE_NAME).is_file():
+        return src / COCO_FILE_NAME
+    candidates = sorted(src.glob("*.json")) if src.is_dir() else []
+    if len(candidates) == 1:
+        return candidates[0]
+    raise FormatError(f"{src}: give the COCO JSON file (found {len(candidates)} JSON files)")
+
+
+def read_dataset(fmt: str, src: str | Path) -> Dataset:
+    """Read ``src`` in ``fmt`` (one of ``FORMATS``) into a ``Dataset``."""
+    src = Path(src)
+    if not src.exists():
+        raise FormatError(f"{src}: no such file or folder")
+    if fmt == "coco":
+        return read_coco(_coco_file(src))
+    if fmt == "yolo":
+        return read_yolo(src)
+    if fmt == "labelme":
+        return read_labelme(src)
+    if fmt == "masks":
+        return read_masks(src)
+    raise FormatError(f"unknown import format {fmt!r}: use one of {', '.join(FORMATS)}")
+
+
+class _ImageMatcher:
+    """Finds the project image a dataset image is: same relative path, same flattened export
+    name (as YOLO / labelme / masks exports name files), same unique file name, or same
+    content hash."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.records = project.images()
+        self.by_path = {r.path: r for r in self.records}
+        flat = unique_file_names(r.path for r in self.records)
+        self.by_flat = {PurePosixPath(n).stem: r for n, r in zip(flat, self.records, strict=True)}
+        self.by_name: dict[str, list[ImageRecord]] = {}
+        for r in self.records:
+            self.by_name.setdefault(PurePosixPath(r.path).name.casefold(), []).append(r)
+        self._by_hash: dict[str, ImageRecord] | None = None
+
+    def match(self, record: ImageRecord, file: Path | None) -> ImageRecord | None:
+        if record.path in self.by_path:
+            return self.by_path[record.path]
+        name = PurePosixPath(record.path).name
+        same_name = self.by_name.get(name.casefold(), [])
+        if len(same_name) == 1:
+            return same_name[0]
+        flat = self.by_flat.get(PurePosixPath(name).stem)
+        if flat is not None:
+            return flat
+        if file is not None:
+            if self._by_hash is None:
+                self._by_hash = {r.content_hash: r for r in self.records if r.content_hash}
+            try:
+                return self._by_hash.get(content_hash(file))
+            except (ImageError, OSError):
+                return None
+        return None
+
+
+def _resolve_image(project: Project, matcher: _ImageMatcher, record: ImageRecord,
+                   file: Path | None, report: ImportReport) -> ImageRecord | None:
+    found = matcher.match(record, file)
+    if found is not None:
+        report.images_matched += 1
+        return found
+    if file is None:
+        report.warnings.append(f"{record.path}: not in the project and its image file was not "
+                               "found; its annotations were skipped")
+        return None
+    added = project.add_images([file])
+    if added.added:
+        report.images_added += 1
+        return added.added[0]
+    if added.skipped_existing:
+        return project.image_by_path(added.skipped_existing[0])
+    for path, message in added.skipped_errors:
+        report.warnings.append(f"{path}: {message}; its annotations were skipped")
+    return None
+
+
+def _is_duplicate(inst: Instance, existing: list[Instance]) -> bool:
+    for other in existing:
+        if other.label != inst.label:
+            continue
+        union = other.geometry.union(inst.geometry).area
+        if union > 0 and other.geometry.intersection(inst.geometry).area / union >= DUPLICATE_IOU:
+            return True
+    return False
+
+
+def import_into_project(
+    project: Project,
+    fmt: str,
+    src: str | Path,
+    *,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    skip_duplicates: bool = True,
+) -> ImportReport:
+    """Import the annotations in ``src`` (``fmt`` one of ``FORMATS``) into ``project``.
+
+    Images are matched to project images (see ``_ImageMatcher``) or added when their file is
+    found; missing labels are created; each instance is added (one transaction per image).
+    With ``skip_duplicates`` an instance that matches one already there (same label, IoU >=
+    0.99) is not added again, so importing twice changes nothing. On cancel, the images
+    imported so far stay and ``Cancelled`` is raised."""
+    dataset = read_dataset(fmt, src)
+    report = ImportReport(warnings=list(dataset.warnings))
+    for label in dataset.labels:
+        if project.label(label.name) is None:
+            project.ensure_label(label.name)
+            report.labels_created.append(label.name)
+    by_image: dict[int, list[Instance]] = {}
+    for inst in dataset.instances:
+        by_image.setdefault(inst.image_id, []).append(inst)
+    matcher = _ImageMatcher(project)
+    total = len(dataset.images)
+    for done, record in enumerate(dataset.images):
+        check(cancel)
+        report_progress(progress, done, total, record.path)
+        file = dataset.image_files.get(int(record.id or 0))
+        target = _resolve_image(project, matcher, record, file, report)
+        if target is None or target.id is None:
+            continue
+        scale = None
+        if (target.width, target.height) != (record.width, record.height):
+            report.warnings.append(
+                f"{record.path}: size {record.width}x{record.height} in {src} but "
+                f"{target.width}x{target.height} in the project; annotations rescaled")
+            scale = (target.width / record.width, target.height / record.height)
+        existing = project.instances(target.id) if skip_duplicates else []
+        with project.transaction():
+            for inst in by_image.get(int(record.id or 0), []):
+                geom = inst.geometry
+                if scale is not None:
+                    geom = affinity.scale(geom, scale[0], scale[1], origin=(0, 0))
+                new = Instance(image_id=target.id, label=inst.label, geometry=geom,
+                               score=inst.score, source=inst.source)
+                if skip_duplicates and _is_duplicate(new, existing):
+                    report.duplicates_skipped += 1
+                    continue
+                existing.append(project.add_instance(new))
+                report.instances_added += 1
+    report_progress(progress, total, total, "done")
+    return report

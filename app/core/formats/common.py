@@ -1,0 +1,214 @@
+"""What every format module shares: report and dataset values, atomic writes, file naming.
+
+Format modules work on plain values (``ImageRecord``, ``Label``, ``Instance``) so that each can be
+tested alone; ``app.core.formats`` adapts them to the project store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import cv2
+import numpy as np
+
+from app.core.errors import FormatError
+from app.core.jobs import Progress
+from app.core.types import ImageRecord, Instance, Label
+
+# One image with its instances, in drawing order (later instances lie over earlier ones).
+ExportItem = tuple[ImageRecord, list[Instance]]
+
+COPY_MODES = ("copy", "hardlink", "symlink")
+
+# Colours for labels created on import when the format carries none (tab10-like, readable).
+PALETTE = (
+    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4",
+    "#46f0f0", "#f032e6", "#bcf60c", "#fabebe", "#008080",
+    "#e6beff", "#9a6324", "#fffac8", "#800000", "#aaffc3",
+)
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote: counts, the files written and problems worth telling the user."""
+
+    images: int = 0
+    instances: int = 0
+    files: list[Path] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    """What an import did to a project."""
+
+    images_matched: int = 0
+    images_added: int = 0
+    labels_created: list[str] = field(default_factory=list)
+    instances_added: int = 0
+    duplicates_skipped: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Dataset:
+    """What a reader found: images (``id`` = the file's own image id), labels in file order,
+    instances (``image_id`` refers to those ids), the image files found and warnings."""
+
+    images: list[ImageRecord] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=list)
+    image_files: dict[int, Path] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+    def ensure_label(self, name: str) -> None:
+        """Add ``name`` to the labels (with a palette colour) unless it is there already."""
+        if name not in self.label_names():
+            colour = PALETTE[len(self.labels) % len(PALETTE)]
+            self.labels.append(Label(name=name, colour=colour))
+
+
+def ordered_labels(labels: Sequence[Label], items: Sequence[ExportItem]) -> list[Label]:
+    """``labels`` in their order, then any label name used by an instance but not listed."""
+    result = list(labels)
+    known = {label.name for label in result}
+    for _, instances in items:
+        for inst in instances:
+            if inst.label not in known:
+                known.add(inst.label)
+                result.append(Label(name=inst.label, colour=PALETTE[len(result) % len(PALETTE)]))
+    return result
+
+
+def hex_to_rgb(colour: str) -> tuple[int, int, int]:
+    """"#rrggbb" -> (r, g, b); anything unreadable gives red."""
+    c = colour.lstrip("#")
+    try:
+        return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
+    except (ValueError, IndexError):
+        return 255, 0, 0
+
+
+def report_progress(progress: Progress | None, done: int, total: int, message: str) -> None:
+    if progress is not None:
+        progress(done, total, message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Atomic writes: a cancelled or crashed export never leaves a half file that looks complete.
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (a hidden ``.NAME.XXXX.part``); when the block
+    ends without an error it is renamed to ``path``, otherwise removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def encode_image(path: Path, image: np.ndarray, *, rgb: bool = True, quality: int = 90) -> bytes:
+    """Encode ``image`` for ``path``'s extension (.png/.jpg/...) with OpenCV, in memory (so that
+    Unicode paths work everywhere)."""
+    ext = Path(path).suffix.lower() or ".png"
+    array = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if rgb and image.ndim == 3 else image
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(ext, array, params)
+    if not ok:
+        raise FormatError(f"{path}: cannot encode the image as {ext}")
+    return buf.tobytes()
+
+
+def place_file(src: Path, dst: Path, mode: str = "copy") -> Path:
+    """Put ``src`` at ``dst`` by copying, hard-linking or symlinking it (a hard link that fails,
+    e.g. across devices, falls back to a copy). An existing ``dst`` is replaced."""
+    if mode not in COPY_MODES:
+        raise FormatError(f"unknown image copy mode {mode!r}: use one of {', '.join(COPY_MODES)}")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    if mode == "symlink":
+        dst.symlink_to(Path(src).resolve())
+        return dst
+    if mode == "hardlink":
+        try:
+            os.link(src, dst)
+            return dst
+        except OSError:
+            pass
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return dst
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+
+def _flat(rel: str) -> str:
+    parts = [p.replace(":", "") for p in PurePosixPath(posix(rel)).parts
+             if p not in ("/", ".", "..")]
+    return "__".join(p for p in parts if p)
+
+
+def unique_file_names(paths: Iterable[str]) -> list[str]:
+    """Flat file names for image paths, unique by stem (case-insensitive), so that ``a/x.jpg``,
+    ``b/x.jpg`` and ``x.png`` do not overwrite each other's image or label file. A name is the
+    base name when that is unique, else the path joined with ``__`` (``a__x.jpg``), else that
+    with a ``_N`` suffix."""
+    paths = [str(p) for p in paths]
+    base = [PurePosixPath(posix(p)).name for p in paths]
+    stems: dict[str, int] = {}
+    for name in base:
+        key = PurePosixPath(name).stem.casefold()
+        stems[key] = stems.get(key, 0) + 1
+    taken: set[str] = set()
+    result: list[str] = []
+    for rel, name in zip(paths, base, strict=True):
+        if stems[PurePosixPath(name).stem.casefold()] > 1:
+            name = _flat(rel)
+        candidate, n = name, 1
+        while PurePosixPath(candidate).stem.casefold() in taken:
+            n += 1
+            candidate = f"{PurePosixPath(name).stem}_{n}{PurePosixPath(name).suffix}"
+        taken.add(PurePosixPath(candidate).stem.casefold())
+        result.append(candidate)
+    return result
+
+
+def safe_relative(rel: str) -> bool:
+    """Whether ``rel`` is a relative path that stays inside the folder it is joined to."""
+    path = PurePosixPath(posix(rel))
+    return not path.is_absolute() and ".." not in path.parts and ":" not in rel
+
+
+def posix(path: str) -> str:
+    """A path written on any OS, with forward slashes (labelme on Windows writes backslashes)."""
+    return PureWindowsPath(path).as_posix() if "\\" in path else path

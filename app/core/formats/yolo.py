@@ -1,0 +1,268 @@
+"""YOLO segmentation in the layout Ultralytics trains on.
+
+::
+
+    out/data.yaml                 path (absolute), train, val, names {id: name}
+    out/images/train/NAME.jpg     images copied (or hard-linked / symlinked)
+    out/images/val/NAME.jpg
+    out/labels/train/NAME.txt     one line per object: "class x1 y1 x2 y2 ..."
+    out/labels/val/NAME.txt
+
+Coordinates are pixel-edge coordinates divided by the image width / height, clipped to [0, 1],
+written with 6 decimals; class ids follow the label list. An object with holes or several parts
+is still ONE line: its rings are joined with zero-width bridges as Ultralytics' own converter does
+(see ``app.core.formats.bridges``), so the even-odd (or non-zero) fill of the line is the object.
+Image names are flattened and made unique (``a/x.jpg`` and ``b/x.jpg`` become ``a__x.jpg`` and
+``b__x.jpg``). The train/val split is random but fixed by ``seed``; with ``val_fraction`` 0 every
+image is in train and ``val`` points to the train images. ``data.yaml`` is written last, so an
+export that was cancelled has none.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from shapely.geometry import box
+
+from app.core.errors import FormatError, ImageError
+from app.core.formats.bridges import bridged_path, even_odd_geometry
+from app.core.formats.common import (
+    Dataset,
+    ExportItem,
+    ExportReport,
+    ordered_labels,
+    place_file,
+    report_progress,
+    unique_file_names,
+    write_text_atomic,
+)
+from app.core.images import IMAGE_EXTENSIONS, image_size
+from app.core.jobs import CancelToken, Progress, check
+from app.core.types import Geometry, ImageRecord, Instance, Label
+
+SPLITS = ("train", "val")
+
+
+def split_indices(count: int, val_fraction: float, seed: int) -> set[int]:
+    """Indices (of ``count`` items) that go to val: ``round(count * val_fraction)`` of them, at
+    least one when the fraction is positive and there are two items or more, never all."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise FormatError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction == 0 or count < 2:
+        return set()
+    n_val = min(count - 1, max(1, round(count * val_fraction)))
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return set(order[:n_val])
+
+
+def geometry_to_line(geom: Geometry, class_id: int, width: int, height: int) -> str | None:
+    """The YOLO segmentation line of ``geom`` (rings bridged into one polygon), or None."""
+    path = bridged_path(geom)
+    if len(path) < 3:
+        return None
+    norm = np.clip(path / np.array([width, height], dtype=float), 0.0, 1.0)
+    return f"{class_id} " + " ".join(f"{v:.6f}" for v in norm.reshape(-1))
+
+
+def export_yolo(
+    items: Iterable[ExportItem],
+    labels: Sequence[Label],
+    out_dir: Path,
+    *,
+    image_root: Path,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    copy_mode: str = "copy",
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+) -> ExportReport:
+    """Write ``items`` as an Ultralytics YOLO segmentation dataset under ``out_dir``.
+    Images whose file is missing are skipped with a warning naming the file."""
+    items = list(items)
+    out_dir = Path(out_dir)
+    names = [label.name for label in ordered_labels(labels, items)]
+    class_id = {name: i for i, name in enumerate(names)}
+    report = ExportReport()
+    present: list[ExportItem] = []
+    for record, instances in items:
+        src = Path(image_root) / record.path
+        if src.is_file():
+            present.append((record, instances))
+        else:
+            report.warnings.append(f"{src}: image file missing; image skipped")
+    present.sort(key=lambda item: item[0].path)
+    val = split_indices(len(present), val_fraction, seed)
+    file_names = unique_file_names(record.path for record, _ in present)
+    total = len(present)
+    for index, ((record, instances), name) in enumerate(zip(present, file_names, strict=True)):
+        check(cancel)
+        report_progress(progress, index, total, record.path)
+        split = "val" if index in val else "train"
+        image_dst = out_dir / "images" / split / name
+        report.files.append(place_file(Path(image_root) / record.path, image_dst, copy_mode))
+        lines = []
+        for inst in instances:
+            line = geometry_to_line(inst.geometry, class_id[inst.label], record.width,
+                                    record.height)
+            if line is None:
+                report.warnings.append(f"{record.path}: an instance of {inst.label!r} has no "
+                                       "polygon of 3 points or more; not exported")
+                continue
+            lines.append(line)
+        label_dst = out_dir / "labels" / split / (Path(name).stem + ".txt")
+        text = "".join(line + "\n" for line in lines)
+        report.files.append(write_text_atomic(label_dst, text))
+        report.images += 1
+        report.instances += len(lines)
+    check(cancel)
+    data = {
+        "path": str(out_dir.resolve()),
+        "train": "images/train",
+        "val": "images/val" if val else "images/train",
+        "names": dict(enumerate(names)),
+    }
+    yaml_text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    report.files.append(write_text_atomic(out_dir / "data.yaml", yaml_text))
+    report_progress(progress, total, total, "done")
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Import
+
+
+def parse_line(line: str, width: int, height: int) -> tuple[int, Geometry | None]:
+    """Class id and geometry (pixels) of one label line: a segmentation polygon (bridges
+    removed, holes restored) or, for a 5-value detection line, its box."""
+    values = line.split()
+    class_id = int(values[0])
+    coords = np.asarray([float(v) for v in values[1:]], dtype=float)
+    if len(coords) == 4:
+        cx, cy, w, h = coords * np.array([width, height, width, height])
+        return class_id, box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    if len(coords) < 6 or len(coords) % 2:
+        raise ValueError(f"{len(coords)} coordinates (need an even number, at least 6)")
+    points = coords.reshape(-1, 2) * np.array([width, height], dtype=float)
+    return class_id, even_odd_geometry(points)
+
+
+def _find_yaml(src: Path) -> Path:
+    if src.is_file():
+        return src
+    for name in ("data.yaml", "data.yml", "dataset.yaml"):
+        if (src / name).is_file():
+            return src / name
+    raise FormatError(f"{src}: no data.yaml found (a YOLO dataset needs one with its names)")
+
+
+def _names(data: dict[str, Any], yaml_path: Path) -> list[str]:
+    raw = data.get("names")
+    if isinstance(raw, dict):
+        ids = sorted(int(k) for k in raw)
+        by_id = {int(k): str(v) for k, v in raw.items()}
+        return [by_id.get(i, f"class_{i}") for i in range(ids[-1] + 1)] if ids else []
+    if isinstance(raw, list):
+        return [str(v) for v in raw]
+    raise FormatError(f"{yaml_path}: 'names' is missing or not a list / mapping")
+
+
+def _split_images(root: Path, entry: Any) -> list[Path]:
+    entries = entry if isinstance(entry, list) else [entry]
+    images: list[Path] = []
+    for item in entries:
+        if not isinstance(item, str):
+            continue
+        where = root / item
+        if where.is_dir():
+            images += sorted(p for p in where.rglob("*")
+                             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        elif where.is_file() and where.suffix == ".txt":
+            for line in where.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    p = Path(line.strip())
+                    images.append(p if p.is_absolute() else root / p)
+    return images
+
+
+def _label_file(image: Path) -> Path:
+    parts = list(image.parts)
+    for i in range(len(parts) - 1, -1, -1):  # the last "images" folder, as Ultralytics does
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def read_yolo(src: Path) -> Dataset:
+    """Read an Ultralytics YOLO segmentation dataset (its folder or its data.yaml)."""
+    yaml_path = _find_yaml(Path(src))
+    try:
+        data = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FormatError(f"{yaml_path}: not a readable YAML file ({exc})") from exc
+    if not isinstance(data, dict):
+        raise FormatError(f"{yaml_path}: expected a mapping with path, train, val and names")
+    names = _names(data, yaml_path)
+    root = yaml_path.parent
+    if isinstance(data.get("path"), str):
+        given = Path(data["path"])
+        given = given if given.is_absolute() else yaml_path.parent / given
+        if given.is_dir():
+            root = given
+    result = Dataset()
+    for name in names:
+        result.ensure_label(name)
+    seen: set[Path] = set()
+    for split in ("train", "val", "test"):
+        for image in _split_images(root, data.get(split)):
+            if image.resolve() in seen:
+                continue
+            seen.add(image.resolve())
+            _read_image_labels(result, root, image, names)
+    return result
+
+
+def _read_image_labels(result: Dataset, root: Path, image: Path, names: list[str]) -> None:
+    try:
+        width, height = image_size(image)
+    except ImageError as exc:
+        result.warnings.append(f"{image}: {exc}; skipped")
+        return
+    image_id = len(result.images) + 1
+    try:
+        rel = image.relative_to(root).as_posix()
+    except ValueError:
+        rel = image.name
+    result.images.append(ImageRecord(path=rel, width=width, height=height, content_hash="",
+                                     id=image_id))
+    result.image_files[image_id] = image
+    label_path = _label_file(image)
+    if not label_path.is_file():
+        return
+    for number, line in enumerate(label_path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            class_id, geom = parse_line(line, width, height)
+        except ValueError as exc:
+            result.warnings.append(f"{label_path}:{number}: malformed line ({exc}); skipped")
+            continue
+        if geom is None or geom.is_empty:
+            result.warnings.append(f"{label_path}:{number}: polygon encloses nothing; skipped")
+            continue
+        if class_id < 0:
+            result.warnings.append(f"{label_path}:{number}: negative class id; skipped")
+            continue
+        while len(names) <= class_id:  # an id data.yaml does not name: keep it, made-up name
+            result.warnings.append(f"{label_path}:{number}: class {len(names)} is not in "
+                                   "data.yaml names")
+            names.append(f"class_{len(names)}")
+            result.ensure_label(names[-1])
+        result.instances.append(Instance(image_id=image_id, label=names[class_id],
+                                         geometry=geom))
