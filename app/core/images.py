@@ -1,0 +1,265 @@
+"""Reading images: oriented RGB uint8 pixels, sizes, hashes and folder listings.
+
+Every image is shown and predicted on as RGB uint8 with its EXIF orientation applied, so all
+coordinates refer to the oriented image. Anything that cannot be read raises ImageError with a
+message naming the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from app.core.errors import ImageError
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+)
+"""Lower-case suffixes (with the dot) that `list_images` picks up."""
+
+MAX_PIXELS = 20_000 * 20_000
+"""Largest image accepted (width x height); bigger ones are refused as possible decompression
+bombs. Pillow's own limit (about 9,500 x 9,500 before a warning) is raised to match."""
+
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+_ORIENTATION = 0x0112
+_SWAPS_AXES = {5, 6, 7, 8}
+_HASH_CHUNK = 1 << 20
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+                  IndexError, TypeError, KeyError, MemoryError)
+
+
+def _fail(path: Path | str, problem: str) -> ImageError:
+    return ImageError(f"cannot read image '{path}': {problem}")
+
+
+def _decode_problem(exc: BaseException) -> str:
+    """A short description of a Pillow decoding error."""
+    text = str(exc).strip() or type(exc).__name__
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
+        detail = text.replace("image file is truncated", "").strip(" ()")
+        return f"file is truncated ({detail})" if detail else "file is truncated"
+    return f"file is corrupt or unsupported ({text})"
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise _fail(path, "file not found")
+    if path.is_dir():
+        raise _fail(path, "is a folder, not a file")
+    try:
+        if path.stat().st_size == 0:
+            raise _fail(path, "file is empty (0 bytes)")
+    except OSError as exc:
+        raise _fail(path, exc.strerror or str(exc)) from exc
+
+
+def _open(path: Path) -> Image.Image:
+    """Open lazily (header only), refusing non-images and oversized images."""
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _fail(path, f"image is too large (possible decompression bomb): {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise _fail(path, "not an image, or a format that cannot be read") from exc
+    except PermissionError as exc:
+        raise _fail(path, "permission denied") from exc
+    except _DECODE_ERRORS as exc:
+        raise _fail(path, _decode_problem(exc)) from exc
+    w, h = img.size
+    if w * h > MAX_PIXELS:
+        img.close()
+        raise _fail(path, f"image is too large ({w} x {h} pixels, the limit is {MAX_PIXELS:,} "
+                          "pixels; possible decompression bomb)")
+    if w == 0 or h == 0:
+        img.close()
+        raise _fail(path, f"image has no pixels ({w} x {h})")
+    return img
+
+
+def _scaled_to_uint8(values: np.ndarray, mode: str) -> np.ndarray:
+    """One channel of any depth as uint8 (see `load_image` for the rules)."""
+    if mode.startswith("I;16"):
+        return ((values.astype(np.uint32) + 128) // 257).astype(np.uint8)  # 65535 -> 255
+    data = values.astype(np.float64)
+    finite = np.isfinite(data)
+    if not finite.any():
+        return np.zeros(values.shape, dtype=np.uint8)
+    lo, hi = float(data[finite].min()), float(data[finite].max())
+    if mode == "F" and lo >= 0.0 and hi <= 1.0:
+        scaled = data * 255.0
+    elif lo >= 0.0 and hi <= 255.0:
+        scaled = data
+    elif mode == "I" and lo >= 0.0 and hi <= 65535.0:
+        scaled = data / 257.0
+    else:
+        scaled = (data - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(data)
+    scaled = np.where(finite, scaled, 0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    rgb = rgba[..., :3].astype(np.uint16)
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    out = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
+    return out.astype(np.uint8)
+
+
+def _to_rgb(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        gray = _scaled_to_uint8(np.asarray(img), mode)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8).copy()
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+    if has_alpha:
+        return _composite_on_white(np.asarray(img.convert("RGBA"), dtype=np.uint8))
+    return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+
+
+def load_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """The image as RGB uint8 (H, W, 3), EXIF orientation applied.
+
+    Conversions: grayscale, 1-bit, palette, CMYK and YCbCr become RGB; transparency (RGBA,
+    LA, palette with a transparent colour) is composited over white; 16-bit images are scaled
+    linearly (0..65535 -> 0..255, value / 257 rounded), never clipped; 32-bit integer ("I")
+    and float ("F") images keep values already in 0..255 (float 0..1 is scaled by 255), scale
+    integers up to 65535 like 16-bit, and stretch anything else from its min..max. Raises
+    ImageError naming the file for missing, empty, truncated, corrupt, non-image or too-large
+    files (truncated images are never silently padded).
+    """
+    path = Path(path)
+    img = _open(path)
+    try:
+        with img:
+            ImageFile.LOAD_TRUNCATED_IMAGES = False  # in case anything else switched it on
+            img.load()
+            oriented = ImageOps.exif_transpose(img)
+            return _to_rgb(oriented)
+    except ImageError:
+        raise
+    except MemoryError as exc:
+        raise _fail(path, "not enough memory to decode it") from exc
+    except _DECODE_ERRORS as exc:
+        raise _fail(path, _decode_problem(exc)) from exc
+
+
+def _png_exif_orientation(path: Path) -> int | None:
+    """Orientation from a PNG's eXIf chunk, found by skipping chunk headers (no decoding)."""
+    try:
+        with path.open("rb") as f:
+            if f.read(8) != b"\x89PNG\r\n\x1a\n":
+                return None
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return None
+                length, kind = struct.unpack(">I4s", header)
+                if kind == b"eXIf":
+                    exif = Image.Exif()
+                    exif.load(f.read(length))
+                    return int(exif.get(_ORIENTATION, 1))
+                if kind == b"IEND":
+                    return None
+                f.seek(length + 4, os.SEEK_CUR)  # data and CRC
+    except (OSError, struct.error, SyntaxError, ValueError):
+        return None
+
+
+def _orientation(img: Image.Image, path: Path) -> int:
+    if img.format == "PNG" and "exif" not in img.info:
+        # Pillow would decode the whole PNG to look for an eXIf chunk after the pixels.
+        found = _png_exif_orientation(path)
+        if found is not None:
+            return found
+        exif = Image.Image.getexif(img)  # header chunks only (e.g. XMP)
+    else:
+        exif = img.getexif()
+    try:
+        return int(exif.get(_ORIENTATION, 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) of the oriented image, read from the header without decoding pixels."""
+    path = Path(path)
+    img = _open(path)
+    with img:
+        width, height = img.size
+        if img.format == "TIFF":  # newer Pillow reports TIFF sizes already oriented
+            tags = getattr(img, "tag_v2", {})
+            width, height = int(tags.get(256, width)), int(tags.get(257, height))
+        try:
+            orientation = _orientation(img, path)
+        except _DECODE_ERRORS:
+            orientation = 1
+    return (height, width) if orientation in _SWAPS_AXES else (width, height)
+
+
+def content_hash(path: str | os.PathLike[str]) -> str:
+    """sha256 hex digest of the file's bytes, read in 1 MiB chunks."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                digest.update(chunk)
+    except FileNotFoundError as exc:
+        raise _fail(path, "file not found") from exc
+    except IsADirectoryError as exc:
+        raise _fail(path, "is a folder, not a file") from exc
+    except OSError as exc:
+        raise _fail(path, exc.strerror or str(exc)) from exc
+    return digest.hexdigest()
+
+
+def array_hash(image: np.ndarray) -> str:
+    """sha256 hex digest of an array's shape, dtype and bytes (for images held in memory)."""
+    array = np.ascontiguousarray(image)
+    digest = hashlib.sha256()
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.data)
+    return digest.hexdigest()
+
+
+def _natural_key(relative: Path) -> tuple[tuple[tuple[int, int | str], ...], ...]:
+    """Sort key: folder by folder, digit runs compared as numbers (img2 before img10)."""
+    return tuple(
+        tuple((0, int(tok)) if tok.isdigit() else (1, tok)
+              for tok in re.split(r"(\d+)", part.casefold()) if tok)
+        for part in relative.parts
+    )
+
+
+def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
+    """Image files (by IMAGE_EXTENSIONS, any case) in `folder`, in natural order.
+
+    Hidden files and folders (names starting with ".") are skipped; symlinked folders are not
+    followed. Returns paths under `folder`. Raises ImageError if `folder` is not a folder.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        problem = "is not a folder" if root.exists() else "folder not found"
+        raise ImageError(f"cannot list images in '{root}': {problem}")
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
+        here = Path(dirpath)
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(here / name)
+    return sorted(found, key=lambda p: _natural_key(p.relative_to(root)))
