@@ -1,0 +1,273 @@
+"""``maskloop new | info | export | import``: project files from the command line.
+
+PROJECT is the path of the project file (e.g. ``birds.maskloop``). Errors a user can fix (a
+missing folder, an existing project, a file that is not a project) exit with code 2 and one
+line naming the file; progress bars go to stderr, summaries to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import FormatError, ProjectError
+from app.core.jobs import Progress
+
+EXPORT_CHOICES = ("coco", "yolo", "labelme", "masks", "overlay")
+IMPORT_CHOICES = ("coco", "yolo", "labelme", "masks")
+COPY_OPTION = {"coco": "copy_images", "yolo": "copy_mode", "labelme": "images"}
+MAX_LISTED = 20  # missing images / skipped files listed before "and N more"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _os_errors_as(error: type[Exception]) -> Callable[[Handler], Handler]:
+    """Report an OSError (unreadable file, full disk, no permission) as a user error."""
+    def wrap(func: Handler) -> Handler:
+        @functools.wraps(func)
+        def run(args: argparse.Namespace) -> int:
+            try:
+                return func(args)
+            except OSError as exc:
+                where = f"{exc.filename}: " if exc.filename else ""
+                raise error(f"{where}{exc.strerror or exc}") from exc
+        return run
+    return wrap
+
+
+@contextmanager
+def progress_bar(description: str, quiet: bool) -> Iterator[Progress]:
+    """A tqdm bar on stderr (hidden with --quiet or when stderr is not a terminal), as a
+    Progress callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, unit="img", file=sys.stderr, disable=True if quiet else None,
+               leave=False)
+
+    def update(done: int, total: int, message: str = "") -> None:
+        if total and bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.set_postfix_str(message[-40:], refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _listed(lines: list[str]) -> list[str]:
+    shown = lines[:MAX_LISTED]
+    if len(lines) > MAX_LISTED:
+        shown.append(f"... and {len(lines) - MAX_LISTED} more")
+    return shown
+
+
+# --- new ------------------------------------------------------------------------------------
+
+
+@_os_errors_as(ProjectError)
+def cmd_new(args: argparse.Namespace) -> int:
+    from app.core.project import Project
+
+    path = Path(args.project)
+    images = Path(args.images) if args.images else None
+    if images is not None and not images.is_dir():
+        raise ProjectError(f"{images}: no such image folder")
+    with Project.create(path, images, overwrite=args.force) as project:
+        if images is None:
+            print(f"Created {path} (no images yet; image root {project.image_root})")
+            return 0
+        with progress_bar("Adding images", args.quiet) as progress:
+            report = project.add_images(images, progress=progress)
+    print(f"Created {path}: {len(report.added)} image(s) added from {images}")
+    if report.skipped_errors:
+        print(f"Skipped {len(report.skipped_errors)} file(s) that could not be read:")
+        for line in _listed([msg for _, msg in report.skipped_errors]):
+            print(f"  {line}")
+    return 0
+
+
+# --- info -----------------------------------------------------------------------------------
+
+
+def project_summary(project: Any) -> dict[str, Any]:
+    """What ``maskloop info --json`` prints: images by status, labels with their instance
+    counts, the number of instances and the images not found on disk."""
+    counts = project.status_counts()
+    label_counts = project.label_counts()
+    return {
+        "project": str(project.path),
+        "image_root": str(project.image_root),
+        "image_root_exists": project.image_root.is_dir(),
+        "images": {"total": sum(counts.values()),
+                   **{status.value: n for status, n in counts.items()}},
+        "labels": [{"name": lab.name, "colour": lab.colour, "hotkey": lab.hotkey,
+                    "instances": label_counts.get(lab.name, 0)} for lab in project.labels()],
+        "instances": project.instance_count(),
+        "missing_images": [r.path for r in project.missing_images()],
+    }
+
+
+@_os_errors_as(ProjectError)
+def cmd_info(args: argparse.Namespace) -> int:
+    from app.core.project import Project
+
+    with Project.open(args.project) as project:
+        summary = project_summary(project)
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False))
+        return 0
+    images = summary["images"]
+    by_status = ", ".join(f"{k} {v}" for k, v in images.items() if k != "total")
+    root_note = "" if summary["image_root_exists"] else "  (MISSING)"
+    print(summary["project"])
+    print(f"  image root: {summary['image_root']}{root_note}")
+    print(f"  images:     {images['total']} ({by_status})")
+    print(f"  instances:  {summary['instances']}")
+    print(f"  labels:     {len(summary['labels'])}")
+    for lab in summary["labels"]:
+        key = f", key {lab['hotkey']}" if lab["hotkey"] else ""
+        print(f"    {lab['name']} ({lab['colour']}{key}): {lab['instances']} instance(s)")
+    missing = summary["missing_images"]
+    print(f"  missing images: {len(missing)}")
+    for line in _listed(missing):
+        print(f"    {line}")
+    return 0
+
+
+# --- export / import ------------------------------------------------------------------------
+
+
+def _select_images(project: Any, wanted: list[str] | None) -> list[int] | None:
+    """Image ids from ids or paths (relative to the image root, or to the current folder)."""
+    if not wanted:
+        return None
+    ids: list[int] = []
+    for item in wanted:
+        if item.isdigit():
+            ids.append(project.image(int(item)).id)
+            continue
+        record = project.image_by_path(item)
+        if record is None and Path(item).exists():
+            record = project.image_by_path(project.relative_path(item))
+        if record is None:
+            raise ProjectError(f"{item}: not an image of {project.path}")
+        ids.append(record.id)
+    return ids
+
+
+def _export_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.rle:
+        options["rle"] = True
+    if args.copy_images is not None:
+        if args.format not in COPY_OPTION:
+            raise FormatError(f"--copy-images does not apply to {args.format} export")
+        options[COPY_OPTION[args.format]] = args.copy_images
+    for name in ("val_fraction", "seed", "alpha"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return options
+
+
+@_os_errors_as(FormatError)
+def cmd_export(args: argparse.Namespace) -> int:
+    from app.core.formats import export_project
+    from app.core.project import Project
+
+    with Project.open(args.project) as project:
+        image_ids = _select_images(project, args.images)
+        with progress_bar(f"Exporting {args.format}", args.quiet) as progress:
+            report = export_project(project, args.format, Path(args.out), image_ids=image_ids,
+                                    progress=progress, **_export_options(args))
+    print(f"Exported {report.images} image(s) and {report.instances} instance(s) "
+          f"as {args.format} to {args.out}")
+    for warning in _listed(report.warnings):
+        print(f"  warning: {warning}")
+    return 0
+
+
+@_os_errors_as(FormatError)
+def cmd_import(args: argparse.Namespace) -> int:
+    from app.core.formats import import_into_project
+    from app.core.project import Project
+
+    src = Path(args.src)
+    if not src.exists():
+        raise FormatError(f"{src}: no such file or folder")
+    with (Project.open(args.project) as project,
+          progress_bar(f"Importing {args.format}", args.quiet) as progress):
+        report = import_into_project(project, args.format, src, progress=progress,
+                                     skip_duplicates=not args.keep_duplicates)
+    print(f"Imported {report.instances_added} instance(s) from {src}: "
+          f"{report.images_matched} image(s) matched, {report.images_added} added, "
+          f"{len(report.labels_created)} label(s) created, "
+          f"{report.duplicates_skipped} duplicate(s) skipped")
+    for warning in _listed(report.warnings):
+        print(f"  warning: {warning}")
+    return 0
+
+
+# --- registration ---------------------------------------------------------------------------
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1)")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the new, info, export and import subcommands."""
+    new = subparsers.add_parser("new", help="create a project from a folder of images",
+                                description="Create a project file and register the images of "
+                                "a folder (searched recursively). Images are never copied.")
+    new.add_argument("project", metavar="PROJECT", help="project file to create, e.g. x.maskloop")
+    new.add_argument("--images", metavar="DIR", help="folder of images (the image root)")
+    new.add_argument("--force", action="store_true", help="replace an existing project file")
+    new.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    new.set_defaults(func=cmd_new)
+
+    info = subparsers.add_parser("info", help="summarise a project",
+                                 description="Images by status, labels with their instance "
+                                 "counts, instances, and images missing on disk.")
+    info.add_argument("project", metavar="PROJECT")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=cmd_info)
+
+    export = subparsers.add_parser("export", help="export annotations",
+                                   description="Export the project (or some images) to COCO, "
+                                   "YOLO segmentation, labelme JSON, PNG masks or overlays.")
+    export.add_argument("project", metavar="PROJECT")
+    export.add_argument("--format", required=True, choices=EXPORT_CHOICES)
+    export.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    export.add_argument("--images", nargs="+", metavar="ID_OR_PATH",
+                        help="only these images (ids, or paths relative to the image root)")
+    export.add_argument("--rle", action="store_true", help="coco: every mask as RLE")
+    export.add_argument("--copy-images", choices=("copy", "hardlink", "symlink"),
+                        help="coco/yolo/labelme: how images are placed in the output")
+    export.add_argument("--val-fraction", type=_fraction, help="yolo: share of images for val")
+    export.add_argument("--seed", type=int, help="yolo: seed of the train/val split")
+    export.add_argument("--alpha", type=float, help="overlay: mask opacity")
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(func=cmd_export)
+
+    imp = subparsers.add_parser("import", help="import annotations into a project",
+                                description="Import COCO (polygons and RLE), YOLO "
+                                "segmentation, labelme JSON or PNG masks.")
+    imp.add_argument("project", metavar="PROJECT")
+    imp.add_argument("src", metavar="SRC", help="annotation file or folder")
+    imp.add_argument("--format", required=True, choices=IMPORT_CHOICES)
+    imp.add_argument("--keep-duplicates", action="store_true",
+                     help="add instances even if the same one is already there")
+    imp.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(func=cmd_import)

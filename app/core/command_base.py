@@ -1,0 +1,103 @@
+"""The base of undoable commands and their JSON form (geometry as WKB hex).
+
+Concrete commands and the undo stack are in ``app.core.commands``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+
+from app.core.errors import ProjectError
+from app.core.project_schema import check_geometry, geometry_from_wkb, geometry_to_wkb
+from app.core.types import Geometry, Instance, Source
+
+if TYPE_CHECKING:
+    from app.core.project import Project
+
+FORMAT_VERSION = 1
+
+
+def geom_out(geom: Geometry) -> str:
+    return geometry_to_wkb(geom).hex()
+
+
+def geom_in(text: str) -> Geometry:
+    return geometry_from_wkb(bytes.fromhex(text))
+
+
+def instance_out(inst: Instance) -> dict[str, Any]:
+    return {"id": inst.id, "image_id": inst.image_id, "label": inst.label,
+            "geometry": geom_out(inst.geometry), "score": inst.score,
+            "source": Source(inst.source).value}
+
+
+def instance_in(data: dict[str, Any]) -> Instance:
+    return Instance(image_id=data["image_id"], label=data["label"],
+                    geometry=geom_in(data["geometry"]), score=data["score"],
+                    source=Source(data["source"]), id=data["id"])
+
+
+def union_geometry(geoms: list[Geometry]) -> Geometry:
+    """The union of polygons as one valid Polygon or MultiPolygon."""
+    merged = shapely.union_all(geoms)
+    if not isinstance(merged, Polygon | MultiPolygon):  # drop stray lines and points
+        parts = [g for g in shapely.get_parts(merged) if isinstance(g, Polygon)]
+        merged = MultiPolygon(parts) if len(parts) > 1 else parts[0]
+    return check_geometry(merged, "merged geometry")
+
+
+class Command:
+    """One undoable edit of one image. ``do`` runs it (also for redo), ``undo`` reverts it;
+    both are called inside a transaction. ``image_id`` is known once ``do`` has run."""
+
+    kind: ClassVar[str] = ""
+    image_id: int | None
+
+    @property
+    def text(self) -> str:
+        """A short description for menus ("Undo Add bird")."""
+        raise NotImplementedError
+
+    def do(self, project: Project) -> None:
+        raise NotImplementedError
+
+    def undo(self, project: Project) -> None:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Command:
+        raise NotImplementedError
+
+
+COMMANDS: dict[str, type[Command]] = {}  # kind -> class, filled by ``register``
+
+C = TypeVar("C", bound=type[Command])
+
+
+def register(cls: C) -> C:
+    """Class decorator: make a command kind readable from the history."""
+    COMMANDS[cls.kind] = cls
+    return cls
+
+
+def command_to_dict(command: Command) -> dict[str, Any]:
+    """The command as a JSON-able dict with its kind and the format version."""
+    return {"kind": command.kind, "v": FORMAT_VERSION, **command.to_dict()}
+
+
+def command_from_dict(data: dict[str, Any]) -> Command:
+    kind = data.get("kind")
+    if kind not in COMMANDS or data.get("v", 1) > FORMAT_VERSION:
+        raise ProjectError(f"unknown command in history: {kind!r} (version {data.get('v')})")
+    return COMMANDS[kind].from_dict(data)
+
+
+def command_json(command: Command) -> str:
+    return json.dumps(command_to_dict(command), separators=(",", ":"))

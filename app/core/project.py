@@ -1,0 +1,290 @@
+"""The project store: one SQLite file holding images, labels, instances and edit history.
+
+See ``app.core.project_db`` for durability (WAL, synchronous=FULL, one transaction per edit)
+and thread safety (one connection behind one re-entrant lock). Edits that must be undoable go
+through ``app.core.commands``, which wraps each edit and its history entry in one transaction.
+
+Lookups by id (``image``, ``instance``) raise ProjectError when the id is unknown; lookups by
+name or path (``label``, ``image_by_path``) return None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from app.core.errors import ProjectError
+from app.core.jobs import CancelToken, Progress
+from app.core.project_db import ProjectFile
+from app.core.project_files import AddReport, RelocateReport, add_images, relocate
+from app.core.project_schema import (
+    check_geometry,
+    distinct_colour,
+    geometry_from_wkb,
+    geometry_to_wkb,
+    normalise_colour,
+    now,
+)
+from app.core.types import Geometry, ImageRecord, ImageStatus, Instance, Label, Source
+
+__all__ = ["AddReport", "Project", "RelocateReport"]
+
+HOTKEYS = tuple("123456789")
+_KEEP: Any = object()
+
+_INSTANCE_SQL = (
+    "SELECT i.id, i.image_id, l.name, i.geometry, i.score, i.source "
+    "FROM instances i JOIN labels l ON l.id = i.label_id"
+)
+
+
+def natural_key(path: str) -> tuple[tuple[tuple[int, int | str], ...], ...]:
+    """Sort key for POSIX paths: folder by folder, digit runs compared as numbers."""
+    return tuple(
+        tuple((0, int(tok)) if tok.isdigit() else (1, tok)
+              for tok in re.split(r"(\d+)", part.casefold()) if tok)
+        for part in path.split("/"))
+
+
+def _image_row(row: sqlite3.Row) -> ImageRecord:
+    return ImageRecord(path=row["path"], width=row["width"], height=row["height"],
+                       content_hash=row["content_hash"], status=ImageStatus(row["status"]),
+                       id=row["id"])
+
+
+def _instance_row(row: sqlite3.Row) -> Instance:
+    return Instance(image_id=row["image_id"], label=row["name"],
+                    geometry=geometry_from_wkb(row["geometry"]), score=row["score"],
+                    source=Source(row["source"]), id=row["id"])
+
+
+def _label_row(row: sqlite3.Row) -> Label:
+    return Label(name=row["name"], colour=row["colour"], hotkey=row["hotkey"], id=row["id"])
+
+
+class Project(ProjectFile):
+    """An open project: images, labels and instances (plus settings and the image root from
+    ProjectFile). ``Project.create(path, image_root)`` / ``Project.open(path)``."""
+
+    # --- images -------------------------------------------------------------------------------
+
+    def add_images(self, folder_or_paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                   progress: Progress | None = None,
+                   cancel: CancelToken | None = None) -> AddReport:
+        """Register images (a folder, searched recursively, or some files). Unreadable images
+        are skipped and reported; images already present are skipped. On cancel, the images
+        added so far stay and Cancelled is raised."""
+        return add_images(self, folder_or_paths, progress, cancel)
+
+    def insert_image(self, record: ImageRecord) -> ImageRecord:
+        """Store one image record as it is (``add_images`` reads the files for you)."""
+        cur = self.execute(
+            "INSERT INTO images (path, width, height, content_hash, status, added_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (record.path, record.width, record.height, record.content_hash,
+             ImageStatus(record.status).value, now()))
+        return dataclasses.replace(record, id=cur.lastrowid)
+
+    def images(self, status: ImageStatus | str | None = None) -> list[ImageRecord]:
+        """All images (or those with ``status``) in natural path order (img2 before img10)."""
+        if status is None:
+            rows = self.query("SELECT * FROM images")
+        else:
+            rows = self.query("SELECT * FROM images WHERE status = ?",
+                              (ImageStatus(status).value,))
+        return sorted((_image_row(r) for r in rows), key=lambda r: natural_key(r.path))
+
+    def image(self, image_id: int) -> ImageRecord:
+        rows = self.query("SELECT * FROM images WHERE id = ?", (image_id,))
+        if not rows:
+            raise ProjectError(f"{self._path}: no image with id {image_id}")
+        return _image_row(rows[0])
+
+    def image_by_path(self, rel: str) -> ImageRecord | None:
+        rows = self.query("SELECT * FROM images WHERE path = ?", (Path(rel).as_posix(),))
+        return _image_row(rows[0]) if rows else None
+
+    def image_path(self, record: ImageRecord) -> Path:
+        """The image's absolute path on this machine."""
+        return self._root / record.path
+
+    def missing_images(self) -> list[ImageRecord]:
+        """Images whose file is not where the project expects it (annotations are kept)."""
+        return [r for r in self.images() if not self.image_path(r).is_file()]
+
+    def relocate(self, new_image_root: str | os.PathLike[str], *, match_by_hash: bool = True,
+                 progress: Progress | None = None,
+                 cancel: CancelToken | None = None) -> RelocateReport:
+        """Re-point the image root; images still missing are then looked for under it by
+        content hash (renamed or moved files) unless ``match_by_hash`` is false."""
+        return relocate(self, new_image_root, match_by_hash, progress, cancel)
+
+    def set_image_path(self, image_id: int, rel: str) -> None:
+        """Change where one image is found (relative to the image root)."""
+        self.execute("UPDATE images SET path = ? WHERE id = ?", (Path(rel).as_posix(), image_id))
+
+    def set_status(self, image_id: int, status: ImageStatus | str) -> None:
+        cur = self.execute("UPDATE images SET status = ? WHERE id = ?",
+                          (ImageStatus(status).value, image_id))
+        if cur.rowcount == 0:
+            raise ProjectError(f"{self._path}: no image with id {image_id}")
+
+    def status_counts(self) -> dict[ImageStatus, int]:
+        counts = dict.fromkeys(ImageStatus, 0)
+        for row in self.query("SELECT status, COUNT(*) AS n FROM images GROUP BY status"):
+            counts[ImageStatus(row["status"])] = row["n"]
+        return counts
+
+    # --- labels -------------------------------------------------------------------------------
+
+    def labels(self) -> list[Label]:
+        """All labels in their display order."""
+        return [_label_row(r) for r in self.query("SELECT * FROM labels ORDER BY position, id")]
+
+    def label(self, name: str) -> Label | None:
+        rows = self.query("SELECT * FROM labels WHERE name = ?", (name,))
+        return _label_row(rows[0]) if rows else None
+
+    def add_label(self, label: Label) -> Label:
+        """Add a label at the end of the list; the name must be new."""
+        name = label.name.strip()
+        if not name:
+            raise ProjectError("a label needs a name")
+        colour = normalise_colour(label.colour)
+        with self.transaction() as conn:
+            if self.label(name) is not None:
+                raise ProjectError(f"label {name!r} already exists")
+            position = conn.execute(
+                "SELECT COALESCE(MAX(position), -1) + 1 FROM labels").fetchone()[0]
+            cur = self.execute(
+                "INSERT INTO labels (name, colour, hotkey, position) VALUES (?, ?, ?, ?)",
+                (name, colour, label.hotkey or None, position))
+        return Label(name=name, colour=colour, hotkey=label.hotkey or None, id=cur.lastrowid)
+
+    def ensure_label(self, name: str) -> Label:
+        """The label called ``name``, created with a distinct colour (and a free digit hotkey)
+        if it does not exist yet."""
+        with self.transaction():
+            existing = self.label(name)
+            if existing is not None:
+                return existing
+            labels = self.labels()
+            used_keys = {lab.hotkey for lab in labels}
+            hotkey = next((k for k in HOTKEYS if k not in used_keys), None)
+            colour = distinct_colour({lab.colour for lab in labels})
+            return self.add_label(Label(name=name, colour=colour, hotkey=hotkey))
+
+    def update_label(self, name: str, *, new_name: str | None = None, colour: str | None = None,
+                     hotkey: str | None = _KEEP) -> Label:
+        """Rename, recolour or re-key a label (``hotkey=None`` clears the hotkey)."""
+        with self.transaction():
+            label = self.label(name)
+            if label is None:
+                raise ProjectError(f"no label {name!r}")
+            if new_name is not None:
+                new_name = new_name.strip()
+                if not new_name:
+                    raise ProjectError("a label needs a name")
+                if new_name != name and self.label(new_name) is not None:
+                    raise ProjectError(f"label {new_name!r} already exists")
+                label.name = new_name
+            if colour is not None:
+                label.colour = normalise_colour(colour)
+            if hotkey is not _KEEP:
+                label.hotkey = hotkey or None
+            self.execute("UPDATE labels SET name = ?, colour = ?, hotkey = ? WHERE id = ?",
+                        (label.name, label.colour, label.hotkey, label.id))
+        return label
+
+    def reorder_labels(self, names: list[str]) -> None:
+        """Set the display order: ``names`` first in that order, the others after them."""
+        order = names + [lab.name for lab in self.labels() if lab.name not in names]
+        with self.transaction() as conn:
+            for position, name in enumerate(order):
+                conn.execute("UPDATE labels SET position = ? WHERE name = ?", (position, name))
+
+    def remove_label(self, name: str, *, delete_instances: bool = False) -> None:
+        """Remove a label; refused while instances use it unless ``delete_instances``."""
+        with self.transaction() as conn:
+            label = self.label(name)
+            if label is None:
+                raise ProjectError(f"no label {name!r}")
+            used = conn.execute("SELECT COUNT(*) FROM instances WHERE label_id = ?",
+                                (label.id,)).fetchone()[0]
+            if used and not delete_instances:
+                raise ProjectError(f"label {name!r} is used by {used} instance(s)")
+            conn.execute("DELETE FROM instances WHERE label_id = ?", (label.id,))
+            conn.execute("DELETE FROM labels WHERE id = ?", (label.id,))
+
+    def label_counts(self) -> dict[str, int]:
+        """Number of instances of each label (every label listed, in display order)."""
+        rows = self.query(
+            "SELECT l.name, COUNT(i.id) AS n FROM labels l LEFT JOIN instances i "
+            "ON i.label_id = l.id GROUP BY l.id ORDER BY l.position, l.id")
+        return {r["name"]: r["n"] for r in rows}
+
+    # --- instances ----------------------------------------------------------------------------
+
+    def instances(self, image_id: int) -> list[Instance]:
+        """The image's instances in the order they were made."""
+        rows = self.query(f"{_INSTANCE_SQL} WHERE i.image_id = ? ORDER BY i.id", (image_id,))
+        return [_instance_row(r) for r in rows]
+
+    def all_instances(self) -> Iterator[Instance]:
+        """Every instance of the project, by image then creation order."""
+        for row in self.query(f"{_INSTANCE_SQL} ORDER BY i.image_id, i.id"):
+            yield _instance_row(row)
+
+    def instance(self, instance_id: int) -> Instance:
+        rows = self.query(f"{_INSTANCE_SQL} WHERE i.id = ?", (instance_id,))
+        if not rows:
+            raise ProjectError(f"{self._path}: no instance with id {instance_id}")
+        return _instance_row(rows[0])
+
+    def instance_count(self, image_id: int | None = None) -> int:
+        if image_id is None:
+            return self.query("SELECT COUNT(*) FROM instances")[0][0]
+        return self.query("SELECT COUNT(*) FROM instances WHERE image_id = ?", (image_id,))[0][0]
+
+    def add_instance(self, inst: Instance) -> Instance:
+        """Store a new instance and return it with its id. An unknown label is created; an
+        image still 'new' becomes 'in progress'. An ``inst.id`` that is given (undo of a
+        delete) is reused and must be free."""
+        geometry = check_geometry(inst.geometry)
+        stamp = now()
+        with self.transaction():
+            self.image(inst.image_id)
+            label = self.ensure_label(inst.label)
+            cur = self.execute(
+                "INSERT INTO instances (id, image_id, label_id, geometry, score, source, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (inst.id, inst.image_id, label.id, geometry_to_wkb(geometry), inst.score,
+                 Source(inst.source).value, stamp, stamp))
+            self.execute("UPDATE images SET status = ? WHERE id = ? AND status = ?",
+                        (ImageStatus.IN_PROGRESS.value, inst.image_id, ImageStatus.NEW.value))
+        return dataclasses.replace(inst, label=label.name, id=cur.lastrowid)
+
+    def update_geometry(self, instance_id: int, geom: Geometry) -> None:
+        blob = geometry_to_wkb(check_geometry(geom))
+        self._update_instance(instance_id, "geometry = ?", blob)
+
+    def update_label_of(self, instance_id: int, label: str) -> None:
+        """Give the instance another label (created if unknown)."""
+        with self.transaction():
+            self._update_instance(instance_id, "label_id = ?", self.ensure_label(label).id)
+
+    def _update_instance(self, instance_id: int, assignment: str, value: Any) -> None:
+        cur = self.execute(f"UPDATE instances SET {assignment}, updated_at = ? WHERE id = ?",
+                          (value, now(), instance_id))
+        if cur.rowcount == 0:
+            raise ProjectError(f"{self._path}: no instance with id {instance_id}")
+
+    def delete_instance(self, instance_id: int) -> None:
+        cur = self.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+        if cur.rowcount == 0:
+            raise ProjectError(f"{self._path}: no instance with id {instance_id}")

@@ -1,0 +1,191 @@
+"""The project file's SQLite schema, its version and migrations, and value conversions.
+
+``PRAGMA user_version`` holds the schema version. Opening an older file runs the functions of
+``MIGRATIONS`` in order (each takes the file from version ``v`` to ``v + 1`` inside one
+transaction); opening a file made by a newer MaskLoop is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import re
+import sqlite3
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+import shapely
+from shapely.geometry import MultiPolygon, Polygon
+
+from app.core.errors import ProjectError
+from app.core.types import Geometry
+
+# 'MLOP': marks the SQLite file as a MaskLoop project (PRAGMA application_id).
+APPLICATION_ID = 0x4D4C4F50
+SCHEMA_VERSION = 1
+
+SCHEMA_V1 = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT
+);
+CREATE TABLE images (
+    id           INTEGER PRIMARY KEY,
+    path         TEXT NOT NULL UNIQUE,
+    width        INTEGER NOT NULL CHECK (width > 0),
+    height       INTEGER NOT NULL CHECK (height > 0),
+    content_hash TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'new'
+                 CHECK (status IN ('new', 'in progress', 'done', 'skipped')),
+    added_at     TEXT NOT NULL
+);
+CREATE INDEX images_by_hash ON images (content_hash);
+CREATE TABLE labels (
+    id       INTEGER PRIMARY KEY,
+    name     TEXT NOT NULL UNIQUE CHECK (length(name) > 0),
+    colour   TEXT NOT NULL,
+    hotkey   TEXT UNIQUE,
+    position INTEGER NOT NULL
+);
+-- AUTOINCREMENT: an id is never handed out twice, so undoing a delete can bring an
+-- instance back under its old id without colliding with one made since.
+CREATE TABLE instances (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id   INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    label_id   INTEGER NOT NULL REFERENCES labels (id) ON DELETE RESTRICT,
+    geometry   BLOB NOT NULL,
+    score      REAL,
+    source     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX instances_by_image ON instances (image_id);
+CREATE INDEX instances_by_label ON instances (label_id);
+-- One row per undoable command of an image (rows with undone = 1 form the redo list).
+CREATE TABLE history (
+    id         INTEGER PRIMARY KEY,
+    image_id   INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    seq        INTEGER NOT NULL,
+    command    TEXT NOT NULL,
+    undone     INTEGER NOT NULL DEFAULT 0 CHECK (undone IN (0, 1)),
+    created_at TEXT NOT NULL,
+    UNIQUE (image_id, seq)
+);
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+Migration = Callable[[sqlite3.Connection], None]
+
+# MIGRATIONS[v] takes a file from schema version v to v + 1.
+MIGRATIONS: dict[int, Migration] = {}
+
+
+def now() -> str:
+    """The current UTC time as ISO 8601 text, as stored in the *_at columns."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the current schema in an empty database (inside the caller's transaction)."""
+    for statement in SCHEMA_V1.split(";"):  # no ";" inside the comments above
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    path: str,
+    migrations: Mapping[int, Migration] = MIGRATIONS,
+    target: int = SCHEMA_VERSION,
+) -> int:
+    """Bring the database to schema ``target``, one transaction per step; returns the old
+    version. ``conn`` must be in autocommit mode (isolation_level None)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > target:
+        raise ProjectError(
+            f"{path}: made by a newer MaskLoop (schema version {version}, this version reads "
+            f"up to {target}); update MaskLoop to open it"
+        )
+    start = version
+    while version < target:
+        step = migrations.get(version)
+        if step is None:
+            raise ProjectError(f"{path}: no migration from schema version {version}")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(conn)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version += 1
+    return start
+
+
+# --- geometry ---------------------------------------------------------------------------------
+
+
+def check_geometry(geom: object, what: str = "geometry") -> Geometry:
+    """Return ``geom`` if it is a non-empty, valid Polygon or MultiPolygon, else raise
+    ProjectError saying why (fix invalid shapes with app.core.geometry.make_valid_polygonal)."""
+    if not isinstance(geom, Polygon | MultiPolygon):
+        raise ProjectError(f"{what} must be a Polygon or MultiPolygon, got {type(geom).__name__}")
+    if geom.is_empty:
+        raise ProjectError(f"{what} is empty")
+    if not geom.is_valid:
+        raise ProjectError(f"{what} is not valid: {shapely.is_valid_reason(geom)}")
+    return geom
+
+
+def geometry_to_wkb(geom: Geometry) -> bytes:
+    """2-D little-endian WKB: doubles are stored as they are, so the round trip is exact."""
+    return shapely.to_wkb(geom, output_dimension=2, byte_order=1)
+
+
+def geometry_from_wkb(data: bytes | str) -> Geometry:
+    geom = shapely.from_wkb(data)
+    if not isinstance(geom, Polygon | MultiPolygon):
+        raise ProjectError(f"stored geometry is a {type(geom).__name__}, not a polygon")
+    return geom
+
+
+# --- colours ----------------------------------------------------------------------------------
+
+COLOUR_RE = re.compile(r"^#[0-9a-f]{6}$")
+
+# Well separated colours first (Glasbey-like); after these, golden-angle hues.
+PALETTE = (
+    "#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45",
+    "#ffe119", "#469990", "#9a6324", "#800000", "#aaffc3", "#808000", "#000075", "#fabed4",
+    "#dcbeff", "#ffd8b1", "#a9a9a9", "#fffac8",
+)
+
+
+def normalise_colour(colour: str) -> str:
+    """'#RRGGBB' or 'rrggbb' -> '#rrggbb'; raise ProjectError otherwise."""
+    text = colour.strip().lower()
+    if not text.startswith("#"):
+        text = "#" + text
+    if not COLOUR_RE.match(text):
+        raise ProjectError(f"colour {colour!r} is not of the form #rrggbb")
+    return text
+
+
+def distinct_colour(used: set[str]) -> str:
+    """A colour not in ``used``: the palette in order, then evenly spread hues."""
+    for colour in PALETTE:
+        if colour not in used:
+            return colour
+    i = len(used)
+    while True:
+        hue = (i * 0.618033988749895) % 1.0
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
+        colour = f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+        if colour not in used:
+            return colour
+        i += 1
