@@ -1,0 +1,198 @@
+"""``maskloop embed FOLDER``: precompute the SAM2 embeddings of a whole folder into the disk
+cache, so that opening any of its images later costs a file read, not an encode.
+
+Resumable: images whose embedding is already on disk are skipped (and counted); every file
+is written atomically, so Ctrl-C leaves a consistent cache and the next run carries on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import deque
+from collections.abc import Generator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.cli.backend import add_model_args, predictor_from_args
+from app.core.errors import ImageError, MaskLoopError
+from app.core.types import EmbeddingKey
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "embed",
+        help="precompute SAM2 embeddings of a folder into the disk cache",
+        description="Encode every image of FOLDER with SAM2 and keep the embeddings in the "
+        "disk cache (skipping those already there), so that the app opens them at once.",
+    )
+    parser.add_argument("folder", metavar="FOLDER", type=Path, help="folder of images")
+    parser.add_argument("--recursive", action="store_true", help="include subfolders")
+    parser.add_argument(
+        "--batch", metavar="N", type=int, default=0,
+        help="images per encoder batch (default: 4 on a GPU, 1 on a CPU)",
+    )
+    parser.add_argument(
+        "--cache-dir", metavar="DIR", type=Path, default=None,
+        help="embedding cache folder (default: $MASKLOOP_CACHE_DIR or the user cache dir)",
+    )
+    add_model_args(parser)
+    parser.set_defaults(func=run)
+
+
+@dataclass
+class EmbedReport:
+    """What a run did: counts, failures (path, message) and the time it took."""
+
+    embedded: int = 0
+    cached: int = 0
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+
+@dataclass
+class _Item:
+    path: Path
+    key: EmbeddingKey | None = None
+    image: np.ndarray | None = None
+    cached: bool = False
+    error: str | None = None
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``embed`` command; returns 0, 1 if some images could not be read, 130 on Ctrl-C."""
+    from app.core.images import list_images
+    from app.predict.cache import EmbeddingCache, default_cache_dir
+
+    folder: Path = args.folder
+    if not folder.is_dir():
+        raise MaskLoopError(f"{folder} is not a folder of images")
+    paths = list_images(folder, recursive=args.recursive)
+    if not paths:
+        print(f"no images found in {folder}" + ("" if args.recursive else
+              " (use --recursive to include subfolders)"))
+        return 0
+    cache_dir = args.cache_dir or default_cache_dir()
+    cache = EmbeddingCache(memory_bytes=0, disk_dir=cache_dir)  # every embedding goes to disk
+    predictor = predictor_from_args(args, cache=cache)
+    try:
+        if getattr(predictor, "cache", None) is not cache:
+            print(f"nothing to precompute for {predictor.description}: it keeps no embeddings "
+                  "on disk; pass --model NAME or --checkpoint PATH to use SAM2")
+            return 0
+        batch = args.batch or _default_batch(predictor)
+        print(f"embedding {len(paths)} images of {folder} with {predictor.description} "
+              f"into {cache_dir}", file=sys.stderr)
+        report = embed_folder(predictor, cache, paths, batch=batch)
+    finally:
+        predictor.close()
+    rate = report.embedded / report.seconds if report.seconds > 0 else 0.0
+    verb = "interrupted after" if report.interrupted else "done in"
+    print(f"{verb} {report.seconds:.1f} s: {report.embedded} embedded ({rate:.2f} images/s), "
+          f"{report.cached} already cached, {len(report.failed)} unreadable")
+    if report.interrupted:
+        print("the cache is consistent: run the same command again to resume", file=sys.stderr)
+        return 130
+    return 1 if report.failed else 0
+
+
+def _default_batch(predictor: object) -> int:
+    device = getattr(predictor, "device", None)
+    return 4 if getattr(device, "type", "cpu") in ("cuda", "mps") else 1
+
+
+def embed_folder(predictor: Any, cache: Any, paths: list[Path], *, batch: int = 1) -> EmbedReport:
+    """Encode ``paths`` into ``cache`` (SAM2Predictor with that cache), skipping cached ones,
+    ``batch`` images per encoder call; images are read on two threads ahead of the encoder."""
+    from tqdm import tqdm
+
+    report = EmbedReport()
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(paths), unit="img", desc="embedding", file=sys.stderr,
+               dynamic_ncols=True, smoothing=0.1)
+    pending: list[_Item] = []
+
+    def fail(item: _Item, message: str) -> None:
+        report.failed.append((item.path, message))
+        shown = message if item.path.name in message else f"{item.path}: {message}"
+        bar.write(f"warning: skipped {shown}", file=sys.stderr)
+
+    def flush() -> None:
+        if not pending:
+            return
+        images = [it.image for it in pending]
+        hashes = [it.key.image_hash for it in pending if it.key is not None]
+        try:
+            if len(pending) == 1:
+                predictor.embed(images[0], image_hash=hashes[0])
+            else:
+                predictor.embed_batch(images, hashes, batch_size=len(pending))
+            report.embedded += len(pending)
+        except MaskLoopError as exc:  # e.g. an image the model cannot take
+            for it in pending:
+                fail(it, str(exc))
+        bar.update(len(pending))
+        pending.clear()
+
+    try:
+        lookahead = 2 * batch + 2
+        with closing(_read_ahead(paths, predictor.model_id, cache, lookahead)) as items:
+            for item in items:
+                if item.error is not None:
+                    fail(item, item.error)
+                    bar.update(1)
+                elif item.cached:
+                    report.cached += 1
+                    bar.update(1)
+                else:
+                    pending.append(item)
+                    if len(pending) >= batch:
+                        flush()
+                bar.set_postfix(cached=report.cached, failed=len(report.failed), refresh=False)
+            flush()
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        bar.close()
+        report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _read_ahead(
+    paths: list[Path], model_id: str, cache: Any, lookahead: int
+) -> Generator[_Item, None, None]:
+    """Hash and load images on worker threads, in order, at most ``lookahead`` ahead."""
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="maskloop-embed-read")
+    queue: deque[Future[_Item]] = deque()
+    todo = iter(paths)
+    try:
+        for path in todo:
+            queue.append(pool.submit(_read_one, path, model_id, cache))
+            if len(queue) >= lookahead:
+                yield queue.popleft().result()
+        while queue:
+            yield queue.popleft().result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _read_one(path: Path, model_id: str, cache: Any) -> _Item:
+    from app.core.images import content_hash, load_image
+
+    item = _Item(path)
+    try:
+        item.key = EmbeddingKey(content_hash(path), model_id)
+        if cache.on_disk(item.key):
+            item.cached = True
+            return item
+        item.image = load_image(path)
+    except (ImageError, OSError) as exc:
+        item.error = str(exc)
+    return item
