@@ -1,0 +1,97 @@
+"""``maskloop serve``: the inference server (FastAPI + uvicorn) over one local model.
+
+Roboflow-compatible ``/sam2/embed_image`` and ``/sam2/segment_image``, MaskLoop's own ``/v1``
+routes for the desktop app (see ``app.core.wire``), ``/info`` and ``/healthz``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+from app.cli.backend import add_model_args, predictor_from_args
+from app.server.settings import (
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_REQUEST_BYTES,
+    ServerSettings,
+)
+
+API_KEY_ENV = "MASKLOOP_API_KEY"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="serve a SAM2 model over HTTP (Roboflow-compatible and MaskLoop routes)",
+        description="Run the MaskLoop inference server over one local model. Other machines' "
+        "apps label through it (maskloop --server URL); Roboflow inference-sdk clients work "
+        "unchanged against its /sam2/* routes.",
+    )
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for everyone)")
+    parser.add_argument("--port", type=int, default=9001, help="port (default 9001)")
+    add_model_args(parser)
+    parser.add_argument(
+        "--api-key", metavar="KEY", default=os.environ.get(API_KEY_ENV) or None,
+        help=f"require this key (?api_key=, 'Authorization: Bearer' or \"api_key\" in the "
+        f"body); default ${API_KEY_ENV}, else no key",
+    )
+    parser.add_argument("--allow-private-urls", action="store_true",
+                        help="let image URLs point at private/loopback addresses (SSRF risk)")
+    parser.add_argument("--max-image-pixels", metavar="N", type=int,
+                        default=DEFAULT_MAX_IMAGE_PIXELS,
+                        help=f"largest image in pixels (default {DEFAULT_MAX_IMAGE_PIXELS:,})")
+    parser.add_argument("--max-request-bytes", metavar="N", type=int,
+                        default=DEFAULT_MAX_REQUEST_BYTES,
+                        help=f"largest request body (default {DEFAULT_MAX_REQUEST_BYTES:,})")
+    parser.add_argument("--cache-bytes", metavar="N", type=int, default=DEFAULT_CACHE_BYTES,
+                        help=f"memory for embeddings (default {DEFAULT_CACHE_BYTES:,})")
+    parser.add_argument("--timeout", metavar="S", type=float, default=120.0,
+                        help="seconds a request may wait for the model (default 120)")
+    parser.set_defaults(func=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """The server settings the options ask for."""
+    for name in ("max_image_pixels", "max_request_bytes", "cache_bytes"):
+        if getattr(args, name) <= 0:
+            from app.core.errors import MaskLoopError
+
+            raise MaskLoopError(f"--{name.replace('_', '-')} must be positive")
+    return ServerSettings(
+        api_key=args.api_key or None,
+        allow_private_urls=bool(args.allow_private_urls),
+        max_image_pixels=args.max_image_pixels,
+        max_request_bytes=args.max_request_bytes,
+        cache_bytes=args.cache_bytes,
+        request_timeout_s=args.timeout,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.predict.cache import EmbeddingCache
+    from app.server.app import create_app
+    from app.server.security import RedactKeys
+
+    settings = settings_from_args(args)
+    cache = EmbeddingCache(memory_bytes=settings.cache_bytes, disk_dir=None)
+    predictor = predictor_from_args(args, cache=cache)
+    try:
+        app = create_app(predictor, settings)
+        auth = "API key required" if settings.api_key else "no API key"
+        print(f"maskloop serve: {predictor.description} at http://{args.host}:{args.port} "
+              f"({auth})", file=sys.stderr, flush=True)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
+        logging.getLogger("uvicorn.access").addFilter(RedactKeys())  # after uvicorn's setup
+        uvicorn.Server(config).run()
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown
+        pass
+    finally:
+        predictor.close()
+    return 0

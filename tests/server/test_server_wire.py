@@ -1,0 +1,134 @@
+"""The wire codecs shared by the server and the client (app.core.wire)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from pycocotools import mask as coco_mask
+
+from app.core import wire
+from app.core.types import Box, MaskResult, Point, Prompt
+
+
+def blob_mask(h: int = 120, w: int = 160) -> np.ndarray:
+    """An ellipse with a hole: a realistic object mask."""
+    yy, xx = np.mgrid[:h, :w]
+    outer = ((xx - 80) / 50.0) ** 2 + ((yy - 60) / 35.0) ** 2 <= 1
+    hole = ((xx - 90) / 10.0) ** 2 + ((yy - 55) / 8.0) ** 2 <= 1
+    return outer & ~hole
+
+
+def test_pack_unpack_round_trip_and_corruption() -> None:
+    data = wire.pack({"a": 1}, {"x": b"123", "y": b""})
+    header, blobs = wire.unpack(data)
+    assert header == {"a": 1}
+    assert blobs == {"x": b"123", "y": b""}
+    with pytest.raises(wire.WireError, match="magic"):
+        wire.unpack(b"XXXX" + data[4:])
+    with pytest.raises(wire.WireError, match="truncated"):
+        wire.unpack(data[:-1])
+    with pytest.raises(wire.WireError, match="trailing"):
+        wire.unpack(data + b"!")
+
+
+def test_rle_is_coco_column_major_and_round_trips() -> None:
+    mask = blob_mask()
+    rle = wire.rle_encode(mask)
+    assert rle["size"] == [120, 160] and isinstance(rle["counts"], str)
+    decoded = coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+    np.testing.assert_array_equal(decoded.astype(bool), mask)
+    np.testing.assert_array_equal(wire.rle_decode(rle), mask)
+    # column-major: a mask whose first column is set starts with 0 then h ones
+    m = np.zeros((5, 4), bool)
+    m[:, 0] = True
+    assert coco_mask.decode(coco_mask.frPyObjects(
+        {"size": [5, 4], "counts": [0, 5, 15]}, 5, 4)).astype(bool).tolist() == m.tolist()
+    np.testing.assert_array_equal(wire.rle_decode(wire.rle_encode(m)), m)
+
+
+def test_png_mask_round_trip() -> None:
+    mask = blob_mask()
+    np.testing.assert_array_equal(wire.png_decode(wire.png_encode(mask)), mask)
+
+
+@pytest.mark.parametrize("codec", wire.LOGIT_CODECS)
+def test_logit_codecs_keep_values_and_sign(codec: str) -> None:
+    rng = np.random.default_rng(0)
+    logits = np.clip(rng.normal(0, 8, (3, 256, 256)), -31.7, 31.7).astype(np.float32)
+    back = wire.decode_logits(wire.encode_logits(logits, codec), codec, logits.shape)
+    tolerance = wire.Q8_STEP / 2 if codec == "q8z" else 0.02
+    assert np.abs(back - logits).max() <= tolerance + 1e-6
+    clear = np.abs(logits) > tolerance
+    np.testing.assert_array_equal(back[clear] > 0, logits[clear] > 0)
+
+
+def test_prompt_wire_round_trip_is_small() -> None:
+    prompt = Prompt(points=(Point(120.5, 80.25, True), Point(30.0, 40.5, False)),
+                    box=Box(10, 20, 300.5, 200), multimask=False)
+    req = wire.PredictRequest(prompt, refine=wire.Refine(7, 2), return_logits=True)
+    body = wire.prompt_to_wire(req)
+    text = json.dumps(body, separators=(",", ":"))
+    assert len(text) < 150
+    back = wire.prompt_from_wire(json.loads(text))
+    assert back.prompt == prompt
+    assert back.refine == wire.Refine(7, 2) and back.return_logits
+    assert back.mask_codec == "rle" and back.logits_codec == "q8z"
+
+
+def test_prompt_with_mask_input_travels_quantised() -> None:
+    logits = np.linspace(-30, 30, 256 * 256, dtype=np.float32).reshape(1, 256, 256)
+    req = wire.PredictRequest(Prompt(points=(Point(1, 2),), mask_input=logits))
+    back = wire.prompt_from_wire(json.loads(json.dumps(wire.prompt_to_wire(req))))
+    assert back.prompt.mask_input is not None
+    assert np.abs(back.prompt.mask_input - logits).max() <= wire.Q8_STEP / 2 + 1e-6
+
+
+@pytest.mark.parametrize("body, match", [
+    ({"points": [[1, 2]]}, "bad predict request"),
+    ({"points": [[1, 2, 1]], "mask_codec": "gif"}, "mask_codec"),
+    ({"points": [[1, 2, 1]], "logits_codec": "f64"}, "logits_codec"),
+    ({"points": [["nan", 2, 1]]}, "finite"),
+    ({"box": [1, 2, 3]}, "bad predict request"),
+    ({"points": [[1, 2, 1]], "mask_input": {"codec": "q8z", "data": "!!"}}, "base64"),
+])
+def test_bad_prompts_are_wire_errors(body: dict, match: str) -> None:
+    with pytest.raises(wire.WireError, match=match):
+        wire.prompt_from_wire(body)
+
+
+@pytest.mark.parametrize("mask_codec", wire.MASK_CODECS)
+def test_prediction_round_trip(mask_codec: str) -> None:
+    mask = blob_mask()
+    masks = np.stack([mask, ~mask, np.zeros_like(mask)])
+    logits = np.where(masks, 5.0, -5.0).astype(np.float32)[:, :120, :120]
+    logits = np.pad(logits, ((0, 0), (0, 136), (0, 136)), constant_values=-5.0)
+    result = MaskResult(masks, np.array([0.9, 0.5, 0.1], np.float32), logits)
+    data = wire.encode_prediction(result, 42, mask_codec=mask_codec, logits_codec="q8z",
+                                  model_id="m", time=0.01)
+    back = wire.decode_prediction(data)
+    assert back.result_id == 42 and back.model_id == "m"
+    np.testing.assert_array_equal(back.masks, masks)
+    np.testing.assert_allclose(back.scores, result.scores, atol=1e-6)
+    assert back.low_res_logits is not None
+    np.testing.assert_allclose(back.low_res_logits, logits, atol=0.125)
+    assert back.to_mask_result().best == 0
+    # without logits the result still converts (zeros)
+    bare = wire.decode_prediction(wire.encode_prediction(result, 1, mask_codec=mask_codec))
+    assert bare.low_res_logits is None
+    assert bare.to_mask_result().low_res_logits.shape == (3, 256, 256)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_embedding_round_trip(compress: bool) -> None:
+    rng = np.random.default_rng(1)
+    arrays = {"image_embed": rng.normal(size=(1, 4, 8, 8)).astype(np.float16),
+              "high_res_feats_0": rng.normal(size=(1, 2, 16, 16)).astype(np.float16)}
+    data = wire.encode_embedding(arrays, (48, 64), model_id="m", image_hash="h",
+                                 compress=compress)
+    back, size, header = wire.decode_embedding(data)
+    assert size == (48, 64) and header["model_id"] == "m" and header["image_hash"] == "h"
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(back[name], a)
+        assert back[name].dtype == np.float16
