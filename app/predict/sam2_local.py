@@ -1,0 +1,385 @@
+"""SAM2 run locally: the model driven directly (no SAM2ImagePredictor, no torchvision).
+
+Encoding = ``SAM2ImagePredictor.set_image``; decoding = ``SAM2ImagePredictor.predict`` (see
+``sam2_reference.py`` for the official maths line by line). Embeddings are stored as float16
+in the ``EmbeddingCache``; the current image's features live on the device as tensors in the
+model's dtype, converted once per image switch, so a click costs only the prompt encoder, the
+mask decoder and the upscale to full resolution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sam2.modeling.sam2_base import SAM2Base
+
+from app.core.images import array_hash
+from app.core.jobs import CancelToken, Progress, check
+from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
+from app.predict import sam2_reference as ref
+from app.predict.base import PredictorError
+from app.predict.cache import Embedding, EmbeddingCache
+from app.predict.sam2_model import (
+    Precision,
+    choose_device,
+    file_sha256,
+    inference,
+    load_sam2,
+    precision_for,
+)
+
+ARRAY_NAMES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
+_F16_MAX = 65504.0
+
+
+@dataclass
+class ImageFeatures:
+    """The current image's features on the device (the official predictor's ``_features``)."""
+
+    key: EmbeddingKey
+    image_embed: torch.Tensor  # (1, 256, 64, 64)
+    high_res_feats: list[torch.Tensor]  # [(1, 32, 256, 256), (1, 64, 128, 128)]
+    orig_hw: tuple[int, int]
+
+    def as_official(self) -> dict[str, object]:
+        return {"image_embed": self.image_embed, "high_res_feats": self.high_res_feats}
+
+
+class SAM2Predictor:
+    """The Predictor for a local SAM2 model. Not thread-safe: one worker thread owns it."""
+
+    def __init__(
+        self,
+        checkpoint: Path | str,
+        config: str | None = None,
+        model_id: str | None = None,
+        device: str | torch.device | None = None,
+        cache: EmbeddingCache | None = None,
+        *,
+        name: str | None = None,
+    ) -> None:
+        """Load ``checkpoint`` with ``config`` (guessed from the weights when None).
+        ``model_id`` defaults to "custom-<sha256 prefix of the file>"; ``name`` is shown in
+        ``description`` (default: the checkpoint's file name)."""
+        path = Path(checkpoint)
+        model, config = load_sam2(path, config, device)
+        if model_id is None:
+            model_id = f"custom-{file_sha256(path)[:16]}"
+        self._setup(model, model_id, cache, name or f"SAM2 {path.name}")
+        self.checkpoint: Path | None = path
+        self.config = config
+
+    @classmethod
+    def from_model(
+        cls, model: SAM2Base, model_id: str, cache: EmbeddingCache | None = None,
+        name: str | None = None,
+    ) -> SAM2Predictor:
+        """Wrap an already built model (tests and benchmarks with random weights)."""
+        self = cls.__new__(cls)
+        self._setup(model, model_id, cache, name or f"SAM2 {model_id}")
+        self.checkpoint = None
+        self.config = ""
+        return self
+
+    def _setup(
+        self, model: SAM2Base, model_id: str, cache: EmbeddingCache | None, name: str
+    ) -> None:
+        self.model = model
+        self.device: torch.device = model.device
+        self.precision: Precision = precision_for(self.device)
+        self.cache = cache if cache is not None else EmbeddingCache()
+        self._model_id = model_id
+        self._name = name
+        self._dtype = next(model.parameters()).dtype
+        self._current: ImageFeatures | None = None
+        self._dense_pe: torch.Tensor | None = None
+
+    # -- Predictor protocol ----------------------------------------------------------------
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def description(self) -> str:
+        return f"{self._name} on {self.device.type} ({self.precision.label})"
+
+    def embed(
+        self,
+        image: np.ndarray,
+        image_hash: str | None = None,
+        cancel: CancelToken | None = None,
+    ) -> EmbeddingKey:
+        """Encode ``image`` unless its embedding is cached; returns its key.
+
+        The forward pass cannot be interrupted: ``cancel`` is checked before and after it
+        (a finished encoding is still cached, then Cancelled is raised)."""
+        image = _check_image(image)
+        key = EmbeddingKey(image_hash or array_hash(image), self._model_id)
+        if self._current is not None and self._current.key == key:
+            return key
+        check(cancel)
+        if self.cache.get(key) is not None:
+            return key
+        emb = self._encode([image])[0]
+        self.cache.put(key, emb)
+        check(cancel)
+        return key
+
+    def embed_batch(
+        self,
+        images: Sequence[np.ndarray],
+        hashes: Sequence[str | None] | None = None,
+        cancel: CancelToken | None = None,
+        batch_size: int | None = None,
+    ) -> list[EmbeddingKey]:
+        """Embed several images, skipping cached ones, running the encoder on batches of
+        ``batch_size`` (default 4 on a GPU, 1 on a CPU) images."""
+        if hashes is None:
+            hashes = [None] * len(images)
+        if len(hashes) != len(images):
+            raise ValueError("images and hashes must have the same length")
+        size = batch_size or (4 if self.device.type in ("cuda", "mps") else 1)
+        checked = [_check_image(im) for im in images]
+        keys = [EmbeddingKey(h or array_hash(im), self._model_id)
+                for im, h in zip(checked, hashes, strict=True)]
+        todo = [i for i, k in enumerate(keys) if not self.cache.contains(k)]
+        for start in range(0, len(todo), size):
+            check(cancel)
+            chunk = todo[start:start + size]
+            for i, emb in zip(chunk, self._encode([checked[i] for i in chunk]), strict=True):
+                self.cache.put(keys[i], emb)
+        check(cancel)
+        return keys
+
+    def predict(self, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
+        """Decode one prompt: full-resolution masks, IoU scores and low-res logits."""
+        feats = self.activate(key)
+        if prompt.is_empty():
+            raise PredictorError("empty prompt: give at least one point or a box")
+        coords, labels = self._prompt_points(prompt, feats.orig_hw)
+        mask_t = None
+        if prompt.mask_input is not None:
+            mask_t = torch.as_tensor(prompt.mask_input, dtype=torch.float32)
+            if mask_t.numel() != LOW_RES * LOW_RES:
+                raise PredictorError(
+                    f"mask_input must be (1, {LOW_RES}, {LOW_RES}) logits, "
+                    f"got shape {tuple(mask_t.shape)}"
+                )
+            mask_t = mask_t.reshape(1, 1, LOW_RES, LOW_RES).to(self.device)
+        with inference(self.precision):
+            low_res, iou = self._decode(feats, coords, labels, mask_t, prompt.multimask)
+            low_res = low_res.float()
+            masks = F.interpolate(low_res, feats.orig_hw, mode="bilinear", align_corners=False)
+            masks = masks > 0.0
+            low_res = low_res.clamp_(-32.0, 32.0)
+            return MaskResult(
+                masks=masks[0].cpu().numpy(),
+                scores=iou[0].float().cpu().numpy(),
+                low_res_logits=low_res[0].cpu().numpy(),
+            )
+
+    def segment_everything(
+        self,
+        image: EmbeddingKey | np.ndarray,
+        *,
+        points_per_side: int = 32,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        min_mask_region_area: int = 100,
+        cancel: CancelToken | None = None,
+        progress: Progress | None = None,
+    ) -> list[MaskProposal]:
+        """Every object of the image from a grid of single-point prompts (see everything.py)."""
+        from app.predict.everything import segment_everything
+
+        key = image if isinstance(image, EmbeddingKey) else self.embed(image, cancel=cancel)
+        feats = self.activate(key)
+        return segment_everything(
+            lambda points: self.decode_points(key, points),
+            feats.orig_hw,
+            points_per_side=points_per_side,
+            pred_iou_thresh=pred_iou_thresh,
+            stability_score_thresh=stability_score_thresh,
+            min_mask_region_area=min_mask_region_area,
+            cancel=cancel,
+            progress=progress,
+        )
+
+    def close(self) -> None:
+        """Drop the current image's device tensors (and CUDA's cached blocks); the model and
+        the embedding cache stay usable."""
+        self._current = None
+        self._dense_pe = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    # -- beyond the protocol: used by segment-everything, the service and the benchmark ----
+
+    def activate(self, key: EmbeddingKey) -> ImageFeatures:
+        """Make ``key``'s image current: its float16 embedding converted to device tensors
+        once (then every click reuses them). PredictorError if it was never embedded."""
+        if self._current is not None and self._current.key == key:
+            return self._current
+        if key.model_id != self._model_id:
+            raise PredictorError(
+                f"embedding {key.image_hash[:12]} was made by model {key.model_id}, "
+                f"not {self._model_id}"
+            )
+        emb = self.cache.get(key)
+        if emb is None:
+            raise PredictorError(
+                f"image {key.image_hash[:12]} has no embedding for {self._model_id}: embed it first"
+            )
+        tensors = []
+        for name in ARRAY_NAMES:
+            if name not in emb.arrays:
+                raise PredictorError(f"embedding of image {key.image_hash[:12]} lacks {name!r}")
+            tensors.append(torch.from_numpy(emb.arrays[name]).to(self.device, self._dtype))
+        h, w = emb.image_size
+        self._current = ImageFeatures(key, tensors[0], tensors[1:], (int(h), int(w)))
+        return self._current
+
+    def decode_points(
+        self, key: EmbeddingKey, points: np.ndarray, multimask: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode N single positive points (N, 2) in pixels at once: low-res logits
+        (N, C, 256, 256) float32 and IoU scores (N, C) on the device (C = 3 if multimask)."""
+        feats = self.activate(key)
+        h, w = feats.orig_hw
+        pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+        scaled = _scale(pts, w, h, self.model.image_size)
+        coords = torch.from_numpy(scaled[:, None, :]).to(self.device)
+        labels = torch.ones((len(pts), 1), dtype=torch.int32, device=self.device)
+        with inference(self.precision):
+            low_res, iou = self._decode(feats, coords, labels, None, multimask)
+            return low_res.float(), iou.float()
+
+    def raw_decode(
+        self, key: EmbeddingKey, prompt: Prompt
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The same prompt decoded by the official predictor's code path (raw sam2 calls on
+        the same tensors): the benchmark's baseline. Returns (masks float32, ious, low-res)."""
+        feats = self.activate(key)
+        coords = labels = box = None
+        if prompt.points:
+            coords = np.array([[p.x, p.y] for p in prompt.points], dtype=np.float32)
+            labels = np.array([1 if p.positive else 0 for p in prompt.points], dtype=np.int32)
+        if prompt.box is not None:
+            b = prompt.box.normalized()
+            box = np.array([b.x0, b.y0, b.x1, b.y1], dtype=np.float32)
+        with inference(self.precision):
+            return ref.official_predict(
+                self.model, feats.as_official(), feats.orig_hw, coords, labels, box,
+                prompt.mask_input, prompt.multimask,
+            )
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _encode(self, images: list[np.ndarray]) -> list[Embedding]:
+        """Run the image encoder on a batch (images may differ in size)."""
+        res = self.model.image_size
+        with inference(self.precision):
+            batch = torch.cat([ref.preprocess(im, res, self.device) for im in images])
+            feats = ref.features_from_batch(self.model, batch)
+            image_embed = feats["image_embed"]
+            high_res = feats["high_res_feats"]
+            assert isinstance(image_embed, torch.Tensor) and isinstance(high_res, list)
+            arrays = [_to_f16(t) for t in (image_embed, *high_res)]
+        copy = len(images) > 1  # each embedding owns its memory (the LRU counts bytes)
+        return [
+            Embedding(
+                {name: a[i:i + 1].copy() if copy else a
+                 for name, a in zip(ARRAY_NAMES, arrays, strict=True)},
+                (int(im.shape[0]), int(im.shape[1])),
+            )
+            for i, im in enumerate(images)
+        ]
+
+    def _prompt_points(
+        self, prompt: Prompt, orig_hw: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Box corners (labels 2, 3) then points (1 positive, 0 negative), scaled to the
+        model's input frame: (1, n, 2) float32 and (1, n) int32."""
+        xy: list[tuple[float, float]] = []
+        lab: list[int] = []
+        if prompt.box is not None:
+            b = prompt.box.normalized()
+            xy += [(b.x0, b.y0), (b.x1, b.y1)]
+            lab += [2, 3]
+        for p in prompt.points:
+            xy.append((p.x, p.y))
+            lab.append(1 if p.positive else 0)
+        h, w = orig_hw
+        scaled = _scale(np.array(xy, dtype=np.float32), w, h, self.model.image_size)
+        coords = torch.from_numpy(scaled[None]).to(self.device)
+        labels = torch.tensor([lab], dtype=torch.int32, device=self.device)
+        return coords, labels
+
+    def _decode(
+        self,
+        feats: ImageFeatures,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        mask_input: torch.Tensor | None,
+        multimask: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt encoder + mask decoder (call inside ``inference``)."""
+        model = self.model
+        sparse, dense = model.sam_prompt_encoder(
+            points=(coords, labels), boxes=None, masks=mask_input
+        )
+        if self._dense_pe is None:
+            self._dense_pe = model.sam_prompt_encoder.get_dense_pe()
+        low_res, iou, _, _ = model.sam_mask_decoder(
+            image_embeddings=feats.image_embed,
+            image_pe=self._dense_pe,
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=coords.shape[0] > 1,
+            high_res_features=feats.high_res_feats,
+        )
+        return low_res, iou
+
+
+def _scale(xy: np.ndarray, w: int, h: int, resolution: int) -> np.ndarray:
+    """Pixels -> the model's input frame, as SAM2Transforms.transform_coords: x / w * 1024."""
+    out = np.empty_like(xy, dtype=np.float32)
+    out[..., 0] = xy[..., 0] / np.float32(w)
+    out[..., 1] = xy[..., 1] / np.float32(h)
+    out *= np.float32(resolution)
+    return out
+
+
+def _to_f16(t: torch.Tensor) -> np.ndarray:
+    """Device tensor -> contiguous float16 numpy array (clamped to float16's range)."""
+    t = t.float().clamp(-_F16_MAX, _F16_MAX).to(torch.float16).contiguous()
+    return t.cpu().numpy()
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        raise PredictorError(f"expected an RGB image (H, W, 3), got shape {shape}")
+    if image.dtype != np.uint8:
+        raise PredictorError(f"expected a uint8 RGB image, got dtype {image.dtype}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise PredictorError(f"image is empty: shape {image.shape}")
+    return image
+
+
+def load_predictor(
+    checkpoint: Path | str,
+    config: str | None = None,
+    model_id: str | None = None,
+    device: str | None = None,
+    cache: EmbeddingCache | None = None,
+) -> SAM2Predictor:
+    """Load a SAM2 checkpoint as a Predictor (device "auto"/None picks CUDA, MPS, CPU)."""
+    return SAM2Predictor(checkpoint, config, model_id, choose_device(device), cache)
