@@ -1,0 +1,1 @@
+"""The image canvas: a QGraphicsView in image-pixel scene coordinates."""

@@ -1,0 +1,212 @@
+"""Scene items drawn over the image: the live SAM mask, instances, vertex handles, prompt
+marks and drawing previews. All sizes that should not grow with zoom are cosmetic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QStyleOptionGraphicsItem,
+    QWidget,
+)
+
+from app.core.types import Box, Geometry, Point
+from app.ui.canvas.convert import geometry_path, mask_overlay
+from app.ui.interaction.rings import Shape
+
+Z_INSTANCES, Z_MASK, Z_HANDLES, Z_MARKS = 1, 2, 3, 4
+
+
+def cosmetic_pen(colour: QColor, width: float = 1.5, style: Qt.PenStyle = Qt.PenStyle.SolidLine
+                 ) -> QPen:
+    pen = QPen(colour, width, style)
+    pen.setCosmetic(True)
+    return pen
+
+
+class MaskLayer:
+    """The live candidate mask: one pixmap of the mask's bounding box only."""
+
+    def __init__(self, scene: QGraphicsScene) -> None:
+        self.item = QGraphicsPixmapItem()
+        self.item.setZValue(Z_MASK)
+        self.item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
+        scene.addItem(self.item)
+        self.pixels = 0  # mask area, for tests and the status bar
+
+    def set_mask(self, mask: np.ndarray | None, colour: QColor) -> None:
+        built = None if mask is None else mask_overlay(mask, colour)
+        if built is None:
+            self.clear()
+            return
+        img, x, y, step = built
+        self.item.setPixmap(QPixmap.fromImage(img))
+        self.item.setPos(x, y)
+        self.item.setScale(step)
+        self.item.setVisible(True)
+        self.pixels = int(mask.sum()) if mask is not None else 0
+
+    def clear(self) -> None:
+        self.item.setPixmap(QPixmap())
+        self.item.setVisible(False)
+        self.pixels = 0
+
+
+class InstanceLayer:
+    """One filled, outlined path per instance; holes show through (odd-even fill)."""
+
+    def __init__(self, scene: QGraphicsScene) -> None:
+        self.scene = scene
+        self.items: dict[int, QGraphicsPathItem] = {}
+        self.opacity = 0.4
+        self.selected: set[int] = set()
+        self._colours: dict[int, QColor] = {}
+
+    def set_instances(self, rows: Iterable[tuple[int, Geometry, str, bool]]) -> None:
+        """Replace everything: rows of (instance id, geometry, colour, visible)."""
+        for item in self.items.values():
+            self.scene.removeItem(item)
+        self.items.clear()
+        self._colours.clear()
+        for iid, geom, colour, visible in rows:
+            item = QGraphicsPathItem(geometry_path(geom))
+            item.setZValue(Z_INSTANCES)
+            item.setVisible(visible)
+            self.scene.addItem(item)
+            self.items[iid] = item
+            self._colours[iid] = QColor(colour)
+            self._style(iid)
+
+    def set_geometry(self, iid: int, geom: Geometry | None) -> None:
+        """Live preview of an edit (not stored)."""
+        item = self.items.get(iid)
+        if item is not None:
+            item.setPath(geometry_path(geom) if geom is not None else QPainterPath())
+
+    def set_opacity(self, opacity: float) -> None:
+        self.opacity = opacity
+        for iid in self.items:
+            self._style(iid)
+
+    def set_selected(self, ids: Iterable[int]) -> None:
+        self.selected = set(ids)
+        for iid in self.items:
+            self._style(iid)
+
+    def set_visible(self, iid: int, visible: bool) -> None:
+        if iid in self.items:
+            self.items[iid].setVisible(visible)
+
+    def _style(self, iid: int) -> None:
+        item, colour = self.items[iid], QColor(self._colours[iid])
+        fill = QColor(colour)
+        fill.setAlphaF(min(1.0, self.opacity * (1.4 if iid in self.selected else 1.0)))
+        item.setBrush(QBrush(fill))
+        width = 3.0 if iid in self.selected else 1.5
+        pen_colour = QColor(255, 255, 255) if iid in self.selected else colour
+        item.setPen(cosmetic_pen(pen_colour, width))
+
+
+class HandlesItem(QGraphicsItem):
+    """Square vertex handles of the selected shape (fixed screen size)."""
+
+    SIZE = 7.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setZValue(Z_HANDLES)
+        self._points: list[QPointF] = []
+        self._rect = QRectF()
+        self.hover: QPointF | None = None
+
+    def set_shape(self, shape: Shape | None, hover: tuple[float, float] | None = None) -> None:
+        self.prepareGeometryChange()
+        self._points = [QPointF(x, y) for rings in (shape or []) for ring in rings
+                        for x, y in ring]
+        self.hover = QPointF(*hover) if hover else None
+        if self._points:
+            xs = [p.x() for p in self._points]
+            ys = [p.y() for p in self._points]
+            self._rect = QRectF(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+        else:
+            self._rect = QRectF()
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return self._rect.adjusted(-50, -50, 50, 50)  # room for handles at low zoom
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        if not self._points:
+            return
+        pen = cosmetic_pen(QColor(255, 255, 255), self.SIZE)
+        pen.setCapStyle(Qt.PenCapStyle.SquareCap)
+        painter.setPen(pen)
+        painter.drawPoints(QPolygonF(self._points))
+        pen = cosmetic_pen(QColor(20, 20, 20), self.SIZE - 3)
+        pen.setCapStyle(Qt.PenCapStyle.SquareCap)
+        painter.setPen(pen)
+        painter.drawPoints(QPolygonF(self._points))
+        if self.hover is not None:
+            pen = cosmetic_pen(QColor(255, 200, 0), self.SIZE + 3)
+            pen.setCapStyle(Qt.PenCapStyle.SquareCap)
+            painter.setPen(pen)
+            painter.drawPoint(self.hover)
+
+
+class MarksItem(QGraphicsItem):
+    """Prompt points (green positive, red negative), the prompt box, and a rubber band."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setZValue(Z_MARKS)
+        self.points: Sequence[Point] = ()
+        self.box: Box | None = None
+        self.band: Box | None = None
+        self.polyline: list[tuple[float, float]] = []
+        self._rect = QRectF()
+
+    def set_marks(self, points: Sequence[Point] = (), box: Box | None = None,
+                  band: Box | None = None, polyline: Sequence[tuple[float, float]] = ()) -> None:
+        self.prepareGeometryChange()
+        self.points, self.box, self.band, self.polyline = list(points), box, band, list(polyline)
+        xs = [p.x for p in self.points] + [x for x, _ in self.polyline]
+        ys = [p.y for p in self.points] + [y for _, y in self.polyline]
+        for b in (box, band):
+            if b is not None:
+                xs += [b.x0, b.x1]
+                ys += [b.y0, b.y1]
+        self._rect = (QRectF(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys))
+                      if xs else QRectF())
+        self.update()
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        return self._rect.adjusted(-50, -50, 50, 50)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        for b, style in ((self.box, Qt.PenStyle.SolidLine), (self.band, Qt.PenStyle.DashLine)):
+            if b is not None:
+                painter.setPen(cosmetic_pen(QColor(255, 255, 0), 2, style))
+                painter.setBrush(Qt.BrushStyle.NoBrush)
+                painter.drawRect(QRectF(b.x0, b.y0, b.width, b.height))
+        if self.polyline:
+            painter.setPen(cosmetic_pen(QColor(0, 255, 255), 2))
+            painter.drawPolyline(QPolygonF([QPointF(x, y) for x, y in self.polyline]))
+        for p in self.points:
+            colour = QColor(40, 220, 60) if p.positive else QColor(230, 40, 40)
+            outer = cosmetic_pen(QColor(255, 255, 255), 11)
+            outer.setCapStyle(Qt.PenCapStyle.RoundCap)
+            painter.setPen(outer)
+            painter.drawPoint(QPointF(p.x, p.y))
+            inner = cosmetic_pen(colour, 8)
+            inner.setCapStyle(Qt.PenCapStyle.RoundCap)
+            painter.setPen(inner)
+            painter.drawPoint(QPointF(p.x, p.y))

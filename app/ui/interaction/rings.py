@@ -1,0 +1,137 @@
+"""Editable vertex lists of a (Multi)Polygon: hit-testing and vertex edits, no Qt.
+
+A shape is a list of polygons, each a list of rings (exterior first, then holes), each a
+list of (x, y) vertices without the closing repeat. ``VertexRef`` addresses one vertex.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.validation import make_valid
+
+from app.core.types import Geometry
+
+Ring = list[tuple[float, float]]
+Shape = list[list[Ring]]
+
+
+@dataclass(frozen=True)
+class VertexRef:
+    polygon: int
+    ring: int
+    index: int
+
+
+def to_shape(geom: Geometry) -> Shape:
+    """Vertex lists of a Polygon or MultiPolygon (holes included)."""
+    polys = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
+    shape: Shape = []
+    for poly in polys:
+        if poly.is_empty:
+            continue
+        rings = [poly.exterior, *poly.interiors]
+        shape.append([[(float(x), float(y)) for x, y in list(r.coords)[:-1]] for r in rings])
+    return shape
+
+
+def to_geometry(shape: Shape) -> Geometry | None:
+    """A valid Polygon/MultiPolygon from vertex lists; None when nothing with area is left."""
+    polys: list[Polygon] = []
+    for rings in shape:
+        if not rings or len(rings[0]) < 3:
+            continue
+        holes = [r for r in rings[1:] if len(r) >= 3]
+        polys.append(Polygon(rings[0], holes))
+    if not polys:
+        return None
+    geom = polys[0] if len(polys) == 1 else MultiPolygon(polys)
+    if not geom.is_valid:
+        geom = make_valid(geom)
+    parts = _polygonal_parts(geom)
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+
+
+def _polygonal_parts(geom: object) -> list[Polygon]:
+    if isinstance(geom, Polygon):
+        return [geom] if geom.area > 0 else []
+    parts: list[Polygon] = []
+    for g in getattr(geom, "geoms", []):
+        parts.extend(_polygonal_parts(g))
+    return parts
+
+
+def vertex(shape: Shape, ref: VertexRef) -> tuple[float, float]:
+    return shape[ref.polygon][ref.ring][ref.index]
+
+
+def nearest_vertex(shape: Shape, x: float, y: float, radius: float) -> VertexRef | None:
+    """The vertex closest to (x, y) within ``radius``, or None."""
+    best: tuple[float, VertexRef] | None = None
+    for p, rings in enumerate(shape):
+        for r, ring in enumerate(rings):
+            for i, (vx, vy) in enumerate(ring):
+                d = math.hypot(vx - x, vy - y)
+                if d <= radius and (best is None or d < best[0]):
+                    best = (d, VertexRef(p, r, i))
+    return best[1] if best else None
+
+
+def nearest_edge(
+    shape: Shape, x: float, y: float, radius: float
+) -> tuple[VertexRef, tuple[float, float]] | None:
+    """The edge closest to (x, y) within ``radius``: (ref of its first vertex, projection)."""
+    best: tuple[float, VertexRef, tuple[float, float]] | None = None
+    for p, rings in enumerate(shape):
+        for r, ring in enumerate(rings):
+            n = len(ring)
+            for i in range(n):
+                (ax, ay), (bx, by) = ring[i], ring[(i + 1) % n]
+                dx, dy = bx - ax, by - ay
+                length2 = dx * dx + dy * dy
+                t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy)
+                                                           / length2))
+                px, py = ax + t * dx, ay + t * dy
+                d = math.hypot(px - x, py - y)
+                if d <= radius and (best is None or d < best[0]):
+                    best = (d, VertexRef(p, r, i), (px, py))
+    return (best[1], best[2]) if best else None
+
+
+def copy_shape(shape: Shape) -> Shape:
+    return [[list(ring) for ring in rings] for rings in shape]
+
+
+def move_vertex(shape: Shape, ref: VertexRef, x: float, y: float) -> Shape:
+    out = copy_shape(shape)
+    out[ref.polygon][ref.ring][ref.index] = (x, y)
+    return out
+
+
+def insert_vertex(shape: Shape, after: VertexRef, x: float, y: float) -> Shape:
+    """A new vertex (x, y) on the edge that starts at ``after``."""
+    out = copy_shape(shape)
+    out[after.polygon][after.ring].insert(after.index + 1, (x, y))
+    return out
+
+
+def delete_vertex(shape: Shape, ref: VertexRef) -> Shape:
+    """Remove a vertex; a ring left with fewer than 3 vertices is removed (a hole disappears,
+    an exterior takes its polygon with it)."""
+    out = copy_shape(shape)
+    ring = out[ref.polygon][ref.ring]
+    del ring[ref.index]
+    if len(ring) < 3:
+        if ref.ring == 0:
+            del out[ref.polygon]
+        else:
+            del out[ref.polygon][ref.ring]
+    return out
+
+
+def translate(shape: Shape, dx: float, dy: float) -> Shape:
+    return [[[(x + dx, y + dy) for x, y in ring] for ring in rings] for rings in shape]

@@ -1,0 +1,374 @@
+"""The main window: wiring only. Behaviour lives in canvas/, tools/, panels/, dialogs/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QPixmap
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QPushButton, QWidget
+
+from app.core.project import Project
+from app.core.types import ImageRecord, ImageStatus
+from app.ui import dialogs, keys
+from app.ui.canvas.convert import rgb_to_display_qimage
+from app.ui.canvas.layers import HandlesItem, InstanceLayer, MarksItem, MaskLayer
+from app.ui.canvas.view import CanvasTool, CanvasView
+from app.ui.panels.images_panel import ImagesPanel
+from app.ui.panels.instances_panel import InstancesPanel
+from app.ui.panels.labels_panel import LabelsPanel
+from app.ui.proposals import ProposalsController
+from app.ui.session import AnnotationSession
+from app.ui.settings import GuiSettings
+from app.ui.tasks import TaskRunner
+from app.ui.tools import instance_ops as ops
+from app.ui.tools.draw_tool import BoxTool, PolygonTool
+from app.ui.tools.edit_tool import EditTool
+from app.ui.tools.sam_tool import SamTool
+from app.ui.workers import PredictorBridge
+
+PREFETCH = 2  # next images encoded ahead
+
+
+class MainWindow(QMainWindow):
+    """One project, one window. ``closed`` fires after the window saved its layout."""
+
+    closed = Signal()
+    image_shown = Signal(object)  # ImageRecord once its pixels are on the canvas
+
+    def __init__(self, project: Project, bridge: PredictorBridge, *,
+                 unreadable: list[tuple[str, str]] | None = None,
+                 settings: GuiSettings | None = None,
+                 open_path: Callable[[Path | None], None] | None = None,
+                 switch_backend: Callable[[GuiSettings], None] | None = None) -> None:
+        super().__init__()
+        self.project, self.bridge = project, bridge
+        self.settings = settings or GuiSettings()
+        self.unreadable = list(unreadable or [])
+        self.open_path = open_path
+        self.switch_backend = switch_backend  # builds a new predictor, then calls set_bridge
+        self.tasks = TaskRunner(2, self)
+        self.session = AnnotationSession(project, self)
+        self.setWindowTitle(f"MaskLoop — {project.path.name}")
+
+        # canvas and its layers
+        self.canvas = CanvasView(self)
+        self.canvas.key_fallback = self._key_fallback
+        scene = self.canvas.scene()
+        self.mask_layer = MaskLayer(scene)
+        self.instance_layer = InstanceLayer(scene)
+        self.instance_layer.opacity = self.settings.opacity
+        self.handles = HandlesItem()
+        self.marks = MarksItem()
+        scene.addItem(self.handles)
+        scene.addItem(self.marks)
+        self.setCentralWidget(self.canvas)
+
+        # tools
+        self.sam_tool = SamTool(bridge, self.session, self.mask_layer, self.marks, self.tasks,
+                                self)
+        self.sam_tool.tolerance = self.settings.tolerance
+        self.edit_tool = EditTool(self.session, self.instance_layer, self.handles, self.marks,
+                                  self)
+        self.polygon_tool = PolygonTool(self.session, self.marks, self)
+        self.box_tool = BoxTool(self.session, self.marks, self)
+        self.proposals = ProposalsController(self, scene)
+        for tool in (self.sam_tool, self.edit_tool, self.polygon_tool, self.box_tool):
+            tool.message.connect(self.show_message)
+
+        # panels
+        self.images_panel = ImagesPanel()
+        self.labels_panel = LabelsPanel(self.session)
+        self.labels_panel.message.connect(self.show_message)
+        self.instances_panel = InstancesPanel(self.session)
+        self.instances_panel.set_tolerance(self.settings.tolerance)
+        self.instances_panel.opacity.setValue(round(self.settings.opacity * 100))
+        self._dock("Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self._dock("Labels", self.labels_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._dock("Instances", self.instances_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+
+        # status bar
+        self.backend_label = QLabel(bridge.description)
+        self.encode_label = QLabel("")
+        self.latency_label = QLabel("")
+        for w in (self.encode_label, self.latency_label, self.backend_label):
+            self.statusBar().addPermanentWidget(w)
+        # the friendly way to something better than the classical backend
+        self.get_model_button = QPushButton("Get a SAM2 model…")
+        self.get_model_button.setFlat(True)
+        self.get_model_button.setToolTip("Download SAM2, choose a checkpoint or a server")
+        self.get_model_button.clicked.connect(lambda: dialogs.settings(self))
+        self.statusBar().addPermanentWidget(self.get_model_button)
+        self.get_model_button.setVisible(bridge.is_classical)
+
+        self.actions_by_name: dict[str, QAction] = {}
+        keys.install(self)
+        self._connect()
+        self.set_tool("sam")
+        self._restore_layout()
+        self.refresh_images()
+        self._open_first_image()
+
+    # -- construction helpers ----------------------------------------------------------------
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+
+    def _connect_bridge(self, b: PredictorBridge, connect: bool = True) -> None:
+        for signal, slot in ((b.progress, self._on_progress),
+                             (b.embedding_ready, self._on_embedded),
+                             (b.failed, self._on_failed)):
+            if connect:
+                signal.connect(slot)
+            else:
+                signal.disconnect(slot)
+
+    def set_bridge(self, bridge: PredictorBridge) -> None:
+        """Switch to another predictor; the current image is encoded again with it."""
+        self._connect_bridge(self.bridge, connect=False)
+        self.bridge = bridge
+        self._connect_bridge(bridge)
+        self.sam_tool.set_bridge(bridge)
+        self.proposals.set_bridge(bridge)
+        self.backend_label.setText(bridge.description)
+        self.get_model_button.setVisible(bridge.is_classical)
+        self.encode_label.setText("")
+        if self.session.image is not None:
+            self.show_image(self.session.image)
+        self.show_message(f"Now using {bridge.description}")
+
+    def _connect(self) -> None:
+        s = self.session
+        s.instances_changed.connect(self.refresh_instances)
+        s.labels_changed.connect(self.refresh_instances)
+        s.images_changed.connect(self.refresh_images)
+        s.current_label_changed.connect(lambda name: self.show_message(f"Label: {name}"))
+        self._connect_bridge(self.bridge)
+        self.sam_tool.answered.connect(self._on_answered)
+        self.images_panel.activated.connect(self._on_image_activated)
+        ip = self.instances_panel
+        ip.selection_changed.connect(self._on_list_selection)
+        ip.visibility_changed.connect(self._on_visibility)
+        ip.opacity_changed.connect(self._on_opacity)
+        ip.tolerance_changed.connect(lambda t: ops.simplify_selected(self, t))
+        ip.delete_clicked.connect(self.edit_tool.delete_vertex_or_instance)
+        ip.merge_clicked.connect(lambda: ops.merge_selected(self))
+        ip.subtract_clicked.connect(lambda: ops.subtract_selected(self))
+        self.edit_tool.selection_changed.connect(ip.select)
+
+    # -- tools -------------------------------------------------------------------------------
+    def set_tool(self, name: str) -> None:
+        """sam | edit | polygon | box | brush | eraser."""
+        self.active_tool_name = name
+        self.edit_tool.brush = None
+        for tool in (self.sam_tool, self.polygon_tool, self.box_tool):
+            tool.reset()
+        if name in ("brush", "eraser"):
+            from app.ui.interaction.draw_tools import BrushStroke
+
+            self.edit_tool.brush = BrushStroke(radius=8.0)
+            self.edit_tool.erase = name == "eraser"
+            self.canvas.tool = self.edit_tool
+        else:
+            tools: dict[str, CanvasTool] = {"sam": self.sam_tool, "edit": self.edit_tool,
+                                            "polygon": self.polygon_tool, "box": self.box_tool}
+            self.canvas.tool = tools[name]
+        if name in ("sam", "polygon", "box"):
+            self.edit_tool.select(None)
+        action = self.actions_by_name.get(f"tool_{name}")
+        if action is not None:
+            action.setChecked(True)
+
+    def active_tool(self) -> object:
+        return self.canvas.tool
+
+    def _key_fallback(self, event: QKeyEvent) -> bool:
+        """Keys that reached the canvas without triggering a shortcut (tests, focus quirks)."""
+        seq = QKeySequence(event.keyCombination())
+        for action in self.actions_by_name.values():
+            if action.isEnabled() and any(s == seq for s in action.shortcuts()):
+                action.trigger()
+                return True
+        return False
+
+    # -- images ------------------------------------------------------------------------------
+    def refresh_images(self) -> None:
+        self.images_panel.set_images(self.project.images(), self.unreadable,
+                                     self.project.image_root)
+        if self.session.image is not None:
+            self.images_panel.show_current(self.session.image.id)
+
+    def _open_first_image(self) -> None:
+        records = self.project.images()
+        last = self.session.last_image()
+        if last is not None:
+            self.show_image(last)
+        elif records:
+            self.show_image(records[0])
+        elif self.unreadable:
+            self._on_image_activated(f"{self.unreadable[0][0]}: {self.unreadable[0][1]}")
+        else:
+            self.canvas.set_message("No images in this project: open a folder (Ctrl+O)")
+
+    def _on_image_activated(self, item: object) -> None:
+        if isinstance(item, ImageRecord):
+            self.show_image(item)
+        else:  # an unreadable file: say so where the image would be
+            self.session.set_image(None)
+            self.canvas.set_message(f"Cannot read this image:\n{item}")
+
+    def show_image(self, record: ImageRecord) -> None:
+        """Show ``record``: pixels decoded off the GUI thread, encoding starts at once and
+        the next images are prefetched."""
+        for tool in (self.sam_tool, self.polygon_tool, self.box_tool):
+            tool.reset()
+        self.edit_tool.select(None)
+        self.proposals.clear()
+        self.session.set_image(record)
+        self.setWindowTitle(f"MaskLoop — {self.project.path.name} — {record.path}")
+        self.images_panel.show_current(record.id)
+        self.canvas.set_message(f"Loading {record.path} …")
+        root = self.project.image_root
+        path = root / record.path
+        order = self.images_panel.visible_records() or self.project.images()
+        ids = [r.id for r in order]
+        nxt = order[ids.index(record.id) + 1:][:PREFETCH] if record.id in ids else []
+        self.bridge.set_image(record.content_hash, path,
+                              [(r.content_hash, root / r.path) for r in nxt])
+        store = self.bridge.images
+        self.tasks.start(lambda: rgb_to_display_qimage(store.get(record.content_hash, path)),
+                         on_result=lambda img: self._image_loaded(record, img),
+                         on_error=lambda exc: self._image_failed(record, exc))
+
+    def _image_loaded(self, record: ImageRecord, image: object) -> None:
+        if self.session.image is None or self.session.image.id != record.id:
+            return  # the person moved on
+        self.canvas.set_image(QPixmap.fromImage(image))  # type: ignore[arg-type]
+        self.sam_tool.state.bounds = (float(record.width), float(record.height))
+        self.refresh_instances()
+        self.image_shown.emit(record)
+
+    def _image_failed(self, record: ImageRecord, exc: BaseException) -> None:
+        if self.session.image is not None and self.session.image.id == record.id:
+            self.canvas.set_message(f"Cannot show {record.path}:\n{exc}")
+            self.show_message(str(exc))
+
+    def step_image(self, delta: int) -> None:
+        """Next (D) / previous (A) image in the (filtered) list."""
+        records = self.images_panel.visible_records()
+        if not records:
+            return
+        ids = [r.id for r in records]
+        cur = self.session.image.id if self.session.image else None
+        i = ids.index(cur) + delta if cur in ids else 0
+        if 0 <= i < len(records):
+            self.show_image(records[i])
+
+    def mark_done(self) -> None:
+        self.session.set_status(ImageStatus.DONE)
+        self.show_message("Marked done")
+
+    # -- instances ---------------------------------------------------------------------------
+    def refresh_instances(self) -> None:
+        instances = self.session.instances() if self.canvas.image_size else []
+        hidden = self.instances_panel.hidden
+        self.instance_layer.set_instances(
+            (i.id, i.geometry, self.session.colour_of(i.label), i.id not in hidden)
+            for i in instances if i.id is not None)
+        self.instance_layer.set_selected(self.edit_tool.selected_ids())
+        self.instances_panel.set_instances(instances)
+        self.edit_tool.refresh()
+        self.instances_panel.select(self.edit_tool.selected_ids())
+        self.instance_layer.set_selected(self.edit_tool.selected_ids())
+
+    def _on_list_selection(self, ids: list[int]) -> None:
+        self.edit_tool.select(ids[0] if ids else None)
+        self.edit_tool.extra = ids[1:]
+        self.instance_layer.set_selected(ids)
+
+    def _on_visibility(self, iid: int, visible: bool) -> None:
+        self.instance_layer.set_visible(iid, visible)
+        self.edit_tool.refresh()
+
+    def _on_opacity(self, opacity: float) -> None:
+        self.instance_layer.set_opacity(opacity)
+        self.settings.opacity = opacity
+
+    # -- keys shared by tools ----------------------------------------------------------------
+    def accept(self) -> None:
+        tool = self.canvas.tool
+        if tool is self.sam_tool:
+            self.sam_tool.accept()
+        elif tool is self.polygon_tool:
+            self.polygon_tool.accept()
+        elif self.proposals.active:
+            self.proposals.accept_all()
+
+    def escape(self) -> None:
+        if self.proposals.active or self.proposals.busy:
+            self.proposals.clear()
+            return
+        tool = self.canvas.tool
+        if tool is self.edit_tool:
+            self.edit_tool.select(None)
+        elif hasattr(tool, "clear"):
+            tool.clear()  # type: ignore[union-attr]
+
+    def backspace(self) -> None:
+        tool = self.canvas.tool
+        if hasattr(tool, "undo_last"):
+            tool.undo_last()  # type: ignore[union-attr]
+
+    def undo(self) -> None:
+        self.show_message("Undone" if self.session.undo() else "Nothing to undo")
+
+    def redo(self) -> None:
+        self.show_message("Redone" if self.session.redo() else "Nothing to redo")
+
+    # -- predictor signals -------------------------------------------------------------------
+    def _on_progress(self, message: str, done: int, total: int) -> None:
+        if message == "encoding image":
+            self.encode_label.setText("encoding…")
+        elif total and done < total:
+            self.encode_label.setText(f"{message} {done}/{total}")
+        elif message != "image encoded":
+            self.encode_label.setText("")
+
+    def _on_embedded(self, key: object, seconds: float) -> None:
+        self.encode_label.setText(f"ready ({seconds:.1f} s)")
+
+    def _on_answered(self, latency_ms: float) -> None:
+        self.latency_label.setText(f"click {latency_ms:.0f} ms")
+
+    def _on_failed(self, kind: str, request_id: int, message: str) -> None:
+        if kind == "embed":
+            self.encode_label.setText("encoding failed")
+            self.show_message(f"Encoding failed: {message}")
+        elif kind == "everything":
+            self.show_message(f"Segment everything failed: {message}")
+
+    def show_message(self, text: str) -> None:
+        self.statusBar().showMessage(text, 8000)
+
+    # -- layout and closing ------------------------------------------------------------------
+    def _restore_layout(self) -> None:
+        if self.settings.geometry:
+            self.restoreGeometry(QByteArray.fromBase64(self.settings.geometry.encode()))
+        else:
+            self.resize(1280, 820)
+        if self.settings.state:
+            self.restoreState(QByteArray.fromBase64(self.settings.state.encode()))
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self.settings.geometry = bytes(self.saveGeometry().toBase64().data()).decode()
+        self.settings.state = bytes(self.saveState().toBase64().data()).decode()
+        self.settings.add_recent(self.project.path)
+        self.settings.save()
+        self.proposals.cancel()
+        self.tasks.wait(10000)
+        self.images_panel.tasks.wait(10000)
+        super().closeEvent(event)
+        self.closed.emit()

@@ -1,0 +1,1 @@
+"""Dock panels: labels, instances, images."""

@@ -1,0 +1,151 @@
+"""The image list: thumbnails (made off the GUI thread), status, a filter; unreadable files
+are listed too, with their error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (
+    QComboBox,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.types import ImageRecord, ImageStatus
+from app.ui.tasks import TaskRunner
+
+THUMB = 64
+STATUS_MARK = {ImageStatus.NEW: "○", ImageStatus.IN_PROGRESS: "◐", ImageStatus.DONE: "●",
+               ImageStatus.SKIPPED: "–"}
+
+
+def make_thumbnail(path: Path) -> QImage:
+    """A small QImage of the file (QImage is safe off the GUI thread; QPixmap is not).
+    JPEGs are decoded at reduced size (PIL's draft mode), so big folders list quickly."""
+    from PIL import Image, ImageOps
+
+    from app.ui.canvas.convert import rgb_to_qimage
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (THUMB * 2, THUMB * 2))
+            rgb = ImageOps.exif_transpose(im).convert("RGB")
+            rgb.thumbnail((THUMB, THUMB))
+            return rgb_to_qimage(np.asarray(rgb))
+    except Exception:  # noqa: BLE001 - unusual formats: the core loader knows them all
+        from app.core.images import load_image
+
+        pixels = load_image(path)
+        step = max(1, max(pixels.shape[:2]) // THUMB)
+        return rgb_to_qimage(pixels[::step, ::step])
+
+
+class ImagesPanel(QWidget):
+    activated = Signal(object)  # ImageRecord, or str (path of an unreadable file)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.tasks = TaskRunner(1, self)  # thumbnails never delay the current image
+        self.filter_status = QComboBox()
+        self.filter_status.addItems(["all", *[s.value for s in ImageStatus]])
+        self.filter_text = QLineEdit()
+        self.filter_text.setPlaceholderText("filter by name")
+        self.list = QListWidget()
+        self.list.setIconSize(QSize(THUMB, THUMB))
+        self.list.itemActivated.connect(self._activated)
+        self.list.itemClicked.connect(self._activated)
+        self.filter_status.currentTextChanged.connect(lambda _: self._apply_filter())
+        self.filter_text.textChanged.connect(lambda _: self._apply_filter())
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.filter_status)
+        layout.addWidget(self.filter_text)
+        layout.addWidget(self.list)
+        self.records: list[ImageRecord] = []
+        self._thumbs: dict[str, QIcon] = {}
+        self._pending: set[str] = set()
+
+    def set_images(self, records: list[ImageRecord], unreadable: list[tuple[str, str]],
+                   root: Path) -> None:
+        current = self.current_id()
+        self.records = records
+        self.list.clear()
+        for rec in records:
+            item = QListWidgetItem(f"{STATUS_MARK[ImageStatus(rec.status)]} {rec.path}")
+            item.setData(Qt.ItemDataRole.UserRole, rec)
+            item.setToolTip(f"{rec.path}\n{rec.width}×{rec.height}, {rec.status}")
+            if rec.content_hash in self._thumbs:
+                item.setIcon(self._thumbs[rec.content_hash])
+            else:
+                self._request_thumb(rec, root / rec.path)
+            self.list.addItem(item)
+            if rec.id == current:
+                self.list.setCurrentItem(item)
+        for path, message in unreadable:
+            item = QListWidgetItem(f"⚠ {Path(path).name}")
+            item.setData(Qt.ItemDataRole.UserRole, f"{path}: {message}")
+            item.setToolTip(message)
+            self.list.addItem(item)
+        self._apply_filter()
+
+    def current_id(self) -> int | None:
+        item = self.list.currentItem()
+        rec = item.data(Qt.ItemDataRole.UserRole) if item else None
+        return rec.id if isinstance(rec, ImageRecord) else None
+
+    def show_current(self, image_id: int | None) -> None:
+        for row in range(self.list.count()):
+            rec = self.list.item(row).data(Qt.ItemDataRole.UserRole)
+            if isinstance(rec, ImageRecord) and rec.id == image_id:
+                self.list.blockSignals(True)
+                self.list.setCurrentRow(row)
+                self.list.blockSignals(False)
+                return
+
+    def visible_records(self) -> list[ImageRecord]:
+        out = []
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            rec = item.data(Qt.ItemDataRole.UserRole)
+            if isinstance(rec, ImageRecord) and not item.isHidden():
+                out.append(rec)
+        return out
+
+    def _apply_filter(self) -> None:
+        status = self.filter_status.currentText()
+        text = self.filter_text.text().lower()
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            rec = item.data(Qt.ItemDataRole.UserRole)
+            name = rec.path if isinstance(rec, ImageRecord) else item.text()
+            ok = text in name.lower()
+            if isinstance(rec, ImageRecord) and status != "all":
+                ok = ok and rec.status == status
+            item.setHidden(not ok)
+
+    def _activated(self, item: QListWidgetItem) -> None:
+        self.activated.emit(item.data(Qt.ItemDataRole.UserRole))
+
+    def _request_thumb(self, rec: ImageRecord, path: Path) -> None:
+        if rec.content_hash in self._pending:
+            return
+        self._pending.add(rec.content_hash)
+        self.tasks.start(make_thumbnail, path,
+                         on_result=lambda img, h=rec.content_hash: self._thumb_ready(h, img),
+                         on_error=lambda exc, h=rec.content_hash: self._pending.discard(h))
+
+    def _thumb_ready(self, image_hash: str, image: QImage) -> None:
+        self._pending.discard(image_hash)
+        icon = QIcon(QPixmap.fromImage(image))
+        self._thumbs[image_hash] = icon
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            rec = item.data(Qt.ItemDataRole.UserRole)
+            if isinstance(rec, ImageRecord) and rec.content_hash == image_hash:
+                item.setIcon(icon)

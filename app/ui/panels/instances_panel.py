@@ -1,0 +1,106 @@
+"""The instances of the current image: visibility, opacity, selection, delete/merge/subtract,
+and the simplification slider (pixels) applied to the selected instances."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.core.types import Instance
+from app.ui.panels.labels_panel import colour_icon
+from app.ui.session import AnnotationSession
+
+
+class InstancesPanel(QWidget):
+    selection_changed = Signal(list)  # instance ids picked in the list
+    visibility_changed = Signal(int, bool)
+    opacity_changed = Signal(float)
+    tolerance_changed = Signal(float)  # slider released: simplify the selected instances
+    delete_clicked = Signal()
+    merge_clicked = Signal()
+    subtract_clicked = Signal()
+
+    def __init__(self, session: AnnotationSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.hidden: set[int] = set()
+        self.list = QListWidget()
+        self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        self.list.itemSelectionChanged.connect(self._selection)
+        self.list.itemChanged.connect(self._checked)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(40)
+        self.opacity.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100))
+        self.tolerance = QSlider(Qt.Orientation.Horizontal)
+        self.tolerance.setRange(0, 50)  # tenths of a pixel... up to 5 px
+        self.tolerance.setValue(10)
+        self.tolerance_label = QLabel()
+        self.tolerance.valueChanged.connect(self._show_tolerance)
+        self.tolerance.sliderReleased.connect(
+            lambda: self.tolerance_changed.emit(self.tolerance.value() / 10))
+        self._show_tolerance(self.tolerance.value())
+        buttons = QHBoxLayout()
+        for text, signal in (("Delete", self.delete_clicked), ("Merge", self.merge_clicked),
+                             ("Subtract", self.subtract_clicked)):
+            b = QPushButton(text)
+            b.clicked.connect(signal.emit)
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.list)
+        layout.addLayout(buttons)
+        layout.addWidget(QLabel("Opacity"))
+        layout.addWidget(self.opacity)
+        layout.addWidget(self.tolerance_label)
+        layout.addWidget(self.tolerance)
+        self._updating = False
+
+    def _show_tolerance(self, value: int) -> None:
+        self.tolerance_label.setText(f"Simplification: {value / 10:.1f} px")
+
+    def set_tolerance(self, pixels: float) -> None:
+        self.tolerance.setValue(round(pixels * 10))
+
+    def set_instances(self, instances: list[Instance]) -> None:
+        self._updating = True
+        self.list.clear()
+        for inst in instances:
+            score = f"  {inst.score:.2f}" if inst.score is not None else ""
+            item = QListWidgetItem(colour_icon(self.session.colour_of(inst.label)),
+                                   f"#{inst.id} {inst.label}  ({inst.source.value}){score}")
+            item.setData(Qt.ItemDataRole.UserRole, inst.id)
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Unchecked if inst.id in self.hidden
+                               else Qt.CheckState.Checked)
+            self.list.addItem(item)
+        self._updating = False
+
+    def select(self, ids: list[int]) -> None:
+        self._updating = True
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            item.setSelected(item.data(Qt.ItemDataRole.UserRole) in ids)
+        self._updating = False
+
+    def _selection(self) -> None:
+        if not self._updating:
+            ids = [i.data(Qt.ItemDataRole.UserRole) for i in self.list.selectedItems()]
+            self.selection_changed.emit(ids)
+
+    def _checked(self, item: QListWidgetItem) -> None:
+        if self._updating:
+            return
+        iid = item.data(Qt.ItemDataRole.UserRole)
+        visible = item.checkState() == Qt.CheckState.Checked
+        (self.hidden.discard if visible else self.hidden.add)(iid)
+        self.visibility_changed.emit(iid, visible)

@@ -1,0 +1,163 @@
+"""The open project and the image being labelled: every edit goes through the project's
+persisted undo stack (app.core.commands), so it is in the project file at once."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, Signal
+
+from app.core import commands
+from app.core.project import Project
+from app.core.types import Geometry, ImageRecord, ImageStatus, Instance, Label, Source
+
+DEFAULT_LABEL = Label("object", "#ff3b30", "1")
+PALETTE = ["#ff3b30", "#34c759", "#007aff", "#ff9500", "#af52de", "#5ac8fa", "#ffcc00",
+           "#ff2d55", "#a2845e"]
+LAST_IMAGE_KEY = "last_image_id"
+
+
+class AnnotationSession(QObject):
+    """Holds the project, the current image and its undo stack; emits what changed."""
+
+    image_changed = Signal(object)  # ImageRecord | None
+    instances_changed = Signal()
+    labels_changed = Signal()
+    images_changed = Signal()  # statuses or the image list
+    current_label_changed = Signal(str)
+
+    def __init__(self, project: Project, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self.image: ImageRecord | None = None
+        self.undo_stack: commands.UndoStack | None = None
+        if not project.labels():
+            project.add_label(Label(DEFAULT_LABEL.name, DEFAULT_LABEL.colour, DEFAULT_LABEL.hotkey))
+        self.current_label = project.labels()[0].name
+
+    # -- images ----------------------------------------------------------------------------
+    def set_image(self, record: ImageRecord | None) -> None:
+        self.image = record
+        self.undo_stack = None
+        if record is not None and record.id is not None:
+            self.undo_stack = commands.UndoStack(self.project, record.id)
+            self.project.set_setting(LAST_IMAGE_KEY, record.id)
+        self.image_changed.emit(record)
+        self.instances_changed.emit()
+
+    def last_image(self) -> ImageRecord | None:
+        iid = self.project.get_setting(LAST_IMAGE_KEY)
+        if iid is None:
+            return None
+        try:
+            return self.project.image(int(iid))
+        except Exception:  # noqa: BLE001 - the image was removed meanwhile
+            return None
+
+    def set_status(self, status: ImageStatus) -> None:
+        if self.image is None or self.image.id is None:
+            return
+        self.project.set_status(self.image.id, status)
+        self.image = self.project.image(self.image.id)
+        self.images_changed.emit()
+
+    # -- instances -------------------------------------------------------------------------
+    def instances(self) -> list[Instance]:
+        if self.image is None or self.image.id is None:
+            return []
+        return self.project.instances(self.image.id)
+
+    def _push(self, cmd: commands.Command) -> None:
+        if self.undo_stack is None:
+            return
+        self.undo_stack.push(cmd)
+        if self.image is not None and self.image.status == ImageStatus.NEW:
+            self.set_status(ImageStatus.IN_PROGRESS)
+        self.instances_changed.emit()
+
+    def add_instance(self, geom: Geometry, source: Source, score: float | None = None,
+                     label: str | None = None) -> None:
+        if self.image is None or self.image.id is None:
+            return
+        inst = Instance(self.image.id, label or self.current_label, geom, score, source)
+        self._push(commands.AddInstance(inst))
+
+    def edit_geometry(self, instance_id: int, geom: Geometry | None) -> None:
+        """Store a new geometry; None deletes the instance."""
+        if geom is None:
+            self._push(commands.DeleteInstance(instance_id))
+        else:
+            self._push(commands.EditGeometry(instance_id, geom))
+
+    def delete(self, instance_ids: list[int]) -> None:
+        cmds: list[commands.Command] = [commands.DeleteInstance(i) for i in instance_ids]
+        if cmds:
+            self._push(cmds[0] if len(cmds) == 1 else commands.Batch(cmds, "Delete"))
+
+    def relabel(self, instance_ids: list[int], label: str) -> None:
+        cmds: list[commands.Command] = [commands.Relabel(i, label) for i in instance_ids]
+        if cmds:
+            self._push(cmds[0] if len(cmds) == 1 else commands.Batch(cmds, "Relabel"))
+
+    def subtract(self, target: int, others: list[int]) -> None:
+        """Cut the other instances out of ``target`` (the others stay)."""
+        from app.core.geometry import difference
+
+        geom = self.project.instance(target).geometry
+        for oid in others:
+            if geom is None:
+                break
+            geom = difference(geom, self.project.instance(oid).geometry)
+        self.edit_geometry(target, geom)
+
+    def merge(self, instance_ids: list[int]) -> None:
+        if len(instance_ids) >= 2:
+            self._push(commands.Merge(list(instance_ids)))
+
+    def undo(self) -> bool:
+        if self.undo_stack is None or not self.undo_stack.can_undo:
+            return False
+        self.undo_stack.undo()
+        self.instances_changed.emit()
+        return True
+
+    def redo(self) -> bool:
+        if self.undo_stack is None or not self.undo_stack.can_redo:
+            return False
+        self.undo_stack.redo()
+        self.instances_changed.emit()
+        return True
+
+    # -- labels ----------------------------------------------------------------------------
+    def labels(self) -> list[Label]:
+        return self.project.labels()
+
+    def colour_of(self, label: str) -> str:
+        found = self.project.label(label)
+        return found.colour if found else "#ff0000"
+
+    def set_current_label(self, name: str) -> None:
+        if self.project.label(name) is not None:
+            self.current_label = name
+            self.current_label_changed.emit(name)
+
+    def add_label(self, name: str, colour: str | None = None) -> Label:
+        existing = self.project.labels()
+        used = {lab.hotkey for lab in existing}
+        hotkey = next((str(k) for k in range(1, 10) if str(k) not in used), None)
+        colour = colour or PALETTE[len(existing) % len(PALETTE)]
+        label = self.project.add_label(Label(name, colour, hotkey))
+        self.labels_changed.emit()
+        return label
+
+    def update_label(self, name: str, *, new_name: str | None = None,
+                     colour: str | None = None) -> None:
+        self.project.update_label(name, new_name=new_name, colour=colour)
+        if new_name and self.current_label == name:
+            self.current_label = new_name
+        self.labels_changed.emit()
+        self.instances_changed.emit()
+
+    def label_for_hotkey(self, key: str) -> str | None:
+        for lab in self.project.labels():
+            if lab.hotkey == key:
+                return lab.name
+        return None

@@ -1,0 +1,151 @@
+"""The SAM tool: clicks and boxes go to the predictor bridge; the chosen candidate is shown
+as a translucent overlay; Enter turns it into an instance."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QColor
+
+from app.core.types import Geometry, MaskResult
+from app.ui.canvas.layers import MarksItem, MaskLayer
+from app.ui.interaction.events import PointerEvent
+from app.ui.interaction.prompt_tool import PromptTool
+from app.ui.session import AnnotationSession
+from app.ui.tasks import TaskRunner, run_sized
+from app.ui.workers import PredictorBridge
+
+
+class SamTool(QObject):
+    """Left click +, right/Shift click -, drag = box; Tab, Backspace, Esc, Enter."""
+
+    message = Signal(str)
+    accepted = Signal()
+    answered = Signal(float)  # a prediction for the current prompt is shown: latency in ms
+
+    def __init__(self, bridge: PredictorBridge, session: AnnotationSession, mask: MaskLayer,
+                 marks: MarksItem, tasks: TaskRunner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bridge, self.session, self.mask, self.marks = bridge, session, mask, marks
+        self.tasks = tasks
+        self.state = PromptTool()
+        self.tolerance = 1.0  # simplification tolerance (pixels) used on accept
+        self._pending: int | None = None  # request id of the newest prediction asked for
+        self._connected: PredictorBridge | None = None
+        self.set_bridge(bridge)
+
+    def set_bridge(self, bridge: PredictorBridge) -> None:
+        """Use another predictor (the backend was switched)."""
+        old = self._connected
+        if old is not None:
+            old.predicted.disconnect(self._on_predicted)
+            old.failed.disconnect(self._on_failed)
+        self.bridge = self._connected = bridge
+        bridge.predicted.connect(self._on_predicted)
+        bridge.failed.connect(self._on_failed)
+        self.clear()
+
+    # -- CanvasTool ------------------------------------------------------------------------
+    def press(self, ev: PointerEvent) -> None:
+        self.state.press(ev)
+
+    def move(self, ev: PointerEvent) -> None:
+        band = self.state.move(ev)
+        if band is not None:
+            self.marks.set_marks(self.state.points, self.state.box, band)
+
+    def release(self, ev: PointerEvent) -> None:
+        if self.state.release(ev):
+            self._request()
+        self._draw_marks()
+
+    def double_click(self, ev: PointerEvent) -> None:
+        """A double click is two clicks for Qt: the second press/release already counted."""
+
+    # -- keys ------------------------------------------------------------------------------
+    def cycle(self) -> None:
+        if self.state.cycle() is not None:
+            self._show()
+
+    def undo_last(self) -> None:
+        if self.state.undo_last():
+            if self.state.is_empty():
+                self._pending = None
+                self.mask.clear()
+            else:
+                self._request()
+            self._draw_marks()
+
+    def clear(self) -> None:
+        self.state.clear()
+        self._pending = None
+        self.mask.clear()
+        self._draw_marks()
+
+    def accept(self) -> bool:
+        """Store the chosen candidate as an instance of the current label."""
+        from app.core.geometry import mask_to_geometry
+
+        mask = self.state.chosen_mask()
+        image = self.session.image
+        if mask is None or image is None:
+            self.message.emit("Nothing to accept: click on an object first")
+            return False
+        source = self.bridge.source
+        score, label = self.state.chosen_score(), self.session.current_label
+
+        def store(geom: Geometry | None) -> None:
+            if geom is None:
+                self.message.emit("The mask is empty: nothing was added")
+            elif self.session.image is image:
+                self.session.add_instance(geom, source, score, label)
+                self.accepted.emit()
+
+        run_sized(self.tasks, mask.size, mask_to_geometry, mask, self.tolerance,
+                  on_result=store, on_error=lambda exc: self.message.emit(str(exc)))
+        self.clear()
+        return True
+
+    def redraw(self) -> None:
+        """Show the chosen candidate again (the label colour changed)."""
+        self._show()
+
+    def has_prompt(self) -> bool:
+        return not self.state.is_empty()
+
+    def reset(self) -> None:
+        """A new image: forget everything."""
+        self.clear()
+
+    # -- predictions -----------------------------------------------------------------------
+    def _request(self) -> None:
+        self._pending = self.bridge.predict(self.state.prompt())
+
+    def _on_predicted(self, request_id: int, result: MaskResult, latency_ms: float) -> None:
+        if request_id != self._pending:
+            return  # a newer click is on its way
+        self.state.set_result(result)
+        self._show(latency_ms)
+        self.answered.emit(latency_ms)
+
+    def _on_failed(self, kind: str, request_id: int, message: str) -> None:
+        if kind == "predict" and request_id == self._pending:
+            self.message.emit(f"Prediction failed: {message}")
+
+    def _show(self, latency_ms: float | None = None) -> None:
+        mask = self.state.chosen_mask()
+        colour = QColor(self.session.colour_of(self.session.current_label))
+        self.mask.set_mask(mask, colour)
+        result = self.state.result
+        if result is None:
+            return
+        scores = "  ".join(
+            f"[{s:.2f}]" if i == self.state.chosen else f"{s:.2f}"
+            for i, s in enumerate(np.asarray(result.scores).tolist()))
+        text = f"Candidate {self.state.chosen + 1}/{len(result)}  scores {scores}"
+        if latency_ms is not None:
+            text += f"  ·  {latency_ms:.0f} ms"
+        self.message.emit(text)
+
+    def _draw_marks(self) -> None:
+        self.marks.set_marks(self.state.points, self.state.box)

@@ -1,0 +1,120 @@
+"""The predictor bridge and the background tasks deliver on the GUI thread."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QObject, Slot
+from pytestqt.qtbot import QtBot
+from ui_helpers import scene_image, write_png
+
+from app.core.errors import ImageError
+from app.core.types import Point, Prompt
+from app.ui.tasks import TaskRunner
+from app.ui.workers import ImageStore, PredictorBridge, favour_gui_thread
+
+
+class Receiver(QObject):
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+        self.results: list[object] = []
+
+    @Slot(int, object, float)
+    def predicted(self, request_id: int, result: object, latency: float) -> None:
+        self.threads.append(threading.get_ident())
+        self.results.append((request_id, result, latency))
+
+
+def test_bridge_answers_on_the_gui_thread(qtbot: QtBot, tmp_path: Path,
+                                          classical_bridge: PredictorBridge) -> None:
+    path = write_png(tmp_path / "a.png", scene_image())
+    rec = Receiver()
+    classical_bridge.predicted.connect(rec.predicted)
+    classical_bridge.set_image("hash-a", path)
+    first = classical_bridge.predict(Prompt((Point(70.5, 55.5),)))  # before the encode ends
+    qtbot.waitUntil(lambda: bool(rec.results), timeout=15000)
+    assert rec.threads == [threading.get_ident()]
+    request_id, result, latency = rec.results[0]
+    assert request_id == first and result.masks.shape[1:] == (120, 160) and latency > 0
+    assert classical_bridge.service.stats.masks == 1
+
+
+def test_tasks_report_results_errors_and_progress_on_the_gui_thread(qtbot: QtBot) -> None:
+    runner = TaskRunner(2)
+    seen: list[tuple[str, object, int]] = []
+
+    def job(n: int, progress: object = None, cancel: object = None) -> int:
+        for i in range(n):
+            progress(i + 1, n, "step")  # type: ignore[operator]
+        return n * 2
+
+    def boom() -> None:
+        raise ImageError("x.png: broken")
+
+    runner.start(job, 3, with_progress=True,
+                 on_result=lambda v: seen.append(("result", v, threading.get_ident())),
+                 on_progress=lambda d, t, m: seen.append(("progress", d, threading.get_ident())))
+    runner.start(boom, on_error=lambda e: seen.append(("error", str(e), threading.get_ident())))
+    qtbot.waitUntil(lambda: sum(k in ("result", "error") for k, _, _ in seen) == 2,
+                    timeout=10000)
+    assert {t for _, _, t in seen} == {threading.get_ident()}
+    assert ("result", 6) in [(k, v) for k, v, _ in seen]
+    assert ("error", "x.png: broken") in [(k, v) for k, v, _ in seen]
+    assert [v for k, v, _ in seen if k == "progress"] == [1, 2, 3]
+    assert runner.wait(5000)
+
+
+def test_image_store_decodes_once_and_raises_image_errors(tmp_path: Path) -> None:
+    calls: list[Path] = []
+
+    def loader(p: Path) -> np.ndarray:
+        calls.append(p)
+        return np.zeros((2, 2, 3), np.uint8)
+
+    store = ImageStore(capacity=1, loader=loader)
+    threads = [threading.Thread(target=store.get, args=("h", tmp_path / "a.png"))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    store.get("h2", tmp_path / "b.png")
+    store.get("h", tmp_path / "a.png")  # evicted (capacity 1): decoded again
+    assert len(calls) == 3
+    with pytest.raises(ImageError):
+        ImageStore().get("bad", write_bytes(tmp_path / "bad.png", b"nope"))
+
+
+def test_favour_gui_thread_lowers_the_other_threads() -> None:
+    import os
+
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("per-thread priorities are a Linux feature")
+    started, stop = threading.Event(), threading.Event()
+    ids: list[int] = []
+
+    def worker() -> None:
+        ids.append(threading.get_native_id())
+        started.set()
+        stop.wait(10)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    started.wait(5)
+    try:
+        favour_gui_thread(threading.get_native_id(), nice=5)
+        assert os.getpriority(os.PRIO_PROCESS, ids[0]) >= 5
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 5
+    finally:
+        stop.set()
+        t.join()
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
