@@ -1,0 +1,139 @@
+"""``maskloop bench [--model tiny] [--device auto] [--image-size 1024x768] [--clicks 30]
+[--json]``: encode, click and cache-switch timings on a random-weight SAM2 checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _size(text: str) -> tuple[int, int]:
+    from app.predict.bench import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` subcommand."""
+    from app.predict.models import REGISTRY
+
+    parser = subparsers.add_parser(
+        "bench", help="measure encode time, click latency and cache speed",
+        description="Measure, on a random-weight SAM2.1 checkpoint of the chosen size (or "
+        "--checkpoint): encode time per image, click -> mask latency against raw sam2 calls, "
+        "switching to a disk-cached image against re-encoding it, and embedding size.",
+    )
+    parser.add_argument("--model", default="tiny", choices=list(REGISTRY),
+                        help="model size (default: tiny)")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="time this checkpoint instead of random weights")
+    parser.add_argument("--config", default=None, help="sam2 config of --checkpoint")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda, mps, cpu), cpu, cuda or mps (default: auto)")
+    parser.add_argument("--image-size", type=_size, default=(1024, 768), metavar="WxH",
+                        help="size of the synthetic images (default: 1024x768)")
+    parser.add_argument("--clicks", type=_positive, default=30, help="timed prompts (default: 30)")
+    parser.add_argument("--images", type=_positive, default=3, help="images encoded (default: 3)")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help="untimed warm-up decodes of each prompt kind; 0 skips the warm-up "
+                        "encode too (default: 3)")
+    parser.add_argument("--threads", type=_positive, default=None,
+                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    from app.cli.bench_remote_cmd import add_remote_bench_args
+
+    add_remote_bench_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if getattr(args, "remote", None):
+        from app.cli.bench_remote_cmd import run_remote
+
+        return run_remote(args)
+    from app.predict.bench import BenchOptions, run_bench
+
+    options = BenchOptions(
+        model=args.model, device=args.device, image_size=args.image_size, clicks=args.clicks,
+        images=args.images, warmup=max(0, args.warmup), checkpoint=args.checkpoint,
+        config=args.config, threads=args.threads,
+    )
+
+    start = time.perf_counter()
+
+    def progress(done: int, total: int, message: str) -> None:
+        elapsed = time.perf_counter() - start
+        print(f"[{done}/{total} {elapsed:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    result = run_bench(options, progress=progress)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_report(result))
+    return 0
+
+
+def format_report(result: dict[str, Any]) -> str:
+    """The result as a readable table with each goal marked met / NOT met."""
+    from app.predict import bench
+
+    def ms(summary: dict[str, Any]) -> str:
+        return (f"p50 {summary['p50']:.1f} ms, p95 {summary['p95']:.1f} ms, "
+                f"mean {summary['mean']:.1f} ms (n={summary['n']})")
+
+    def mark(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    goals = result["goals"]
+    w, h = result["image_size"]
+    mib = 1024 * 1024
+    lines = [
+        f"maskloop bench: SAM2 {result['model']} ({result['weights']} weights, "
+        f"{result['parameters'] / 1e6:.1f}M parameters)",
+        f"  device          {result['device']} ({result['device_name']}), compute "
+        f"{result['compute_dtype']}, torch {result['torch']}, sam2 {result['sam2']}, "
+        f"{result['torch_threads']} threads",
+        f"  image size      {w}x{h}, {result['images']} images, {result['clicks']} clicks",
+        f"  model load      {result['load_s']:.2f} s",
+        "  encode          mean {:.0f} ms; each: {}".format(
+            result["encode_ms"]["mean"], ", ".join(f"{v:.0f}" for v in result["encode_ms"]["each"])
+        ),
+        f"  click -> mask   {ms(result['click_ms'])}",
+        f"    predict       {ms(result['predict_ms'])}",
+        f"    polygon       {ms(result['polygon_ms'])}  (chosen candidate, "
+        f"{result['polygon_parts_mean']:.0f} parts on average)",
+        f"  click, object   {ms(result['click_object_ms'])}",
+        f"    polygon       {ms(result['polygon_object_ms'])}  (an object-like mask)",
+        f"  raw sam2 decode {ms(result['raw_decode_ms'])}",
+        f"  ours / raw      candidate {result['click_vs_raw']:.3f}, object-like "
+        f"{result['click_object_vs_raw']:.3f}, predict only {result['predict_vs_raw']:.3f} "
+        f"(p50s; paired medians {result['click_vs_raw_paired_median']:.3f}, "
+        f"{result['click_object_vs_raw_paired_median']:.3f})",
+        f"                  goal <= {bench.CLICK_RATIO_GOAL} ({result['click_goal_basis']}): "
+        f"{mark(goals['click_within_1.15x_raw'])}",
+        f"  switch (disk)   mean {result['switch_ms']['mean']:.1f} ms vs re-encode "
+        f"{result['reencode_ms']:.0f} ms: {result['switch_speedup']}x   "
+        f"goal >= {bench.SWITCH_SPEEDUP_GOAL:.0f}x: {mark(goals['disk_switch_20x_faster'])}",
+        f"  embedding       {result['embedding_dtype']}, "
+        f"{result['embedding_bytes_memory'] / mib:.2f} MiB in memory, "
+        f"{result['embedding_bytes_disk'] / mib:.2f} MiB on disk   goal float16 <= 8 MiB: "
+        f"{mark(goals['embedding_float16_8MiB'])}",
+    ]
+    return "\n".join(lines)
