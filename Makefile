@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint test-fast package clean
+.PHONY: run test lint test-fast package test-package clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 2; }
@@ -33,6 +33,11 @@ test-fast: lint
 package: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[package]'
 	$(BIN)/python packaging/build.py
+
+# Builds the bundle in a temporary folder and runs the frozen app's --self-test (minutes).
+test-package: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[package]'
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -m package tests/test_package.py $(PYTEST_ARGS)
 
 clean:
 	rm -rf build dist .pytest_cache .ruff_cache

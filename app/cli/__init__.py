@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] in (["--self-test"], ["--startup-time"]):
+        from app import selftest  # works frozen too; see app/selftest.py
+
+        return selftest.main(args_list)
     top_flags = ("-h", "--help", "--version")
     if not args_list or (args_list[0] not in SUBCOMMANDS and args_list[0] not in top_flags):
         from app.cli import gui_cmd
