@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make run` and `make test`. Both create .venv on first use.
 PYTHON ?= python3.11
+TORCH_INDEX ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -10,8 +11,9 @@ $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
-	# torch first, pinned: on a machine without CUDA this is the CPU build.
-	$(BIN)/python -m pip install -q torch==2.13.0
+	# torch first, pinned. From PyPI on Linux this is the CUDA build (it runs on a CPU too);
+	# TORCH_INDEX=https://download.pytorch.org/whl/cpu gives the much smaller CPU-only build.
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	# sam2 builds against the installed torch; --no-deps keeps torchvision out.
 	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install -q --no-build-isolation --no-deps sam2==1.1.0
