@@ -1,5 +1,6 @@
-"""``maskloop [FOLDER|PROJECT] [--model NAME | --checkpoint PATH [--config NAME] | --server
-URL] [--device ...]``: the desktop app. Builds the predictor here (the UI never imports torch)
+"""``maskloop [FOLDER|PROJECT] [--model NAME | --checkpoint PATH [--config NAME]] [--device ...]
+[--server URL [--remote-mode server|hybrid] | --hosted roboflow|fal|segmind [--hosted-url URL]]
+[--api-key KEY]``: the desktop app. Builds the predictor here (the UI never imports torch)
 and hands it to app.ui."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli.backend import add_model_args, predictor_from_args
+from app.cli.remote_backend import HOSTED, add_remote_args, remote_predictor_from_args
 from app.core.errors import MaskLoopError
 from app.predict.base import Predictor
 from app.predict.models import installed_checkpoint
@@ -32,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a folder of images (its project is FOLDER/<name>.maskloop) or a "
                         "project file")
     add_model_args(parser)
-    parser.add_argument("--server", metavar="URL", help="use a MaskLoop server for predictions")
-    parser.add_argument("--api-key", metavar="KEY", help="the server's API key")
+    add_remote_args(parser)
     parser.add_argument("--backend", choices=("sam2", "classical"),
                         help="force a backend (default: SAM2 when a model is installed)")
     return parser
@@ -41,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def make_predictor(args: argparse.Namespace) -> Predictor:
     """The predictor the options (or, without options, the saved settings) ask for."""
-    if args.server:
-        return _remote(args.server, args.api_key)
+    if args.server or args.hosted:
+        return _remote(args)
     from app.ui.settings import GuiSettings
 
     saved = GuiSettings.load()
@@ -60,7 +61,14 @@ def predictor_for_settings(settings: GuiSettings, device: str = "auto") -> Predi
     if settings.backend == "server":
         if not settings.server_url:
             raise MaskLoopError("the server backend needs a server URL (Settings)")
-        return _remote(settings.server_url, settings.server_key or None)
+        return _remote(argparse.Namespace(
+            server=settings.server_url, api_key=settings.server_key or None,
+            remote_mode=settings.remote_mode,
+            checkpoint=Path(settings.checkpoint) if settings.checkpoint else None))
+    if settings.backend in HOSTED:
+        key = getattr(settings, f"{settings.backend}_key", "")
+        return _remote(argparse.Namespace(hosted=settings.backend, api_key=key or None,
+                                          hosted_url=settings.hosted_url or None))
     args = argparse.Namespace(model=None, checkpoint=None, config=None,
                               device=settings.device if device == "auto" else device)
     if settings.backend == "classical":
@@ -80,12 +88,15 @@ def _cache(settings: GuiSettings) -> EmbeddingCache:
     return EmbeddingCache(memory_bytes=max(64, settings.cache_mb) * 2**20)
 
 
-def _remote(url: str, key: str | None) -> Predictor:
+def _remote(args: argparse.Namespace) -> Predictor:
+    """The MaskLoop-server or hosted-API predictor of ``args`` (see remote_backend.py)."""
     try:
-        from app.predict.remote import RemotePredictor
+        predictor = remote_predictor_from_args(args)
     except ImportError as exc:
-        raise MaskLoopError("the server backend is not available in this build") from exc
-    return RemotePredictor(url, api_key=key)
+        raise MaskLoopError("remote backends are not available in this build") from exc
+    if predictor is None:
+        raise MaskLoopError("no remote backend was asked for")
+    return predictor
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -72,6 +72,11 @@ def install(w: MainWindow) -> None:
     toolbar.addSeparator()
     toolbar.addAction(w.actions_by_name["everything"])
     toolbar.addAction(w.actions_by_name["export"])
+    # shown only while the backend understands text (MainWindow.set_bridge)
+    w.find_all_action = toolbar.addWidget(w.find_all_box)
+    tools_menu.addSeparator()
+    add("brush_smaller", "Smaller brush", "[", lambda: w.edit_tool.resize_brush(-1), tools_menu)
+    add("brush_bigger", "Bigger brush", "]", lambda: w.edit_tool.resize_brush(1), tools_menu)
 
     image_menu = bar.addMenu("&Image")
     add("next", "Next image", "D", lambda: w.step_image(1), image_menu)

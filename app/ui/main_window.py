@@ -13,8 +13,9 @@ from app.core.project import Project
 from app.core.types import ImageRecord, ImageStatus
 from app.ui import dialogs, keys
 from app.ui.canvas.convert import rgb_to_display_qimage
-from app.ui.canvas.layers import HandlesItem, InstanceLayer, MarksItem, MaskLayer
+from app.ui.canvas.layers import BrushCursor, HandlesItem, InstanceLayer, MarksItem, MaskLayer
 from app.ui.canvas.view import CanvasTool, CanvasView
+from app.ui.find_all import FindAllBox
 from app.ui.panels.images_panel import ImagesPanel
 from app.ui.panels.instances_panel import InstancesPanel
 from app.ui.panels.labels_panel import LabelsPanel
@@ -48,6 +49,7 @@ class MainWindow(QMainWindow):
         self.unreadable = list(unreadable or [])
         self.open_path = open_path
         self.switch_backend = switch_backend  # builds a new predictor, then calls set_bridge
+        self._closing = False
         self.tasks = TaskRunner(2, self)
         self.session = AnnotationSession(project, self)
         self.setWindowTitle(f"MaskLoop — {project.path.name}")
@@ -61,8 +63,9 @@ class MainWindow(QMainWindow):
         self.instance_layer.opacity = self.settings.opacity
         self.handles = HandlesItem()
         self.marks = MarksItem()
-        scene.addItem(self.handles)
-        scene.addItem(self.marks)
+        self.brush_cursor = BrushCursor()
+        for item in (self.handles, self.marks, self.brush_cursor):
+            scene.addItem(item)
         self.setCentralWidget(self.canvas)
 
         # tools
@@ -70,7 +73,7 @@ class MainWindow(QMainWindow):
                                 self)
         self.sam_tool.tolerance = self.settings.tolerance
         self.edit_tool = EditTool(self.session, self.instance_layer, self.handles, self.marks,
-                                  self)
+                                  self, brush_cursor=self.brush_cursor)
         self.polygon_tool = PolygonTool(self.session, self.marks, self)
         self.box_tool = BoxTool(self.session, self.marks, self)
         self.proposals = ProposalsController(self, scene)
@@ -102,8 +105,12 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.get_model_button)
         self.get_model_button.setVisible(bridge.is_classical)
 
+        self.find_all_box = FindAllBox()
+        self.find_all_box.submitted.connect(self.find_all)
         self.actions_by_name: dict[str, QAction] = {}
-        keys.install(self)
+        self.find_all_action: QAction | None = None
+        keys.install(self)  # menus, toolbar (with the find-all box), shortcuts
+        self._show_find_all(bridge)
         self._connect()
         self.set_tool("sam")
         self._restore_layout()
@@ -135,10 +142,15 @@ class MainWindow(QMainWindow):
         self.proposals.set_bridge(bridge)
         self.backend_label.setText(bridge.description)
         self.get_model_button.setVisible(bridge.is_classical)
+        self._show_find_all(bridge)
         self.encode_label.setText("")
         if self.session.image is not None:
             self.show_image(self.session.image)
         self.show_message(f"Now using {bridge.description}")
+
+    def _show_find_all(self, bridge: PredictorBridge) -> None:
+        if self.find_all_action is not None:
+            self.find_all_action.setVisible(bridge.supports_text)
 
     def _connect(self) -> None:
         s = self.session
@@ -163,14 +175,10 @@ class MainWindow(QMainWindow):
     def set_tool(self, name: str) -> None:
         """sam | edit | polygon | box | brush | eraser."""
         self.active_tool_name = name
-        self.edit_tool.brush = None
+        self.edit_tool.set_brush(name if name in ("brush", "eraser") else None)
         for tool in (self.sam_tool, self.polygon_tool, self.box_tool):
             tool.reset()
         if name in ("brush", "eraser"):
-            from app.ui.interaction.draw_tools import BrushStroke
-
-            self.edit_tool.brush = BrushStroke(radius=8.0)
-            self.edit_tool.erase = name == "eraser"
             self.canvas.tool = self.edit_tool
         else:
             tools: dict[str, CanvasTool] = {"sam": self.sam_tool, "edit": self.edit_tool,
@@ -244,8 +252,9 @@ class MainWindow(QMainWindow):
                          on_error=lambda exc: self._image_failed(record, exc))
 
     def _image_loaded(self, record: ImageRecord, image: object) -> None:
-        if self.session.image is None or self.session.image.id != record.id:
-            return  # the person moved on
+        if (self._closing or self.session.image is None
+                or self.session.image.id != record.id):
+            return  # the person moved on (or closed the window: the project is closed)
         self.canvas.set_image(QPixmap.fromImage(image))  # type: ignore[arg-type]
         self.sam_tool.state.bounds = (float(record.width), float(record.height))
         self.refresh_instances()
@@ -317,6 +326,12 @@ class MainWindow(QMainWindow):
         elif hasattr(tool, "clear"):
             tool.clear()  # type: ignore[union-attr]
 
+    def find_all(self, text: str) -> None:
+        """The find-all box's Enter: suggestions for every ``text``; the canvas takes the
+        keyboard back (Enter accepts them all, Esc discards them)."""
+        self.proposals.find_all(text)
+        self.canvas.setFocus()
+
     def backspace(self) -> None:
         tool = self.canvas.tool
         if hasattr(tool, "undo_last"):
@@ -347,8 +362,7 @@ class MainWindow(QMainWindow):
         if kind == "embed":
             self.encode_label.setText("encoding failed")
             self.show_message(f"Encoding failed: {message}")
-        elif kind == "everything":
-            self.show_message(f"Segment everything failed: {message}")
+        # "everything" (segment everything, find all) failures: ProposalsController says
 
     def show_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 8000)
@@ -367,6 +381,7 @@ class MainWindow(QMainWindow):
         self.settings.state = bytes(self.saveState().toBase64().data()).decode()
         self.settings.add_recent(self.project.path)
         self.settings.save()
+        self._closing = True
         self.proposals.cancel()
         self.tasks.wait(10000)
         self.images_panel.tasks.wait(10000)

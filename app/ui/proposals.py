@@ -1,5 +1,8 @@
-"""Segment everything: the predictor's proposals shown as dashed suggestions. Click one to
-accept it (right click discards it); Enter accepts all that are left, Esc discards them."""
+"""Segment everything and "find all: TEXT": the predictor's proposals shown as dashed
+suggestions. Click one to accept it (right click discards it); Enter accepts all that are
+left, Esc discards them. Accepted suggestions get the CURRENT label, also those found by
+text (the text is a query, the label stays the person's choice: pick or add the label first,
+e.g. "person", to store them under it)."""
 
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ class ProposalsController(QObject):
         self.w, self.scene = window, scene
         self.items: list[tuple[QGraphicsPathItem, Geometry, float]] = []
         self._request: int | None = None
+        self._query: str | None = None  # the text of a find-all request, None for everything
         self._previous_tool: str | None = None
         self._bridge: PredictorBridge | None = None
         self.set_bridge(window.bridge)
@@ -69,8 +73,25 @@ class ProposalsController(QObject):
             self.w.show_message("Open an image first")
             return
         self.clear()
+        self._query = None
         self._request = self.w.bridge.segment_everything()
         self.w.show_message("Segmenting everything… (Esc cancels)")
+
+    def find_all(self, text: str) -> None:
+        """Every instance of ``text`` (a text-capable backend), run on the prediction worker."""
+        text = text.strip()
+        if not text:
+            return
+        if self.w.session.image is None:
+            self.w.show_message("Open an image first")
+            return
+        if not self.w.bridge.supports_text:
+            self.w.show_message(f"{self.w.bridge.description} does not understand text")
+            return
+        self.clear()
+        self._query = text
+        self._request = self.w.bridge.find_all(text)
+        self.w.show_message(f"Finding all {text!r}… (Esc cancels)")
 
     def cancel(self) -> None:
         if self._request is not None:
@@ -80,6 +101,8 @@ class ProposalsController(QObject):
     def _on_failed(self, kind: str, request_id: int, message: str) -> None:
         if kind == "everything" and request_id == self._request:
             self._request = None
+            what = f"Find all {self._query!r}" if self._query else "Segment everything"
+            self.w.show_message(f"{what} failed: {message}")
 
     def _on_ready(self, request_id: int, proposals: list[MaskProposal]) -> None:
         if request_id != self._request:
@@ -105,8 +128,13 @@ class ProposalsController(QObject):
         if self.items:
             self._previous_tool = self.w.active_tool_name
             self.w.canvas.tool = self
-        self.w.show_message(f"{len(self.items)} proposals: click to accept, right click to "
-                            "discard, Enter accepts all, Esc discards all")
+        found = f" of {self._query!r}" if self._query else ""
+        if not self.items:
+            self.w.show_message(f"No proposals{found}")
+            return
+        self.w.show_message(f"{len(self.items)} proposals{found} (label "
+                            f"{self.w.session.current_label!r}): click to accept, right click "
+                            "to discard, Enter accepts all, Esc discards all")
 
     def clear(self) -> None:
         self.cancel()

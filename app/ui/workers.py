@@ -9,10 +9,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
 from app.predict.base import Predictor
 from app.predict.service import Job, JobKind, PredictionService, ServiceCallbacks
@@ -85,11 +87,41 @@ class ImageStore:
         return lambda: self.get(image_hash, path)
 
 
+class TextQueries:
+    """A text-capable predictor as the prediction service sees it: ``segment_everything``
+    with a ``text`` knob runs ``find_all(image, text)`` instead, so "find all: person" goes
+    through the service's one worker like segment everything does (queued after the
+    current encode, stale requests dropped, cancellable before it starts). Every other
+    attribute is the predictor's own."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
+
+    def segment_everything(self, image: EmbeddingKey | np.ndarray, *, text: str | None = None,
+                           cancel: CancelToken | None = None, progress: Progress | None = None,
+                           **knobs: Any) -> list[MaskProposal]:
+        if text is None:
+            return self.predictor.segment_everything(image, cancel=cancel, progress=progress,
+                                                     **knobs)
+        check(cancel)
+        if progress is not None:
+            progress(0, 1, f"finding {text!r}")
+        found: list[MaskProposal] = self.predictor.find_all(image, text)  # type: ignore[attr-defined]
+        check(cancel)
+        return found
+
+
 class PredictorBridge(QObject):
     """Qt face of ``PredictionService``.
 
     Requests (GUI thread, return at once): ``set_image``, ``predict`` (returns its request
-    id), ``segment_everything`` (returns its request id), ``cancel_everything``, ``close``.
+    id), ``segment_everything`` and ``find_all`` (return their request id; answered by
+    ``proposals_ready`` or ``failed`` with kind "everything"), ``cancel_everything``,
+    ``close``. ``supports_text``: the predictor can ``find_all`` by text (Roboflow SAM3,
+    Segmind).
     Signals (delivered on the GUI thread when connected to QObject slots):
       embedding_ready(key, seconds), predicted(request_id, MaskResult, latency_ms),
       failed(kind, request_id, message) with kind "predict" | "embed" | "prefetch" |
@@ -112,12 +144,16 @@ class PredictorBridge(QObject):
         self.images = images or ImageStore()
         self.description = str(getattr(predictor, "description", predictor.model_id))
         self.is_classical = "classical" in predictor.model_id.lower()
+        hosted = hasattr(predictor, "provider")  # the hosted-API clients
         self.source = (Source.CLASSICAL if self.is_classical
-                       else Source.REMOTE if "remote" in type(predictor).__name__.lower()
+                       else Source.REMOTE if hosted
+                       or "remote" in type(predictor).__name__.lower()
                        else Source.SAM2)  # recorded on the instances it makes
+        self.supports_text = bool(getattr(predictor, "supports_text", False))
         self._generation = 0
         self.current_hash: str | None = None
-        self.service = PredictionService(predictor, ServiceCallbacks(
+        served: Any = TextQueries(predictor) if self.supports_text else predictor
+        self.service = PredictionService(served, ServiceCallbacks(
             on_embedding_ready=self._embedded,
             on_mask=self._mask,
             on_error=self._error,
@@ -156,6 +192,13 @@ class PredictorBridge(QObject):
     def segment_everything(self, **knobs: object) -> int:
         self._generation += 1
         self.service.segment_everything(self._generation, **knobs)
+        return self._generation
+
+    def find_all(self, text: str) -> int:
+        """Every instance of ``text`` in the current image (``supports_text`` only); the
+        answer comes like segment everything's."""
+        self._generation += 1
+        self.service.segment_everything(self._generation, text=text)
         return self._generation
 
     def cancel_everything(self) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QColor, QImage, QPainterPath, QPolygonF
@@ -53,6 +55,55 @@ def mask_overlay(mask: np.ndarray, colour: QColor, alpha: int = 110
     h, w = buf.shape
     img = QImage(buf.data, w, h, 4 * w, QImage.Format.Format_ARGB32_Premultiplied).copy()
     return img, x0 * step, y0 * step, step
+
+
+LIVE_ALPHA = 140  # fill of the live SAM candidate: a bit stronger than the instances'
+OUTLINE_EPSILON = 0.7  # contour simplification (overlay pixels), invisible on screen
+
+
+@dataclass
+class LiveOverlay:
+    """What the live candidate mask shows: a translucent fill image placed at (x, y) and
+    scaled by ``step``, and its outline (every contour, holes too) in image coordinates."""
+
+    image: QImage
+    x: int
+    y: int
+    step: int
+    outline: QPainterPath
+    pixels: int
+
+
+def live_overlay(mask: np.ndarray, colour: QColor, alpha: int = LIVE_ALPHA
+                 ) -> LiveOverlay | None:
+    """The fill and the outline of a candidate mask (None when empty). Pure numpy/OpenCV on
+    a mask subsampled to OVERLAY_MAX_SIDE, so it may run off the GUI thread (large masks)."""
+    built = mask_overlay(mask, colour, alpha)
+    if built is None:
+        return None
+    img, x, y, step = built
+    crop = mask[::step, ::step][y // step:y // step + img.height(),
+                                x // step:x // step + img.width()]
+    return LiveOverlay(img, x, y, step, mask_outline(crop, x, y, step), int(mask.sum()))
+
+
+def mask_outline(crop: np.ndarray, x: float = 0, y: float = 0, step: int = 1) -> QPainterPath:
+    """The contours of a (cropped, subsampled) mask as a path in image coordinates: the
+    crop's pixel (c, r) covers [x + c * step, x + (c + 1) * step] (and likewise in y); the
+    path runs through the centres of its boundary pixels."""
+    import cv2
+
+    padded = np.pad(crop.astype(np.uint8), 1)  # contours touching the crop's border close
+    contours, _ = cv2.findContours(padded, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    path = QPainterPath()
+    for contour in contours:
+        pts = cv2.approxPolyDP(contour, OUTLINE_EPSILON, True).reshape(-1, 2).astype(float)
+        if len(pts) < 2:
+            continue
+        pts = (pts - 1 + 0.5) * step + (x, y)  # undo the padding, to pixel centres
+        path.addPolygon(QPolygonF([QPointF(px, py) for px, py in pts.tolist()]))
+        path.closeSubpath()
+    return path
 
 
 def geometry_path(geom: Geometry) -> QPainterPath:

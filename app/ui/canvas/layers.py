@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.types import Box, Geometry, Point
-from app.ui.canvas.convert import geometry_path, mask_overlay
+from app.ui.canvas.convert import LiveOverlay, geometry_path, live_overlay
 from app.ui.interaction.rings import Shape
 
 Z_INSTANCES, Z_MASK, Z_HANDLES, Z_MARKS = 1, 2, 3, 4
@@ -32,30 +32,51 @@ def cosmetic_pen(colour: QColor, width: float = 1.5, style: Qt.PenStyle = Qt.Pen
 
 
 class MaskLayer:
-    """The live candidate mask: one pixmap of the mask's bounding box only."""
+    """The live candidate mask: one pixmap of the mask's bounding box, and its outline
+    (a white halo under a line of the label's colour, so it shows on any background)."""
 
     def __init__(self, scene: QGraphicsScene) -> None:
         self.item = QGraphicsPixmapItem()
         self.item.setZValue(Z_MASK)
         self.item.setShapeMode(QGraphicsPixmapItem.ShapeMode.BoundingRectShape)
         scene.addItem(self.item)
+        self.halo = QGraphicsPathItem()
+        self.line = QGraphicsPathItem()
+        halo = QColor(255, 255, 255, 210)
+        self.halo.setPen(cosmetic_pen(halo, 3.5))
+        for z, path_item in enumerate((self.halo, self.line), start=1):
+            path_item.setZValue(Z_MASK + 0.1 * z)
+            path_item.setBrush(Qt.BrushStyle.NoBrush)
+            scene.addItem(path_item)
         self.pixels = 0  # mask area, for tests and the status bar
 
     def set_mask(self, mask: np.ndarray | None, colour: QColor) -> None:
-        built = None if mask is None else mask_overlay(mask, colour)
-        if built is None:
+        """Build the overlay here and show it (``show`` takes one built elsewhere)."""
+        self.show(None if mask is None else live_overlay(mask, colour), colour)
+
+    def show(self, overlay: LiveOverlay | None, colour: QColor) -> None:
+        if overlay is None:
             self.clear()
             return
-        img, x, y, step = built
-        self.item.setPixmap(QPixmap.fromImage(img))
-        self.item.setPos(x, y)
-        self.item.setScale(step)
+        self.item.setPixmap(QPixmap.fromImage(overlay.image))
+        self.item.setPos(overlay.x, overlay.y)
+        self.item.setScale(overlay.step)
         self.item.setVisible(True)
-        self.pixels = int(mask.sum()) if mask is not None else 0
+        self.line.setPen(cosmetic_pen(QColor(colour), 1.5))
+        for path_item in (self.halo, self.line):
+            path_item.setPath(overlay.outline)
+            path_item.setVisible(True)
+        self.pixels = overlay.pixels
+
+    def outline(self) -> QPainterPath:
+        return self.line.path()
 
     def clear(self) -> None:
         self.item.setPixmap(QPixmap())
         self.item.setVisible(False)
+        for path_item in (self.halo, self.line):
+            path_item.setPath(QPainterPath())
+            path_item.setVisible(False)
         self.pixels = 0
 
 
@@ -112,6 +133,39 @@ class InstanceLayer:
         width = 3.0 if iid in self.selected else 1.5
         pen_colour = QColor(255, 255, 255) if iid in self.selected else colour
         item.setPen(cosmetic_pen(pen_colour, width))
+
+
+class BrushCursor(QGraphicsItem):
+    """The brush (or eraser, red) circle under the pointer, of the brush's radius."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setZValue(Z_MARKS)
+        self.setVisible(False)
+        self.centre = QPointF()
+        self.radius = 0.0  # image pixels
+        self.erase = False
+
+    def show_at(self, x: float, y: float, radius: float, erase: bool = False) -> None:
+        self.prepareGeometryChange()
+        self.centre, self.radius, self.erase = QPointF(x, y), radius, erase
+        self.setVisible(True)
+        self.update()
+
+    def hide_cursor(self) -> None:
+        self.setVisible(False)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        r = self.radius + 2.0
+        return QRectF(self.centre.x() - r, self.centre.y() - r, 2 * r, 2 * r)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        inner = QColor(230, 40, 40) if self.erase else QColor(20, 20, 20)
+        for colour, width in ((QColor(255, 255, 255), 3.0), (inner, 1.2)):
+            painter.setPen(cosmetic_pen(colour, width))
+            painter.drawEllipse(self.centre, self.radius, self.radius)
 
 
 class HandlesItem(QGraphicsItem):

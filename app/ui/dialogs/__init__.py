@@ -52,7 +52,9 @@ def settings(w: MainWindow) -> None:
 
 def backend_choice(s: object) -> tuple[object, ...]:
     return tuple(getattr(s, k) for k in ("backend", "model", "checkpoint", "device",
-                                          "server_url", "server_key"))
+                                          "server_url", "server_key", "remote_mode",
+                                          "hosted_url", "roboflow_key", "fal_key",
+                                          "segmind_key"))
 
 
 def apply_settings(w: MainWindow, before: tuple[object, ...]) -> None:

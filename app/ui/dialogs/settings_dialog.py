@@ -1,5 +1,8 @@
-"""Settings: backend, model (with a Download button), checkpoint file, device, server URL
-and key, cache size, simplification default; the shortcuts are listed."""
+"""Settings: backend (local SAM2, classical, a MaskLoop server, Roboflow, fal, Segmind),
+model (with a Download button), checkpoint file, device, server URL, key and mode, hosted-API
+keys, cache size, simplification default; the shortcuts are listed. Only the rows of the
+chosen backend are shown. Keys live in the settings file (see app.ui.settings), never in logs
+or the status bar."""
 
 from __future__ import annotations
 
@@ -21,13 +24,26 @@ from PySide6.QtWidgets import (
 
 from app.core.errors import Cancelled
 from app.predict.models import REGISTRY, installed_checkpoint
-from app.ui.settings import GuiSettings
+from app.ui.settings import GuiSettings, settings_path
 from app.ui.tasks import Task, TaskRunner
 
 BACKENDS = [("auto", "Best available (SAM2 if installed, else classical)"),
             ("sam2", "SAM2 (local)"), ("classical", "Classical (GrabCut, no model)"),
-            ("server", "MaskLoop server")]
+            ("server", "MaskLoop server (maskloop serve)"),
+            ("roboflow", "Roboflow (SAM2 clicks, SAM3 'find all' by text)"),
+            ("fal", "fal (SAM2)"), ("segmind", "Segmind (SAM2, 'find all' by text)")]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
+REMOTE_MODES = [("server", "server decodes clicks"),
+                ("hybrid", "hybrid: embedding from the server, clicks decoded here")]
+# hosted backend -> (settings field of its key, environment variable used when it is empty)
+HOSTED_KEYS = {"roboflow": ("roboflow_key", "API_KEY"), "fal": ("fal_key", "FAL_KEY"),
+               "segmind": ("segmind_key", "SEGMIND_API_KEY")}
+
+
+def _secret(text: str) -> QLineEdit:
+    edit = QLineEdit(text)
+    edit.setEchoMode(QLineEdit.EchoMode.Password)
+    return edit
 
 
 class SettingsDialog(QDialog):
@@ -67,8 +83,21 @@ class SettingsDialog(QDialog):
         self.device.setCurrentText(settings.device)
         self.server_url = QLineEdit(settings.server_url)
         self.server_url.setPlaceholderText("http://127.0.0.1:8000")
-        self.server_key = QLineEdit(settings.server_key)
-        self.server_key.setEchoMode(QLineEdit.EchoMode.Password)
+        self.server_key = _secret(settings.server_key)
+        self.server_key.setPlaceholderText("empty: $MASKLOOP_API_KEY, or none")
+        self.remote_mode = QComboBox()
+        for key, text in REMOTE_MODES:
+            self.remote_mode.addItem(text, key)
+        self.remote_mode.setCurrentIndex(max(0, self.remote_mode.findData(settings.remote_mode)))
+        self.hosted_url = QLineEdit(settings.hosted_url)
+        self.hosted_url.setPlaceholderText("empty: the provider's public API")
+        self.hosted_keys: dict[str, QLineEdit] = {}
+        for name, (attr, env) in HOSTED_KEYS.items():
+            self.hosted_keys[name] = _secret(getattr(settings, attr))
+            self.hosted_keys[name].setPlaceholderText(f"empty: ${env}")
+        self.key_note = QLabel(f"API keys are stored in {settings_path()} (readable only by "
+                               "you); they are never logged or shown.")
+        self.key_note.setWordWrap(True)
         self.cache_mb = QSpinBox()
         self.cache_mb.setRange(64, 65536)
         self.cache_mb.setSuffix(" MB")
@@ -91,6 +120,11 @@ class SettingsDialog(QDialog):
         form.addRow("Device", self.device)
         form.addRow("Server URL", self.server_url)
         form.addRow("Server key", self.server_key)
+        form.addRow("Server mode", self.remote_mode)
+        for name, edit in self.hosted_keys.items():
+            form.addRow(f"{dict(BACKENDS)[name].split(' ')[0]} API key", edit)
+        form.addRow("Hosted API URL", self.hosted_url)
+        form.addRow(self.key_note)
         form.addRow("Embedding cache", self.cache_mb)
         form.addRow("Simplification", self.tolerance)
         if parent is not None and hasattr(parent, "actions_by_name"):
@@ -100,7 +134,20 @@ class SettingsDialog(QDialog):
             keys.setWordWrap(True)
             form.addRow("Shortcuts", keys)
         form.addRow(buttons)
+        self.form = form
+        self.backend.currentIndexChanged.connect(lambda _: self._show_backend_rows())
+        self._show_backend_rows()
         self._model_state()
+
+    def _show_backend_rows(self) -> None:
+        """Show the remote rows of the chosen backend only."""
+        chosen = self.backend.currentData()
+        for wgt in (self.server_url, self.server_key, self.remote_mode):
+            self.form.setRowVisible(wgt, chosen == "server")
+        for name, edit in self.hosted_keys.items():
+            self.form.setRowVisible(edit, chosen == name)
+        self.form.setRowVisible(self.hosted_url, chosen in HOSTED_KEYS)
+        self.form.setRowVisible(self.key_note, chosen == "server" or chosen in HOSTED_KEYS)
 
     def _model_state(self) -> None:
         name = self.model.currentText()
@@ -150,7 +197,11 @@ class SettingsDialog(QDialog):
         s.checkpoint = self.checkpoint.text().strip()
         s.device = self.device.currentText()
         s.server_url = self.server_url.text().strip()
-        s.server_key = self.server_key.text()
+        s.server_key = self.server_key.text().strip()
+        s.remote_mode = self.remote_mode.currentData()
+        s.hosted_url = self.hosted_url.text().strip()
+        for name, (attr, _) in HOSTED_KEYS.items():
+            setattr(s, attr, self.hosted_keys[name].text().strip())
         s.cache_mb = self.cache_mb.value()
         s.tolerance = self.tolerance.value()
         super().accept()

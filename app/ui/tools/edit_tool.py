@@ -1,11 +1,12 @@
 """The edit tool: select instances, drag vertices, insert/delete vertices, move shapes;
-brush and eraser strokes added to / cut from the selected instance."""
+brush and eraser strokes added to / cut from the selected instance ([ and ] change the brush
+radius, a circle under the pointer shows it)."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
-from app.ui.canvas.layers import HandlesItem, InstanceLayer, MarksItem
+from app.ui.canvas.layers import BrushCursor, HandlesItem, InstanceLayer, MarksItem
 from app.ui.canvas.view import HIT_PIXELS
 from app.ui.interaction.draw_tools import BrushStroke
 from app.ui.interaction.events import Button, PointerEvent
@@ -13,7 +14,8 @@ from app.ui.interaction.polygon_edit import EditAction, EditKind, PolygonEditor
 from app.ui.interaction.rings import vertex
 from app.ui.session import AnnotationSession
 
-BRUSH_SCREEN_RADIUS = 15.0  # brush/eraser radius in screen pixels
+BRUSH_SCREEN_RADIUS = 15.0  # default brush/eraser radius in screen pixels
+BRUSH_MIN, BRUSH_MAX, BRUSH_STEP = 2.0, 200.0, 1.25  # [ and ] scale the radius by the step
 
 
 class EditTool(QObject):
@@ -23,13 +25,46 @@ class EditTool(QObject):
     message = Signal(str)
 
     def __init__(self, session: AnnotationSession, layer: InstanceLayer, handles: HandlesItem,
-                 marks: MarksItem, parent: QObject | None = None) -> None:
+                 marks: MarksItem, parent: QObject | None = None, *,
+                 brush_cursor: BrushCursor | None = None) -> None:
         super().__init__(parent)
         self.session, self.layer, self.handles, self.marks = session, layer, handles, marks
         self.editor = PolygonEditor()
         self.extra: list[int] = []  # Ctrl+click selection beyond the edited instance
         self.brush: BrushStroke | None = None  # set by the brush/eraser modes
         self.erase = False
+        self.brush_screen_radius = BRUSH_SCREEN_RADIUS
+        self.brush_cursor = brush_cursor
+        self._pointer: tuple[float, float, float] | None = None  # x, y, image px per screen px
+
+    # -- brush -----------------------------------------------------------------------------
+    def set_brush(self, mode: str | None) -> None:
+        """"brush", "eraser", or None (plain editing)."""
+        self.brush = BrushStroke() if mode else None
+        self.erase = mode == "eraser"
+        self._show_cursor()
+
+    def resize_brush(self, direction: int) -> float:
+        """Grow (direction > 0, ]) or shrink ([) the brush; its new radius in screen px."""
+        step = BRUSH_STEP if direction > 0 else 1.0 / BRUSH_STEP
+        self.brush_screen_radius = min(BRUSH_MAX, max(BRUSH_MIN,
+                                                      self.brush_screen_radius * step))
+        self._show_cursor()
+        self.message.emit(f"Brush radius {self.brush_screen_radius:.0f} px")
+        return self.brush_screen_radius
+
+    def _track(self, ev: PointerEvent) -> None:
+        self._pointer = (ev.x, ev.y, ev.radius / HIT_PIXELS)
+        self._show_cursor()
+
+    def _show_cursor(self) -> None:
+        if self.brush_cursor is None:
+            return
+        if self.brush is None or self._pointer is None:
+            self.brush_cursor.hide_cursor()
+            return
+        x, y, per_px = self._pointer
+        self.brush_cursor.show_at(x, y, self.brush_screen_radius * per_px, self.erase)
 
     def refresh(self) -> None:
         """The instances changed in the session: reload the editable copies."""
@@ -50,10 +85,13 @@ class EditTool(QObject):
 
     # -- CanvasTool ------------------------------------------------------------------------
     def press(self, ev: PointerEvent) -> None:
+        if self.brush is not None:
+            self._track(ev)
         if self.brush is not None and self.editor.selected is None:
             self.message.emit("Select an instance first (Edit tool, V), then brush or erase")
         if self.brush is not None and self.editor.selected is not None:
-            self.brush.radius = BRUSH_SCREEN_RADIUS / HIT_PIXELS * ev.radius  # zoom-independent
+            # the radius is on screen, so it does not change with the zoom
+            self.brush.radius = self.brush_screen_radius / HIT_PIXELS * ev.radius
             self.brush.press(ev)
             return
         if ev.ctrl and ev.button == Button.LEFT:
@@ -68,6 +106,8 @@ class EditTool(QObject):
         self._apply(self.editor.press(ev))
 
     def move(self, ev: PointerEvent) -> None:
+        if self.brush is not None:
+            self._track(ev)
         if self.brush is not None and self.brush.points:
             area = self.brush.move(ev)
             if area is not None:

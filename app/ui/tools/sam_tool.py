@@ -8,6 +8,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor
 
 from app.core.types import Geometry, MaskResult
+from app.ui.canvas.convert import LiveOverlay, live_overlay
 from app.ui.canvas.layers import MarksItem, MaskLayer
 from app.ui.interaction.events import PointerEvent
 from app.ui.interaction.prompt_tool import PromptTool
@@ -32,6 +33,7 @@ class SamTool(QObject):
         self.tolerance = 1.0  # simplification tolerance (pixels) used on accept
         self._pending: int | None = None  # request id of the newest prediction asked for
         self._connected: PredictorBridge | None = None
+        self._shown = 0  # increases with every overlay asked for: late ones are dropped
         self.set_bridge(bridge)
 
     def set_bridge(self, bridge: PredictorBridge) -> None:
@@ -71,7 +73,7 @@ class SamTool(QObject):
         if self.state.undo_last():
             if self.state.is_empty():
                 self._pending = None
-                self.mask.clear()
+                self._clear_mask()
             else:
                 self._request()
             self._draw_marks()
@@ -79,7 +81,7 @@ class SamTool(QObject):
     def clear(self) -> None:
         self.state.clear()
         self._pending = None
-        self.mask.clear()
+        self._clear_mask()
         self._draw_marks()
 
     def accept(self) -> bool:
@@ -135,7 +137,13 @@ class SamTool(QObject):
     def _show(self, latency_ms: float | None = None) -> None:
         mask = self.state.chosen_mask()
         colour = QColor(self.session.colour_of(self.session.current_label))
-        self.mask.set_mask(mask, colour)
+        self._shown += 1
+        if mask is None:
+            self.mask.clear()
+        else:  # fill + outline: inline for small images, on the pool for large ones
+            shown = self._shown
+            run_sized(self.tasks, mask.size, live_overlay, mask, colour,
+                      on_result=lambda ov: self._draw_overlay(shown, ov, colour))
         result = self.state.result
         if result is None:
             return
@@ -146,6 +154,14 @@ class SamTool(QObject):
         if latency_ms is not None:
             text += f"  ·  {latency_ms:.0f} ms"
         self.message.emit(text)
+
+    def _draw_overlay(self, shown: int, overlay: LiveOverlay | None, colour: QColor) -> None:
+        if shown == self._shown:  # still the candidate to show
+            self.mask.show(overlay, colour)
+
+    def _clear_mask(self) -> None:
+        self._shown += 1
+        self.mask.clear()
 
     def _draw_marks(self) -> None:
         self.marks.set_marks(self.state.points, self.state.box)
