@@ -205,7 +205,7 @@ def _filter_batch(
                                align_corners=False)[0]
         stability = stability_score(logits, 0.0, offset)
         ok = stability >= stability_thresh if stability_thresh > 0 else torch.ones_like(sub).bool()
-        masks = (logits[ok] > 0.0).cpu().numpy()
+        masks = torch.gt(logits, 0.0)[ok].cpu().numpy()  # no float copy of the survivors
         scores = iou[sub][ok].float().cpu().numpy()
         stabs = stability[ok].float().cpu().numpy()
         for mask, box, score, stab in zip(masks, mask_boxes(masks), scores, stabs, strict=True):

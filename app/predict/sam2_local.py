@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sam2.modeling.sam2_base import SAM2Base
 
 from app.core.images import array_hash
@@ -26,11 +25,13 @@ from app.predict.base import PredictorError
 from app.predict.cache import Embedding, EmbeddingCache
 from app.predict.sam2_model import (
     Precision,
+    cancellable_encoder,
     choose_device,
     file_sha256,
     inference,
     load_sam2,
     precision_for,
+    upscale_masks,
 )
 
 ARRAY_NAMES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
@@ -98,6 +99,7 @@ class SAM2Predictor:
         self._dtype = next(model.parameters()).dtype
         self._current: ImageFeatures | None = None
         self._dense_pe: torch.Tensor | None = None
+        self._upscale_buf: torch.Tensor | None = None  # (1, 1, H, W) float32, reused
 
     # -- Predictor protocol ----------------------------------------------------------------
 
@@ -117,8 +119,9 @@ class SAM2Predictor:
     ) -> EmbeddingKey:
         """Encode ``image`` unless its embedding is cached; returns its key.
 
-        The forward pass cannot be interrupted: ``cancel`` is checked before and after it
-        (a finished encoding is still cached, then Cancelled is raised)."""
+        ``cancel`` is checked before the encoder and before each of its steps (every Hiera
+        block and the neck), so a stale encode stops within one block and nothing is
+        cached; an encoding that finished is cached, then Cancelled is raised."""
         image = _check_image(image)
         key = EmbeddingKey(image_hash or array_hash(image), self._model_id)
         if self._current is not None and self._current.key == key:
@@ -126,7 +129,7 @@ class SAM2Predictor:
         check(cancel)
         if self.cache.get(key) is not None:
             return key
-        emb = self._encode([image])[0]
+        emb = self._encode([image], cancel)[0]
         self.cache.put(key, emb)
         check(cancel)
         return key
@@ -152,7 +155,8 @@ class SAM2Predictor:
         for start in range(0, len(todo), size):
             check(cancel)
             chunk = todo[start:start + size]
-            for i, emb in zip(chunk, self._encode([checked[i] for i in chunk]), strict=True):
+            embs = self._encode([checked[i] for i in chunk], cancel)
+            for i, emb in zip(chunk, embs, strict=True):
                 self.cache.put(keys[i], emb)
         check(cancel)
         return keys
@@ -174,14 +178,12 @@ class SAM2Predictor:
             mask_t = mask_t.reshape(1, 1, LOW_RES, LOW_RES).to(self.device)
         with inference(self.precision):
             low_res, iou = self._decode(feats, coords, labels, mask_t, prompt.multimask)
-            low_res = low_res.float()
-            masks = F.interpolate(low_res, feats.orig_hw, mode="bilinear", align_corners=False)
-            masks = masks > 0.0
-            low_res = low_res.clamp_(-32.0, 32.0)
+            low_res = low_res[0].float()
+            masks = self._upscale(low_res, feats.orig_hw)
             return MaskResult(
-                masks=masks[0].cpu().numpy(),
+                masks=masks,
                 scores=iou[0].float().cpu().numpy(),
-                low_res_logits=low_res[0].cpu().numpy(),
+                low_res_logits=low_res.clamp_(-32.0, 32.0).cpu().numpy(),
             )
 
     def segment_everything(
@@ -194,8 +196,10 @@ class SAM2Predictor:
         min_mask_region_area: int = 100,
         cancel: CancelToken | None = None,
         progress: Progress | None = None,
+        points_per_batch: int | None = None,
     ) -> list[MaskProposal]:
-        """Every object of the image from a grid of single-point prompts (see everything.py)."""
+        """Every object of the image from a grid of single-point prompts (see everything.py),
+        decoded ``points_per_batch`` points at a time (default: ``self.points_per_batch``)."""
         from app.predict.everything import segment_everything
 
         key = image if isinstance(image, EmbeddingKey) else self.embed(image, cancel=cancel)
@@ -207,6 +211,7 @@ class SAM2Predictor:
             pred_iou_thresh=pred_iou_thresh,
             stability_score_thresh=stability_score_thresh,
             min_mask_region_area=min_mask_region_area,
+            points_per_batch=points_per_batch or self.points_per_batch,
             cancel=cancel,
             progress=progress,
         )
@@ -216,10 +221,20 @@ class SAM2Predictor:
         the embedding cache stay usable."""
         self._current = None
         self._dense_pe = None
+        self._upscale_buf = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
     # -- beyond the protocol: used by segment-everything, the service and the benchmark ----
+
+    @property
+    def points_per_batch(self) -> int:
+        """Points decoded at once by segment-everything: the mask decoder holds about 28 MiB
+        of activations per point (the image embedding and its positional encoding repeated,
+        (32, 256, 256) upscaled features; 1.8 GiB for 64 points), so 64 on a GPU and 16 on
+        a CPU (0.5 GiB; 32 or 64 are only ~10% faster per point there, for 2-4x the memory
+        and a coarser grain for progress and cancel)."""
+        return 64 if self.device.type == "cuda" else 16
 
     def activate(self, key: EmbeddingKey) -> ImageFeatures:
         """Make ``key``'s image current: its float16 embedding converted to device tensors
@@ -281,10 +296,13 @@ class SAM2Predictor:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _encode(self, images: list[np.ndarray]) -> list[Embedding]:
-        """Run the image encoder on a batch (images may differ in size)."""
+    def _encode(
+        self, images: list[np.ndarray], cancel: CancelToken | None = None
+    ) -> list[Embedding]:
+        """Run the image encoder on a batch (images may differ in size); Cancelled between
+        encoder steps when ``cancel`` is set."""
         res = self.model.image_size
-        with inference(self.precision):
+        with inference(self.precision), cancellable_encoder(self.model, cancel):
             batch = torch.cat([ref.preprocess(im, res, self.device) for im in images])
             feats = ref.features_from_batch(self.model, batch)
             image_embed = feats["image_embed"]
@@ -300,6 +318,12 @@ class SAM2Predictor:
             )
             for i, im in enumerate(images)
         ]
+
+    def _upscale(self, low_res: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
+        """(C, 256, 256) logits -> (C, H, W) bool masks through the predictor's reused
+        buffer (see ``upscale_masks``)."""
+        masks, self._upscale_buf = upscale_masks(low_res, hw, self._upscale_buf)
+        return masks
 
     def _prompt_points(
         self, prompt: Prompt, orig_hw: tuple[int, int]

@@ -14,15 +14,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from sam2.build_sam import build_sam2
 from sam2.modeling.sam2_base import SAM2Base
 
+from app.core.jobs import CancelToken
 from app.predict.base import PredictorError
 from app.predict.models import REGISTRY
 
 # (trunk embed dim, number of Hiera blocks) -> registry name; used to guess a config.
 _ARCHITECTURES = {(96, 12): "tiny", (96, 16): "small", (112, 24): "base_plus", (144, 48): "large"}
+_UPSCALE_AT_ONCE = 1 << 24  # full-resolution logits upscaled in one call (64 MiB float32)
 _SAM2_0_CONFIGS = {
     "tiny": "configs/sam2/sam2_hiera_t.yaml",
     "small": "configs/sam2/sam2_hiera_s.yaml",
@@ -225,3 +229,69 @@ def inference(precision: Precision) -> Iterator[None]:
     """torch.inference_mode plus the device's autocast."""
     with torch.inference_mode(), precision.context():
         yield
+
+
+def encoder_steps(model: SAM2Base) -> list[torch.nn.Module]:
+    """The image encoder's steps, in order: the Hiera trunk blocks, then the FPN neck."""
+    encoder = model.image_encoder
+    trunk = getattr(encoder, "trunk", None)
+    steps: list[torch.nn.Module] = list(getattr(trunk, "blocks", None) or [])
+    neck = getattr(encoder, "neck", None)
+    if isinstance(neck, torch.nn.Module):
+        steps.append(neck)
+    return steps
+
+
+@contextlib.contextmanager
+def cancellable_encoder(model: SAM2Base, cancel: CancelToken | None) -> Iterator[None]:
+    """While inside, every encoder step (trunk block, neck) first checks ``cancel`` and
+    raises Cancelled: a stale encode stops within one block. The hooks are removed on exit."""
+    if cancel is None:
+        yield
+        return
+    token = cancel
+
+    def hook(module: torch.nn.Module, args: object) -> None:
+        token.raise_if_cancelled()
+
+    handles = [step.register_forward_pre_hook(hook) for step in encoder_steps(model)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def upscale_masks(
+    low_res: torch.Tensor, hw: tuple[int, int], buffer: torch.Tensor | None = None
+) -> tuple[np.ndarray, torch.Tensor]:
+    """(C, 256, 256) float32 logits -> ((C, H, W) bool masks, the float32 buffer to pass next
+    time): logits > 0 after the official bilinear upscale (align_corners=False), computed in
+    ``buffer`` (reused when its shape fits) and thresholded straight into the result. All
+    candidates at once up to _UPSCALE_AT_ONCE elements (fewer kernel calls), else one at a
+    time (no (C, H, W) float32 temporary for big images)."""
+    h, w = hw
+    n = low_res.shape[0]
+    step = n if n * h * w <= _UPSCALE_AT_ONCE else 1
+    if buffer is None or tuple(buffer.shape) != (1, step, h, w) or buffer.device != low_res.device:
+        buffer = torch.empty((1, step, h, w), dtype=torch.float32, device=low_res.device)
+    on_cpu = low_res.device.type == "cpu"
+    out = np.empty((n, h, w), dtype=bool)
+    target = torch.from_numpy(out) if on_cpu else torch.empty(
+        out.shape, dtype=torch.bool, device=low_res.device)
+    for i in range(0, n, step):
+        _upsample_into(low_res[None, i:i + step], buffer)
+        torch.gt(buffer[0], 0.0, out=target[i:i + step])
+    if not on_cpu:
+        out = target.cpu().numpy()
+    return out, buffer
+
+
+def _upsample_into(x: torch.Tensor, out: torch.Tensor) -> None:
+    """``F.interpolate(x, out.shape[-2:], mode="bilinear", align_corners=False)`` written into
+    ``out`` (the same kernel, through its out= variant)."""
+    size = [int(out.shape[-2]), int(out.shape[-1])]
+    try:
+        torch.ops.aten.upsample_bilinear2d.out(x, size, False, None, None, out=out)
+    except (AttributeError, RuntimeError, NotImplementedError):  # a backend without out=
+        out.copy_(F.interpolate(x, size, mode="bilinear", align_corners=False))

@@ -206,6 +206,33 @@ def test_sam2_building_blocks_give_the_same_features_and_logits(predictor, encod
     np.testing.assert_array_equal(result.low_res_logits, low_res.clamp(-32, 32)[0].numpy())
 
 
+def test_upscale_equals_interpolate_through_one_reused_buffer(predictor) -> None:
+    """Full-resolution masks: candidate by candidate through one float32 buffer, equal to
+    the official one-shot interpolate + threshold, at any size and after size changes."""
+    low_res = torch.randn(3, 256, 256, generator=torch.Generator().manual_seed(4)) * 4
+    buffers = []
+    for hw in [(37, 53), (200, 300), (37, 53), (37, 53), (3000, 2000), (3000, 2000)]:
+        with torch.inference_mode():
+            masks = predictor._upscale(low_res, hw)
+        expected = F.interpolate(low_res[None], hw, mode="bilinear", align_corners=False) > 0
+        assert masks.dtype == np.bool_ and masks.shape == (3, *hw)
+        np.testing.assert_array_equal(masks, expected[0].numpy())
+        buffers.append(predictor._upscale_buf)
+    assert buffers[2] is buffers[3] and buffers[0] is not buffers[1]
+    assert buffers[3].shape == (1, 3, 37, 53) and buffers[3].dtype == torch.float32
+    # 3 x 6 Mpx: one candidate at a time, never a (3, H, W) float32 temporary in the buffer
+    assert buffers[4] is buffers[5] and buffers[5].shape == (1, 1, 3000, 2000)
+
+
+def test_masks_of_an_earlier_click_stay_intact(predictor, keys) -> None:
+    first = predictor.predict(keys["wide"], PROMPTS["points"])
+    kept = first.masks.copy()
+    second = predictor.predict(keys["wide"], PROMPTS["box"])
+    assert not np.array_equal(second.masks, kept)
+    np.testing.assert_array_equal(first.masks, kept)
+    assert not np.shares_memory(first.masks, second.masks)
+
+
 def test_refinement_with_mask_input_changes_the_result(predictor, keys) -> None:
     key = keys["wide"]
     first = predictor.predict(key, Prompt(points=(Point(120.5, 100.5),)))
@@ -241,37 +268,6 @@ def test_cache_hit_skips_encoding_and_equals_fresh_path(predictor, keys, images)
     np.testing.assert_array_equal(cached.masks, fresh.masks)
     np.testing.assert_array_equal(cached.scores, fresh.scores)
     np.testing.assert_array_equal(cached.low_res_logits, fresh.low_res_logits)
-
-
-def test_cancel_before_and_after_the_forward(predictor) -> None:
-    image = make_image(40, 30, seed=7)
-    token = CancelToken()
-    token.cancel()
-    with CountingForward(predictor.model) as counter, pytest.raises(Cancelled):
-        predictor.embed(image, image_hash="cancel-before", cancel=token)
-    assert counter.calls == 0
-    assert not predictor.cache.contains(EmbeddingKey("cancel-before", predictor.model_id))
-
-    late = CancelToken()
-    original = predictor.model.forward_image
-
-    def cancel_during(batch: torch.Tensor) -> dict:
-        late.cancel()  # the person moved on while the encoder ran
-        return original(batch)
-
-    predictor.model.forward_image = cancel_during
-    try:
-        with pytest.raises(Cancelled):
-            predictor.embed(image, cancel=late)  # no hash given: the pixels' hash
-    finally:
-        del predictor.model.forward_image
-    # the finished work is kept: embedding the same pixels again is a cache hit
-    with CountingForward(predictor.model) as counter:
-        key = predictor.embed(image.copy())
-    assert counter.calls == 0
-    assert key == EmbeddingKey(array_hash(image), predictor.model_id)
-    assert len(key.image_hash) == 64
-    assert array_hash(image[:, :-1]) != key.image_hash
 
 
 def test_embed_batch_runs_the_encoder_on_batches(predictor, keys, images) -> None:
@@ -338,6 +334,15 @@ def test_segment_everything_on_the_model(predictor, keys, images) -> None:
         assert p.mask.shape == (h, w) and p.mask.dtype == np.bool_
         ys, xs = np.nonzero(p.mask)
         assert p.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert predictor.points_per_batch == 16  # on a CPU
+    calls.clear()
+    chunked = predictor.segment_everything(
+        keys["wide"], points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0,
+        min_mask_region_area=0, progress=lambda d, t, m: calls.append((d, t)),
+        points_per_batch=3)
+    assert calls == [(1, 2), (2, 2)]
+    assert sorted(p.score for p in chunked) == pytest.approx(
+        sorted(p.score for p in proposals), abs=1e-5)
     strict = predictor.segment_everything(keys["wide"], points_per_side=2,
                                           pred_iou_thresh=0.999, stability_score_thresh=0.0)
     assert strict == []

@@ -1,0 +1,175 @@
+"""Cancelling a SAM2 encode: before it, between encoder steps (from another thread, as the
+prediction service does when the person switches image) and after it. Real tiny SAM2.1
+model with random weights on the CPU; each test encodes at most a few times (slow)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.core.errors import Cancelled
+from app.core.images import array_hash
+from app.core.jobs import CancelToken
+from app.core.types import EmbeddingKey
+from app.predict.cache import EmbeddingCache
+from app.predict.sam2_local import SAM2Predictor
+from app.predict.sam2_model import encoder_steps
+
+pytestmark = pytest.mark.slow
+
+WAIT_S = 120.0  # generous: only reached when something is broken
+
+
+def make_image(width: int, height: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def predictor(sam2_tiny_checkpoint: tuple[Path, str], tmp_path_factory) -> SAM2Predictor:
+    path, config = sam2_tiny_checkpoint
+    cache = EmbeddingCache(disk_dir=tmp_path_factory.mktemp("emb-cancel"))
+    return SAM2Predictor(path, config, device="cpu", cache=cache)
+
+
+class EncoderRuns:
+    """Counts encoder runs and the trunk blocks that finished (forward hooks, real calls)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.encoder = model.image_encoder
+        self.blocks = list(model.image_encoder.trunk.blocks)
+        self.runs = 0
+        self.finished_blocks = 0
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def __enter__(self) -> EncoderRuns:
+        def run_done(*_: object) -> None:
+            self.runs += 1
+
+        def block_done(*_: object) -> None:
+            self.finished_blocks += 1
+
+        self._handles = [self.encoder.register_forward_hook(run_done)]
+        self._handles += [b.register_forward_hook(block_done) for b in self.blocks]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def no_pre_hooks_left(model: torch.nn.Module) -> bool:
+    return all(not step._forward_pre_hooks for step in encoder_steps(model))
+
+
+@pytest.fixture
+def canceller() -> Iterator[tuple[CancelToken, threading.Event, threading.Event]]:
+    """(token, started, done): a thread that waits for ``started``, cancels the token, then
+    sets ``done``."""
+    token, started, done = CancelToken(), threading.Event(), threading.Event()
+
+    def run() -> None:
+        if started.wait(WAIT_S):
+            token.cancel()
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    yield token, started, done
+    started.set()
+    thread.join(WAIT_S)
+
+
+def test_encoder_steps_are_the_trunk_blocks_then_the_neck(predictor) -> None:
+    steps = encoder_steps(predictor.model)
+    trunk = list(predictor.model.image_encoder.trunk.blocks)
+    assert len(trunk) == 12  # Hiera tiny
+    assert steps == [*trunk, predictor.model.image_encoder.neck]
+
+
+@pytest.mark.parametrize("nth", [3, 12], ids=["block-3", "neck"])
+def test_stale_encode_stops_within_one_step(predictor, canceller, nth) -> None:
+    """Another thread cancels once step ``nth`` has started (a test hook on that step hands
+    over and waits for the cancel): Cancelled comes before that step runs, so only ``nth`` of
+    the 12 blocks finished; nothing is cached and the hooks are gone; a later embed works."""
+    token, started, done = canceller
+    model = predictor.model
+    image = make_image(48, 40, seed=21 + nth)  # a new image per case: not cached yet
+    key = EmbeddingKey(array_hash(image), predictor.model_id)
+    step = encoder_steps(model)[nth]
+
+    def step_started(*_: object) -> None:
+        started.set()
+        assert done.wait(WAIT_S), "the canceller thread never ran"
+
+    handle = step.register_forward_pre_hook(step_started)
+    try:
+        with EncoderRuns(model) as runs, pytest.raises(Cancelled):
+            predictor.embed(image, cancel=token)
+    finally:
+        handle.remove()
+    assert runs.finished_blocks == nth and runs.runs == 0
+    assert not predictor.cache.contains(key)
+    assert no_pre_hooks_left(model)
+
+    with EncoderRuns(model) as runs:
+        assert predictor.embed(image, cancel=CancelToken()) == key
+    assert runs.runs == 1 and runs.finished_blocks == 12
+    assert predictor.cache.contains(key) and no_pre_hooks_left(model)
+    emb = predictor.cache.get(key)
+    assert emb is not None and emb.image_size == (40, 48)
+    assert all(np.isfinite(a).all() for a in emb.arrays.values())
+    with EncoderRuns(model) as runs:
+        assert predictor.embed(image.copy()) == key
+    assert runs.runs == 0
+
+
+def test_cancel_before_the_encode_and_after_it(predictor) -> None:
+    image = make_image(40, 30, seed=7)
+    token = CancelToken()
+    token.cancel()
+    with EncoderRuns(predictor.model) as runs, pytest.raises(Cancelled):
+        predictor.embed(image, image_hash="cancel-before", cancel=token)
+    assert runs.finished_blocks == 0
+    assert not predictor.cache.contains(EmbeddingKey("cancel-before", predictor.model_id))
+
+    # cancelled once the last step has run: the finished encoding is kept, then Cancelled
+    late = CancelToken()
+    handle = predictor.model.image_encoder.neck.register_forward_hook(
+        lambda *_: late.cancel())
+    try:
+        with pytest.raises(Cancelled):
+            predictor.embed(image, cancel=late)  # no hash given: the pixels' hash
+    finally:
+        handle.remove()
+    with EncoderRuns(predictor.model) as runs:
+        key = predictor.embed(image.copy())
+    assert runs.runs == 0
+    assert key == EmbeddingKey(array_hash(image), predictor.model_id)
+    assert no_pre_hooks_left(predictor.model)
+
+
+def test_embed_batch_is_cancelled_between_blocks(predictor, canceller) -> None:
+    token, started, done = canceller
+    images = [make_image(30, 20, seed=s) for s in (31, 32)]
+    step = encoder_steps(predictor.model)[1]
+
+    def step_started(*_: object) -> None:
+        started.set()
+        assert done.wait(WAIT_S)
+
+    handle = step.register_forward_pre_hook(step_started)
+    try:
+        with EncoderRuns(predictor.model) as runs, pytest.raises(Cancelled):
+            predictor.embed_batch(images, cancel=token, batch_size=2)
+    finally:
+        handle.remove()
+    assert runs.finished_blocks == 1 and runs.runs == 0
+    assert not any(predictor.cache.contains(EmbeddingKey(array_hash(im), predictor.model_id))
+                   for im in images)
+    assert no_pre_hooks_left(predictor.model)
