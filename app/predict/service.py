@@ -12,8 +12,9 @@ service's worker thread. Work is taken in this order:
 4. prefetching the embeddings of the next images (speculative, so last).
 
 A click made before the current image is encoded waits and is answered as soon as it is; a
-click cancels a running prefetch, which is queued again first (a SAM2 forward pass is not
-interruptible: the cancel takes effect when it ends, and its result stays cached).
+click cancels a running prefetch (SAM2 stops between encoder blocks), which is queued again
+first. So that frequent clicks on a slow CPU cannot starve it forever, a prefetch that has
+been preempted ``MAX_PREEMPTIONS`` times runs to the end the next time.
 Changing image cancels the stale encode (its ``CancelToken``), drops stale clicks and
 replaces the prefetch list; if the new image is the one being prefetched, that encode simply
 becomes the current one.
@@ -98,6 +99,9 @@ class _Task:
     item: _Image | None = None  # the prefetch item, to re-queue it when a click preempts it
 
 
+MAX_PREEMPTIONS = 2  # clicks that may cancel the prefetch of one image before it must finish
+
+
 class PredictionService:
     """Runs a Predictor on one daemon worker thread; see the module docstring."""
 
@@ -121,6 +125,7 @@ class PredictionService:
         self._prefetch_total = 0
         self._prefetch_done = 0
         self._prefetched: OrderedDict[str, None] = OrderedDict()  # recently embedded hashes
+        self._preemptions: dict[str, int] = {}  # image hash -> prefetches cancelled by clicks
         self._running: _Task | None = None
         self._stopping = False
         self._close_predictor = False
@@ -291,7 +296,9 @@ class PredictionService:
             and running.item is not None
             and running.token is not None
             and not running.token.cancelled
+            and self._preemptions.get(running.item.hash, 0) < MAX_PREEMPTIONS
         ):
+            self._preemptions[running.item.hash] = self._preemptions.get(running.item.hash, 0) + 1
             running.token.cancel()
             self._prefetch.appendleft(_Image(running.item.hash, running.item.loader))
 
@@ -443,6 +450,7 @@ class PredictionService:
             check(item.token)
             key = self._embed(image, item.hash, item.token)
             with self._cond:
+                self._preemptions.pop(item.hash, None)
                 cur = self._current
                 promoted = cur is not None and cur.token is item.token
                 if not promoted:

@@ -269,6 +269,35 @@ def test_a_click_preempts_a_running_prefetch(service, predictor, rec) -> None:
     assert service.stats.prefetched == 2
 
 
+def wait_for(pred: Callable[[], bool]) -> None:
+    """Poll a condition the callbacks do not signal (e.g. the predictor's own counters)."""
+    done = threading.Event()
+    for _ in range(int(WAIT / 0.005)):
+        if pred():
+            return
+        done.wait(0.005)
+    raise AssertionError("timed out")
+
+
+def test_frequent_clicks_cannot_starve_a_prefetch(service, predictor, rec) -> None:
+    from app.predict.service import MAX_PREEMPTIONS
+
+    predictor.gates["B"] = threading.Event()
+    service.set_current_image("A", loader(10), prefetch=[("B", loader(20))])
+    for n in range(1, MAX_PREEMPTIONS + 1):
+        wait_for(lambda n=n: predictor.embed_calls.count("B") == n)
+        service.request_mask(click(), generation=n)
+        rec.wait(lambda n=n: len(rec.of("mask")) == n)  # answered at once: B was cancelled
+    assert predictor.cancelled == ["B"] * MAX_PREEMPTIONS
+    wait_for(lambda: predictor.embed_calls.count("B") == MAX_PREEMPTIONS + 1)
+    service.request_mask(click(), generation=MAX_PREEMPTIONS + 1)  # this one waits for B
+    predictor.gates["B"].set()
+    assert service.wait_idle(WAIT)
+    assert predictor.cancelled == ["B"] * MAX_PREEMPTIONS
+    assert len(rec.of("mask")) == MAX_PREEMPTIONS + 1
+    assert service.stats.prefetched == 1
+
+
 def test_prefetch_skips_what_the_predictor_cache_holds(rec) -> None:
     predictor = ScriptedPredictor()
     predictor.cache = EmbeddingCache(disk_dir=None)  # type: ignore[attr-defined]
