@@ -1,7 +1,11 @@
 """``maskloop [FOLDER|PROJECT] [--model NAME | --checkpoint PATH [--config NAME]] [--device ...]
 [--server URL [--remote-mode server|hybrid] | --hosted roboflow|fal|segmind [--hosted-url URL]]
-[--api-key KEY]``: the desktop app. Builds the predictor here (the UI never imports torch)
-and hands it to app.ui."""
+[--api-key KEY]``: the desktop app. Chooses the predictor here (the UI never imports torch)
+and hands it to app.ui: built at once when that is cheap (classical, remote), or, for a SAM2
+model (importing torch and loading the checkpoint take seconds), as a ``StartupBuild`` that
+the app runs after its window is shown. Options that cannot work and are cheap to detect
+(a model that is not installed, a missing checkpoint file, a dead server) still exit 2
+before any window."""
 
 from __future__ import annotations
 
@@ -15,11 +19,12 @@ from app.cli.backend import add_model_args, predictor_from_args
 from app.cli.remote_backend import HOSTED, add_remote_args, remote_predictor_from_args
 from app.core.errors import MaskLoopError
 from app.predict.base import Predictor
-from app.predict.models import installed_checkpoint
+from app.predict.models import REGISTRY, installed_checkpoint
 
 if TYPE_CHECKING:
     from app.predict.cache import EmbeddingCache
     from app.ui.settings import GuiSettings
+    from app.ui.startup import StartupBuild
 
 EXIT_USAGE = 2
 
@@ -54,6 +59,55 @@ def make_predictor(args: argparse.Namespace) -> Predictor:
     except MaskLoopError as exc:  # a saved choice that no longer works: say so, go on
         print(f"maskloop: {exc}; using the classical backend", file=sys.stderr)
         return predictor_from_args(argparse.Namespace(), backend="classical")
+
+
+def sam2_to_load(args: argparse.Namespace, saved: GuiSettings) -> str | None:
+    """The name of the SAM2 model ``make_predictor`` would load (e.g. "SAM2 tiny"), when
+    its checkpoint file is there; None when the predictor is cheap to build (classical,
+    remote) or the choice cannot work (building it then reports why, at once)."""
+    if args.server or args.hosted:
+        return None
+    if args.model or args.checkpoint or args.backend:
+        if args.backend == "classical" or (args.config and not args.checkpoint):
+            return None
+        return _installed_sam2(args.model, args.checkpoint)
+    if saved.backend not in ("auto", "sam2"):
+        return None
+    if saved.checkpoint:
+        return _installed_sam2(None, Path(saved.checkpoint))
+    if installed_checkpoint(saved.model) is not None:
+        return _installed_sam2(saved.model, None)
+    return _installed_sam2(None, None) if saved.backend == "auto" else None
+
+
+def _installed_sam2(model: str | None, checkpoint: Path | None) -> str | None:
+    """"SAM2 NAME" of the checkpoint file, the registry model, or (neither) the first
+    installed registry model; None when that file is not there."""
+    if checkpoint is not None:
+        return f"SAM2 {checkpoint.name}" if checkpoint.is_file() else None
+    names = [model] if model else list(REGISTRY)
+    return next((f"SAM2 {n}" for n in names if installed_checkpoint(n) is not None), None)
+
+
+def startup_predictor(args: argparse.Namespace) -> Predictor | StartupBuild:
+    """What the app starts with: the predictor itself when it is cheap to build (errors
+    raise MaskLoopError here, before any window), else the SAM2 model to load after the
+    window is shown, with the classical backend as its fallback."""
+    from app.ui.settings import GuiSettings
+
+    saved = GuiSettings.load()
+    name = sam2_to_load(args, saved)
+    if name is None:
+        return make_predictor(args)
+    from app.ui.startup import StartupBuild
+
+    def build() -> Predictor:
+        if args.model or args.checkpoint or args.backend:
+            return predictor_from_args(args, backend=args.backend, cache=_cache(saved))
+        return predictor_for_settings(saved, args.device)
+
+    return StartupBuild(name, build, lambda: predictor_from_args(argparse.Namespace(),
+                                                                  backend="classical"))
 
 
 def predictor_for_settings(settings: GuiSettings, device: str = "auto") -> Predictor:
@@ -100,10 +154,10 @@ def _remote(args: argparse.Namespace) -> Predictor:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the options, build the predictor, run the app; returns the exit code."""
+    """Parse the options, choose the predictor, run the app; returns the exit code."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        predictor = make_predictor(args)
+        predictor = startup_predictor(args)
     except MaskLoopError as exc:
         print(f"maskloop: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

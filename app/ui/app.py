@@ -15,8 +15,12 @@ from app.predict.base import Predictor
 from app.ui.main_window import MainWindow
 from app.ui.opening import Opened, Target, open_target, resolve
 from app.ui.settings import GuiSettings
+from app.ui.startup import LoadingPredictor, StartupBuild, load_in_background
 from app.ui.tasks import TaskRunner
 from app.ui.workers import PredictorBridge
+
+CLOSE_TIMEOUT_S = 0.5  # how long quitting waits for the prediction worker (then it is left
+# to finish its uninterruptible step in the background: it is a daemon thread)
 
 
 class Launcher(QObject):
@@ -36,6 +40,7 @@ class Launcher(QObject):
         self.tasks = TaskRunner(1, self)
         self.window: MainWindow | None = None
         self._progress: QProgressDialog | None = None
+        self._notice: tuple[str, bool] | None = None  # for a window that is not there yet
 
     def open(self, path: Path | None) -> None:
         """Open a folder, a project file, or (None) the bundled samples."""
@@ -76,7 +81,17 @@ class Launcher(QObject):
         window.show()
         if old is not None:
             old.close()
+        if self._notice is not None:
+            window.backend_changed(*self._notice)
+            self._notice = None
         self.window_opened.emit(window)
+
+    def backend_loaded(self, note: str, failed: bool = False) -> None:
+        """The predictor built after start-up is in (or the fallback, ``failed``): show it."""
+        if self.window is None:
+            self._notice = (note, failed)
+        else:
+            self.window.backend_changed(note, failed)
 
     def switch_backend(self, settings: GuiSettings) -> None:
         """Build the predictor ``settings`` ask for off the GUI thread (loading a model takes
@@ -95,9 +110,11 @@ class Launcher(QObject):
             if self.window is not None:
                 self.window.show_message(f"Could not switch backend: {exc}")
 
-        self.tasks.start(factory, settings, on_result=built, on_error=failed)
+        self.tasks.start_detached(factory, settings, on_result=built, on_error=failed)
 
     def _closed(self, window: MainWindow) -> None:
+        if self.window is window:  # not replaced by another project's window: stop its work
+            self.bridge.cancel_all()
         window.project.close()
         if self.window is window:
             self.window = None
@@ -112,19 +129,26 @@ class Launcher(QObject):
                 QApplication.quit()
 
 
-def run(target: Path | None, predictor: Predictor, argv: Sequence[str] | None = None,
+def run(target: Path | None, predictor: Predictor | StartupBuild,
+        argv: Sequence[str] | None = None,
         predictor_factory: Callable[[GuiSettings], Predictor] | None = None) -> int:
     """Show the app on ``target`` with ``predictor`` and run the event loop; exit code.
-    ``predictor_factory`` builds a predictor from the settings dialog's choice (switching
-    backend while running); without it a new choice applies from the next start."""
+    A ``StartupBuild`` (a SAM2 model to load: seconds) is built after the window is shown
+    (see startup.py). ``predictor_factory`` builds a predictor from the settings dialog's
+    choice (switching backend while running); without it a new choice applies from the
+    next start."""
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setApplicationName("MaskLoop")
     app.setOrganizationName("MaskLoop")
-    bridge = PredictorBridge(predictor)
+    build = predictor if isinstance(predictor, StartupBuild) else None
+    loading = LoadingPredictor(build.name) if build is not None else None
+    bridge = PredictorBridge(loading or predictor)  # type: ignore[arg-type]
     launcher = Launcher(bridge, predictor_factory=predictor_factory)
+    if build is not None and loading is not None:
+        load_in_background(launcher, loading, build)
     launcher.open(target)
     try:
         return int(app.exec())
     finally:
         launcher.settings.save()
-        launcher.bridge.close()
+        launcher.bridge.close(CLOSE_TIMEOUT_S)

@@ -140,13 +140,18 @@ class MainWindow(QMainWindow):
         self._connect_bridge(bridge)
         self.sam_tool.set_bridge(bridge)
         self.proposals.set_bridge(bridge)
-        self.backend_label.setText(bridge.description)
-        self.get_model_button.setVisible(bridge.is_classical)
-        self._show_find_all(bridge)
         self.encode_label.setText("")
         if self.session.image is not None:
             self.show_image(self.session.image)
-        self.show_message(f"Now using {bridge.description}")
+        self.backend_changed(f"Now using {bridge.description}")
+
+    def backend_changed(self, note: str, failed: bool = False) -> None:
+        """The predictor changed (switched, or loaded after start-up): show it and ``note``
+        (a failure's reason stays in the status bar)."""
+        self.backend_label.setText(self.bridge.description)
+        self.get_model_button.setVisible(self.bridge.is_classical)
+        self._show_find_all(self.bridge)
+        self.show_message(note, 0 if failed else 8000)
 
     def _show_find_all(self, bridge: PredictorBridge) -> None:
         if self.find_all_action is not None:
@@ -261,7 +266,8 @@ class MainWindow(QMainWindow):
         self.image_shown.emit(record)
 
     def _image_failed(self, record: ImageRecord, exc: BaseException) -> None:
-        if self.session.image is not None and self.session.image.id == record.id:
+        if (not self._closing and self.session.image is not None
+                and self.session.image.id == record.id):
             self.canvas.set_message(f"Cannot show {record.path}:\n{exc}")
             self.show_message(str(exc))
 
@@ -364,8 +370,8 @@ class MainWindow(QMainWindow):
             self.show_message(f"Encoding failed: {message}")
         # "everything" (segment everything, find all) failures: ProposalsController says
 
-    def show_message(self, text: str) -> None:
-        self.statusBar().showMessage(text, 8000)
+    def show_message(self, text: str, ms: int = 8000) -> None:
+        self.statusBar().showMessage(text, ms)
 
     # -- layout and closing ------------------------------------------------------------------
     def _restore_layout(self) -> None:
@@ -383,6 +389,8 @@ class MainWindow(QMainWindow):
         self.settings.save()
         self._closing = True
         self.proposals.cancel()
+        self.sam_tool.clear()  # a mask result still on its way is dropped
+        self.session.close()  # late results (polygons, image loads) change nothing
         self.tasks.wait(10000)
         self.images_panel.tasks.wait(10000)
         super().closeEvent(event)

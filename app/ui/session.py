@@ -43,6 +43,12 @@ class AnnotationSession(QObject):
         self.image_changed.emit(record)
         self.instances_changed.emit()
 
+    def close(self) -> None:
+        """The window closed: forget the image, so a result that arrives late (a polygon
+        conversion, a stroke) stores nothing in the project, which is being closed."""
+        self.image = None
+        self.undo_stack = None
+
     def last_image(self) -> ImageRecord | None:
         iid = self.project.get_setting(LAST_IMAGE_KEY)
         if iid is None:

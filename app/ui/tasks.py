@@ -3,6 +3,7 @@ its error) back on the GUI thread as a Qt signal. The shape of superqt's thread 
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -88,6 +89,7 @@ class TaskRunner(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(threads)
         self._running: dict[Task, _Relay] = {}
+        self._detached: dict[Task, _Relay] = {}
 
     def start(self, fn: Callable[..., Any], *args: Any,
               on_result: Callable[[Any], None] | None = None,
@@ -104,6 +106,24 @@ class TaskRunner(QObject):
         self._running[task] = relay
         relay.destroyed.connect(lambda *_: self._running.pop(task, None))
         self.pool.start(task)
+        return task
+
+    def start_detached(self, fn: Callable[..., Any], *args: Any,
+                       on_result: Callable[[Any], None] | None = None,
+                       on_error: Callable[[BaseException], None] | None = None,
+                       **kwargs: Any) -> Task:
+        """Like ``start``, but on a daemon thread of its own that nobody waits for: for slow
+        jobs (building a predictor: importing torch, loading a checkpoint) that must neither
+        hold a pool thread nor keep the app from closing. A result that arrives after the
+        receiver is gone is never delivered."""
+        task = Task(fn, *args, **kwargs)
+        relay = _Relay(self, on_result, on_error, None)
+        task.signals.returned.connect(relay.returned)
+        task.signals.errored.connect(relay.errored)
+        task.signals.finished.connect(relay.deleteLater)
+        self._detached[task] = relay
+        relay.destroyed.connect(lambda *_: self._detached.pop(task, None))
+        threading.Thread(target=task.run, name="maskloop-detached", daemon=True).start()
         return task
 
     def busy(self) -> bool:

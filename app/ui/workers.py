@@ -142,13 +142,6 @@ class PredictorBridge(QObject):
         # made on the GUI thread: remember it, so the worker can yield the CPU to it
         self._gui_thread = threading.get_native_id() if favour_gui else None
         self.images = images or ImageStore()
-        self.description = str(getattr(predictor, "description", predictor.model_id))
-        self.is_classical = "classical" in predictor.model_id.lower()
-        hosted = hasattr(predictor, "provider")  # the hosted-API clients
-        self.source = (Source.CLASSICAL if self.is_classical
-                       else Source.REMOTE if hosted
-                       or "remote" in type(predictor).__name__.lower()
-                       else Source.SAM2)  # recorded on the instances it makes
         self.supports_text = bool(getattr(predictor, "supports_text", False))
         self._generation = 0
         self.current_hash: str | None = None
@@ -160,6 +153,25 @@ class PredictorBridge(QObject):
             on_progress=self._progress,
             on_everything=self._everything,
         ))
+
+    # -- the predictor (read each time: a stand-in predictor may be replaced while loading) --
+    @property
+    def description(self) -> str:
+        return str(getattr(self.predictor, "description", self.predictor.model_id))
+
+    @property
+    def is_classical(self) -> bool:
+        return "classical" in self.predictor.model_id.lower()
+
+    @property
+    def source(self) -> Source:
+        """Recorded on the instances this backend makes."""
+        if self.is_classical:
+            return Source.CLASSICAL
+        p = getattr(self.predictor, "loaded", None) or self.predictor  # startup stand-in
+        hosted = hasattr(p, "provider")  # the hosted-API clients
+        return (Source.REMOTE if hosted or "remote" in type(p).__name__.lower()
+                else Source.SAM2)
 
     # -- requests --------------------------------------------------------------------------
     def set_image(self, image_hash: str, path: Path,
@@ -204,9 +216,16 @@ class PredictorBridge(QObject):
     def cancel_everything(self) -> None:
         self.service.cancel_everything()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Stop the worker (cancelling its job) and close the predictor."""
-        self.service.shutdown(timeout, close_predictor=True)
+    def cancel_all(self) -> None:
+        """Drop every queued request and cancel the running job (the window closed)."""
+        self.current_hash = None
+        self.service.cancel_all()
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop the worker (cancelling its job) and close the predictor; True if the worker
+        stopped within ``timeout`` s (else it is a daemon thread that ends on its own after
+        its uninterruptible step, closing the predictor then)."""
+        return self.service.shutdown(timeout, close_predictor=True)
 
     # -- callbacks (worker thread): re-emit as signals ---------------------------------------
     def _embedded(self, key: EmbeddingKey, seconds: float) -> None:
