@@ -74,7 +74,8 @@ class ProposalsController(QObject):
             return
         self.clear()
         self._query = None
-        self._request = self.w.bridge.segment_everything()
+        self._request = self.w.bridge.segment_everything(
+            points_per_side=self.w.bridge.everything_grid)
         self.w.show_message("Segmenting everything… (Esc cancels)")
 
     def find_all(self, text: str) -> None:

@@ -127,3 +127,23 @@ def test_gui_cmd_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     # a server that is not there: the reason, exit code 2
     assert main([str(tmp_path), "--server", "http://127.0.0.1:9"]) == 2
     assert "127.0.0.1:9" in capsys.readouterr().err
+
+
+def test_segment_everything_uses_a_smaller_grid_on_a_cpu(qtbot: QtBot) -> None:
+    from types import SimpleNamespace
+
+    from app.predict.classical import ClassicalPredictor
+    from app.ui.workers import PredictorBridge
+
+    class OnCpu(ClassicalPredictor):
+        device = SimpleNamespace(type="cpu")
+
+    class OnGpu(ClassicalPredictor):
+        device = SimpleNamespace(type="cuda")
+
+    for predictor, grid in ((OnCpu(), 16), (OnGpu(), 32), (ClassicalPredictor(), 32)):
+        bridge = PredictorBridge(predictor, favour_gui=False)
+        try:
+            assert bridge.everything_grid == grid
+        finally:
+            bridge.close()
