@@ -21,6 +21,7 @@ import shapely
 from shapely.geometry import GeometryCollection, MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from app.core import geometry_trace as T
 from app.core.types import Geometry
 
 DEFAULT_TOLERANCE = 0.75
@@ -133,83 +134,6 @@ def mask_iou(a: np.ndarray, b: np.ndarray, ignore: np.ndarray | None = None) -> 
 # mask -> geometry
 
 
-def _edge_grid(mask: np.ndarray) -> np.ndarray:
-    """The mask at twice the resolution plus one, padded by one zero on every side.
-
-    Without the padding, index k of the grid is the coordinate k/2: odd indices are pixel
-    centres, even indices pixel edges. Pixel (c, r) covers indices 2c..2c+2, so two pixels
-    touching at a corner share one grid cell and every contour OpenCV traces runs along pixel
-    edges (bar cut corners, which `_edge_ring` restores).
-    """
-    h, w = mask.shape
-    grid = np.zeros((2 * h + 3, 2 * w + 3), dtype=np.uint8)
-    grid[2:-1:2, 2:-1:2] = mask  # pixel centres
-    return cv2.dilate(grid, np.ones((3, 3), np.uint8))  # each centre grows to its 3x3 block
-
-
-def _edge_ring(contour: np.ndarray, midpoints: bool = False) -> np.ndarray:
-    """The vertices of a contour traced on the edge grid, in pixel coordinates.
-
-    With `midpoints` False: the pixel corners (integer coordinates) of the exact pixel-edge
-    staircase. With `midpoints` True: the midpoints of the unit pixel edges, a ring that cuts
-    every staircase corner by a quarter pixel (diagonal runs become straight lines, which
-    simplify to few vertices) and still has every object pixel centre inside and every
-    background centre outside. OpenCV's 8-connected trace cuts some corners diagonally; a
-    diagonal step goes between two edge midpoints and the corner it cut is the grid point
-    with both indices even. Collinear points are dropped.
-    """
-    pts = contour[:, 0, :].astype(np.int64) - 1  # remove the padding: now k = 2 * coordinate
-    nxt = np.roll(pts, -1, axis=0)
-    step = nxt - pts
-    diagonal = (np.abs(step[:, 0]) == 1) & (np.abs(step[:, 1]) == 1)
-    x_even = pts[:, 0] % 2 == 0
-    corner = np.where(x_even[:, None], np.stack([pts[:, 0], nxt[:, 1]], 1),
-                      np.stack([nxt[:, 0], pts[:, 1]], 1))
-    seq = np.stack([pts, corner], axis=1).reshape(-1, 2)
-    use = np.stack([np.ones_like(diagonal), diagonal], axis=1).reshape(-1)
-    seq = seq[use]
-    if midpoints:
-        seq = seq[(seq[:, 0] % 2) != (seq[:, 1] % 2)] / 2.0
-    else:
-        seq = seq[(seq[:, 0] % 2 == 0) & (seq[:, 1] % 2 == 0)] // 2
-    # Drop points where the direction does not change (straight runs of unit steps).
-    step_in = seq - np.roll(seq, 1, axis=0)
-    step_out = np.roll(seq, -1, axis=0) - seq
-    turn = (step_in[:, 0] * step_out[:, 1] - step_in[:, 1] * step_out[:, 0]) != 0
-    turn |= np.all(step_in == 0, axis=1)  # a ring of a single repeated point: keep it
-    return seq[turn]
-
-
-def _traced_parts(mask: np.ndarray, midpoints: bool, x0: int, y0: int) -> list[Polygon]:
-    """The polygons of a uint8 mask whose top-left pixel is (x0, y0) in the image."""
-    offset = np.array([x0, y0])
-    grid = _edge_grid(mask)
-    contours, hierarchy = cv2.findContours(grid, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    if not contours:
-        return []
-    links = hierarchy[0]
-    parts: list[Polygon] = []
-    for i, contour in enumerate(contours):
-        if links[i][3] != -1:
-            continue  # a hole: added with its outer contour
-        shell = _edge_ring(contour, midpoints) + offset
-        holes = []
-        child = links[i][2]
-        while child != -1:
-            hole = _edge_ring(contours[child], midpoints) + offset
-            if len(hole) >= 3:
-                holes.append(hole)
-            child = links[child][0]
-        if len(shell) < 3:
-            continue
-        polygon = Polygon(shell, holes)
-        if polygon.is_valid:
-            parts.append(polygon)
-        else:  # pinched at a pixel corner: split where it touches itself
-            parts.extend(polygons_of(shapely.make_valid(polygon)))
-    return parts
-
-
 _MAX_SEPARATE = 32  # above this many connected components, trace them all in one go
 
 
@@ -279,16 +203,105 @@ def mask_to_geometry(
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
-    crops = _crops(mask.astype(bool, copy=False))
-    parts = [p for crop, x0, y0 in crops for p in _traced_parts(crop, tolerance > 0, x0, y0)]
+    midpoints = tolerance > 0
+    rings = T.concat(
+        [T.trace(crop, midpoints, x0, y0) for crop, x0, y0 in _crops(mask.astype(bool, copy=False))]
+    )
+    traced = T.polygons(rings)
+    if midpoints:
+        parts = list(traced)  # the quarter-pixel cut corners keep every ring apart: valid
+    else:  # pinched at a pixel corner: split where it touches itself
+        bad = ~shapely.is_valid(traced)
+        parts = [q for p, b in zip(traced, bad, strict=True)
+                 for q in (polygons_of(shapely.make_valid(p)) if b else [p])]
     if min_area > 0:
         parts = _drop_small(parts, min_area)
-    if tolerance > 0:
-        parts = [q for p in parts for q in polygons_of(_simplify_part(p, tolerance))]
+    if tolerance > 0 and parts:
+        parts, disjoint = _simplify_parts(parts, rings if min_area <= 0 else None, tolerance)
+    else:
+        disjoint = True
     geom = _from_parts(parts)
-    if geom is not None and not geom.is_valid:  # simplified parts that now overlap
-        geom = make_valid_polygonal(geom)
+    if geom is not None and not disjoint and not _disjoint(parts, tolerance):
+        geom = make_valid_polygonal(geom)  # simplified parts that now overlap
     return geom
+
+
+def _simplify_parts(
+    parts: list[Polygon], rings: T.Rings | None, tolerance: float
+) -> tuple[list[Polygon], bool]:
+    """`_simplify_part` on every part at once, and whether the results are known disjoint.
+
+    Douglas-Peucker runs on all rings in numpy, the tolerance halved for the parts whose
+    result collapsed or may differ by more than 5 % of their area (an upper bound is
+    checked); a part whose result is invalid (simplified edges crossing) goes through
+    `_simplify_part` (topology-preserving simplification)."""
+    if rings is None or rings.count == 0 or len(parts) != int(rings.polygon.max()) + 1:
+        rings = _rings_of(parts)
+    n_poly = len(parts)
+    ring_check = tolerance <= _RING_CHECK_MAX
+    area = shapely.area(np.asarray(parts, dtype=object))
+    out = np.asarray(parts + [None], dtype=object)[:-1]  # as traced unless simplified below
+    used = np.zeros(n_poly)  # the tolerance each part was simplified at (0: as traced)
+    pending = np.ones(n_poly, bool)
+    while tolerance >= 0.1 and pending.any():
+        sel = T.select(rings, pending[rings.polygon])
+        ids = np.flatnonzero(pending)  # sel's polygon k is part ids[k]
+        keep, bound = T.douglas_peucker(sel, tolerance)
+        kept = np.bincount(sel.ring[keep], minlength=sel.count)
+        bad = np.zeros(len(ids), bool)
+        bad[sel.polygon[kept < 3]] = True
+        change = np.bincount(sel.polygon, weights=bound, minlength=len(ids))
+        bad |= change > _MAX_AREA_CHANGE * area[ids]
+        good_rings = ~bad[sel.polygon]
+        if good_rings.any():
+            done = ids[~bad]
+            out[done] = T.polygons(T.select(T.Rings(sel.coords[keep], sel.ring[keep],
+                                                    sel.polygon), good_rings))
+            used[done] = tolerance
+            pending[done] = False
+        tolerance /= 2
+    # Validity: checked once on all parts (see _RING_CHECK_MAX), else with GEOS.
+    if ring_check:
+        invalid, touching = T.rings_cross(out)
+    else:
+        invalid, touching = ~shapely.is_valid(out), True
+    invalid &= used > 0
+    result: list[Polygon] = []
+    for i in range(n_poly):
+        if invalid[i]:
+            result.extend(polygons_of(_simplify_part(parts[i], float(used[i]))))
+        else:
+            result.append(out[i])
+    return result, not touching and not invalid.any()
+
+
+def _rings_of(parts: list[Polygon]) -> T.Rings:
+    """Flat rings (without closing points) of a list of polygons."""
+    rings = [r for p in parts for r in (p.exterior, *p.interiors)]
+    polygon = np.repeat(np.arange(len(parts)), [1 + len(p.interiors) for p in parts])
+    coords, ring = shapely.get_coordinates(np.asarray(rings, dtype=object), return_index=True)
+    last = np.r_[ring[1:] != ring[:-1], True]
+    return T.Rings(coords[~last], ring[~last], polygon)
+
+
+_RING_CHECK_MAX = 1.0
+"""Up to this tolerance a simplified part is valid when no ring touches itself or another:
+traced rings are at least 0.7 pixel apart and every hole or part at least a pixel wide, so
+a whole ring cannot end up on the wrong side of an outline moved by at most the tolerance
+without the two crossing."""
+
+
+def _disjoint(parts: list[Polygon], tolerance: float) -> bool:
+    """Whether no two simplified parts intersect. Traced parts are at least a pixel apart and
+    simplification moves an outline by at most `tolerance`, so below half a pixel they cannot;
+    up to `_RING_CHECK_MAX` no ring of one part may touch a ring of another; above, the parts
+    whose boxes meet are tested."""
+    if len(parts) < 2 or tolerance < 0.5:
+        return True
+    arr = np.asarray(parts + [None], dtype=object)[:-1]
+    if tolerance <= _RING_CHECK_MAX:
+        return not T.rings_cross(arr)[1]
+    return not len(T.intersecting_pairs(arr)[0])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,9 +359,15 @@ def geometry_to_mask(geom: BaseGeometry | None, height: int, width: int) -> np.n
     empty geometry gives an empty mask.
     """
     out = np.zeros((int(height), int(width)), dtype=bool)
-    for polygon in polygons_of(geom):
+    polygons = polygons_of(geom)
+    if len(polygons) > _MANY_POLYGONS and T.fill_polygons(np.asarray(polygons, dtype=object), out):
+        return out
+    for polygon in polygons:
         _fill_polygon(polygon, out)
     return out
+
+
+_MANY_POLYGONS = 8  # above this many, all polygons are rasterised in one numpy pass
 
 
 # Hit-testing and edits (re-exported; they build on the functions above).

@@ -331,3 +331,53 @@ def test_big_mask_round_trip(benchmark):
 
     back = benchmark.pedantic(round_trip, rounds=3, iterations=1)
     assert G.mask_iou(mask, back) >= 0.999
+
+
+# -- many parts ---------------------------------------------------------------------------------
+
+
+def _speckled(seed: int = 0, shape: tuple[int, int] = (192, 256)) -> np.ndarray:
+    """Smoothed noise at its median: a big part full of holes and many small parts in them."""
+    noise = np.random.default_rng(seed).random(shape).astype(np.float32)
+    return cv2.GaussianBlur(noise, (0, 0), 1.5) > 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_speckled_mask_round_trips(seed: int):
+    m = _speckled(seed)
+    n_components = cv2.connectedComponents(m.astype(np.uint8), connectivity=8)[0] - 1
+    assert n_components > 50
+    exact = G.mask_to_geometry(m, tolerance=0)
+    assert exact.is_valid and exact.area == m.sum()
+    assert np.array_equal(G.geometry_to_mask(exact, *m.shape), m)
+    geom = G.mask_to_geometry(m)
+    assert geom.is_valid and len(G.polygons_of(geom)) >= n_components
+    assert G.mask_iou(m, G.geometry_to_mask(geom, *m.shape)) >= 0.99
+    assert _vertex_count(geom) < 0.85 * _vertex_count(G.mask_to_geometry(m, tolerance=1e-9))
+
+
+def test_salt_and_pepper_round_trips():
+    m = np.random.default_rng(3).random((120, 160)) > 0.5  # no smoothing: pinches everywhere
+    exact = G.mask_to_geometry(m, tolerance=0)
+    assert exact.is_valid and np.array_equal(G.geometry_to_mask(exact, *m.shape), m)
+    geom = G.mask_to_geometry(m)
+    assert geom.is_valid
+    assert G.mask_iou(m, G.geometry_to_mask(geom, *m.shape)) >= 0.99
+
+
+def test_many_polygons_rasterise_like_one_at_a_time():
+    # Overlapping, holed, partly outside the image, off-grid vertices: the one-pass raster of
+    # many polygons must equal the OR of the polygons rasterised one by one.
+    rng = np.random.default_rng(5)
+    polygons = []
+    for _ in range(40):
+        x, y = rng.uniform(-10, 70, 2)
+        p = shapely.Point(x, y).buffer(rng.uniform(1, 12), quad_segs=3)
+        if rng.random() < 0.5:
+            p = p.difference(shapely.Point(x + 0.3, y - 0.2).buffer(rng.uniform(0.5, 3)))
+        polygons.extend(G.polygons_of(p))
+    one_by_one = np.zeros((50, 60), dtype=bool)
+    for p in polygons:
+        one_by_one |= G.geometry_to_mask(p, 50, 60)
+    many = G.geometry_to_mask(shapely.GeometryCollection(polygons), 50, 60)
+    assert one_by_one.any() and np.array_equal(many, one_by_one)
