@@ -12,7 +12,7 @@ import pytest
 
 from app.cli import main
 
-GRABCUT = Path("/work/shared/data/grabcut")
+GRABCUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "grabcut"
 SMALL_GRABCUT = ("teddy", "fullmoon", "bool")
 
 
