@@ -14,6 +14,8 @@ from pathlib import Path
 
 import platformdirs
 
+from app.core.geometry import DEFAULT_TOLERANCE
+
 MAX_RECENT = 10
 
 
@@ -35,7 +37,7 @@ class GuiSettings:
     fal_key: str = ""
     segmind_key: str = ""
     cache_mb: int = 1024
-    tolerance: float = 1.0  # polygon simplification, pixels
+    tolerance: float = DEFAULT_TOLERANCE  # polygon simplification, pixels
     opacity: float = 0.4
     recent: list[str] = field(default_factory=list)
     geometry: str = ""  # base64 of QMainWindow.saveGeometry()

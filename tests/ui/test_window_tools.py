@@ -96,7 +96,7 @@ def test_instance_panel_visibility_opacity_simplify(qtbot: QtBot, image_folder: 
     w.instances_panel.list.item(0).setSelected(True)
     assert w.edit_tool.selected_ids() == [iid]
     before = len(w.project.instance(iid).geometry.exterior.coords)
-    w.instances_panel.tolerance.setValue(40)
+    w.instances_panel.tolerance.setValue(80)  # 4 px
     w.instances_panel.tolerance_changed.emit(4.0)
     after = len(w.project.instance(iid).geometry.exterior.coords)
     assert after < before

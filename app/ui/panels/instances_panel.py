@@ -15,9 +15,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.geometry import DEFAULT_TOLERANCE
 from app.core.types import Instance
 from app.ui.panels.labels_panel import colour_icon
 from app.ui.session import AnnotationSession
+
+STEPS = 20  # slider steps per pixel of simplification tolerance
 
 
 class InstancesPanel(QWidget):
@@ -42,12 +45,12 @@ class InstancesPanel(QWidget):
         self.opacity.setValue(40)
         self.opacity.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100))
         self.tolerance = QSlider(Qt.Orientation.Horizontal)
-        self.tolerance.setRange(0, 50)  # tenths of a pixel... up to 5 px
-        self.tolerance.setValue(10)
+        self.tolerance.setRange(0, 100)  # twentieths of a pixel: 0 to 5 px
+        self.tolerance.setValue(round(DEFAULT_TOLERANCE * STEPS))
         self.tolerance_label = QLabel()
         self.tolerance.valueChanged.connect(self._show_tolerance)
         self.tolerance.sliderReleased.connect(
-            lambda: self.tolerance_changed.emit(self.tolerance.value() / 10))
+            lambda: self.tolerance_changed.emit(self.tolerance.value() / STEPS))
         self._show_tolerance(self.tolerance.value())
         buttons = QHBoxLayout()
         for text, signal in (("Delete", self.delete_clicked), ("Merge", self.merge_clicked),
@@ -66,10 +69,10 @@ class InstancesPanel(QWidget):
         self._updating = False
 
     def _show_tolerance(self, value: int) -> None:
-        self.tolerance_label.setText(f"Simplification: {value / 10:.1f} px")
+        self.tolerance_label.setText(f"Simplification: {value / STEPS:.2f} px")
 
     def set_tolerance(self, pixels: float) -> None:
-        self.tolerance.setValue(round(pixels * 10))
+        self.tolerance.setValue(round(pixels * STEPS))
 
     def set_instances(self, instances: list[Instance]) -> None:
         self._updating = True
