@@ -174,7 +174,7 @@ def douglas_peucker(rings: Rings, tolerance: float) -> tuple[np.ndarray, np.ndar
     far_idx = np.flatnonzero(d0 == far[rings.ring])
     far_idx = far_idx[np.unique(rings.ring[far_idx], return_index=True)[1]]
     c32 = rings.coords.astype(np.float32)[:, None, :]
-    kept = []
+    kept: list[np.ndarray] = []
     small = lengths <= 4  # a pixel's diamond: kept whole or collapsed (then kept whole too)
     for s, n, f, tiny in zip(starts.tolist(), lengths.tolist(), far_idx.tolist(),
                              small.tolist(), strict=True):
@@ -267,7 +267,7 @@ def rings_cross(polygons: np.ndarray) -> tuple[np.ndarray, bool]:
 
 
 def fill_polygons(polygons: np.ndarray, out: np.ndarray) -> bool:
-    """`geometry._fill_polygon` for many polygons in one pass: each polygon's crossings are
+    """`geometry_raster._fill_polygon` for many polygons in one pass: each polygon's crossings are
     counted in its own bounding box (the boxes laid out one after another, column by column),
     so the result is the same. Returns False (and does nothing) when the boxes together
     would be much larger than the image."""
