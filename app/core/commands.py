@@ -9,13 +9,14 @@ Commands are stored as JSON (geometry as WKB hex). An instance brought back by u
 old id (instance ids are never reused), so later commands that name it stay valid. If the
 store was changed behind the stack's back (e.g. an instance deleted without a command), undo or
 redo of a command that needs it raises ProjectError and changes nothing.
+
+The command kinds are defined in ``app.core.edit_commands`` (their base and JSON form in
+``app.core.command_base``) and re-exported here; importing this module registers them all.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
 
 from app.core.command_base import (
     COMMANDS,
@@ -23,17 +24,20 @@ from app.core.command_base import (
     command_from_dict,
     command_json,
     command_to_dict,
-    geom_in,
-    geom_out,
-    instance_in,
-    instance_out,
-    register,
     union_geometry,
+)
+from app.core.edit_commands import (
+    AddInstance,
+    Batch,
+    DeleteInstance,
+    EditGeometry,
+    Merge,
+    Relabel,
+    SetStatus,
 )
 from app.core.errors import ProjectError
 from app.core.project import Project
 from app.core.project_schema import now
-from app.core.types import Geometry, ImageStatus, Instance
 
 __all__ = [
     "COMMANDS", "AddInstance", "Batch", "Command", "DeleteInstance", "EditGeometry", "Merge",
@@ -42,263 +46,6 @@ __all__ = [
 ]
 
 DEFAULT_LIMIT = 500  # commands kept per image (older ones are dropped)
-
-
-@register
-@dataclass
-class AddInstance(Command):
-    """Add an instance; after ``do``, ``instance.id`` is its id (redo brings back the same id)."""
-
-    instance: Instance
-    kind: ClassVar[str] = "add"
-
-    @property
-    def image_id(self) -> int:  # type: ignore[override]
-        return self.instance.image_id
-
-    @property
-    def text(self) -> str:
-        return f"Add {self.instance.label}"
-
-    def do(self, project: Project) -> None:
-        self.instance = project.add_instance(self.instance)
-
-    def undo(self, project: Project) -> None:
-        if self.instance.id is None:
-            raise ProjectError("cannot undo an add that was never done")
-        project.delete_instance(self.instance.id)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"instance": instance_out(self.instance)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> AddInstance:
-        return cls(instance_in(data["instance"]))
-
-
-@register
-@dataclass
-class DeleteInstance(Command):
-    """Delete an instance; undo brings it back under the same id."""
-
-    instance_id: int
-    removed: Instance | None = None
-    kind: ClassVar[str] = "delete"
-
-    @property
-    def image_id(self) -> int | None:  # type: ignore[override]
-        return self.removed.image_id if self.removed else None
-
-    @property
-    def text(self) -> str:
-        return f"Delete {self.removed.label if self.removed else 'instance'}"
-
-    def do(self, project: Project) -> None:
-        self.removed = project.instance(self.instance_id)
-        project.delete_instance(self.instance_id)
-
-    def undo(self, project: Project) -> None:
-        if self.removed is None:
-            raise ProjectError("cannot undo a delete that was never done")
-        project.add_instance(self.removed)
-
-    def to_dict(self) -> dict[str, Any]:
-        removed = instance_out(self.removed) if self.removed else None
-        return {"instance_id": self.instance_id, "removed": removed}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DeleteInstance:
-        removed = instance_in(data["removed"]) if data.get("removed") else None
-        return cls(data["instance_id"], removed)
-
-
-@register
-@dataclass
-class EditGeometry(Command):
-    """Replace an instance's geometry (a refined mask, moved vertices, a brush stroke)."""
-
-    instance_id: int
-    new: Geometry
-    old: Geometry | None = None
-    image_id: int | None = None
-    kind: ClassVar[str] = "edit"
-
-    @property
-    def text(self) -> str:
-        return "Edit shape"
-
-    def do(self, project: Project) -> None:
-        current = project.instance(self.instance_id)
-        self.image_id = current.image_id
-        if self.old is None:
-            self.old = current.geometry
-        project.update_geometry(self.instance_id, self.new)
-
-    def undo(self, project: Project) -> None:
-        if self.old is None:
-            raise ProjectError("cannot undo an edit that was never done")
-        project.update_geometry(self.instance_id, self.old)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"instance_id": self.instance_id, "image_id": self.image_id,
-                "new": geom_out(self.new), "old": geom_out(self.old) if self.old else None}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> EditGeometry:
-        old = geom_in(data["old"]) if data.get("old") else None
-        return cls(data["instance_id"], geom_in(data["new"]), old, data.get("image_id"))
-
-
-@register
-@dataclass
-class Relabel(Command):
-    """Give an instance another label (created if unknown)."""
-
-    instance_id: int
-    new: str
-    old: str | None = None
-    image_id: int | None = None
-    kind: ClassVar[str] = "relabel"
-
-    @property
-    def text(self) -> str:
-        return f"Relabel as {self.new}"
-
-    def do(self, project: Project) -> None:
-        current = project.instance(self.instance_id)
-        self.image_id = current.image_id
-        if self.old is None:
-            self.old = current.label
-        project.update_label_of(self.instance_id, self.new)
-
-    def undo(self, project: Project) -> None:
-        if self.old is None:
-            raise ProjectError("cannot undo a relabel that was never done")
-        project.update_label_of(self.instance_id, self.old)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"instance_id": self.instance_id, "image_id": self.image_id,
-                "new": self.new, "old": self.old}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Relabel:
-        return cls(data["instance_id"], data["new"], data.get("old"), data.get("image_id"))
-
-
-@register
-@dataclass
-class Merge(Command):
-    """Merge instances of one image into the first: it gets the union of their geometries (and
-    keeps its label), the others are deleted. Undo restores all of them."""
-
-    instance_ids: list[int]
-    originals: list[Instance] = field(default_factory=list)
-    kind: ClassVar[str] = "merge"
-
-    @property
-    def image_id(self) -> int | None:  # type: ignore[override]
-        return self.originals[0].image_id if self.originals else None
-
-    @property
-    def text(self) -> str:
-        return f"Merge {len(self.instance_ids)} instances"
-
-    def do(self, project: Project) -> None:
-        if len(set(self.instance_ids)) < 2:
-            raise ProjectError("merging needs at least two different instances")
-        originals = [project.instance(i) for i in self.instance_ids]
-        if len({inst.image_id for inst in originals}) > 1:
-            raise ProjectError("cannot merge instances of different images")
-        merged = union_geometry([inst.geometry for inst in originals])
-        project.update_geometry(self.instance_ids[0], merged)
-        for inst_id in self.instance_ids[1:]:
-            project.delete_instance(inst_id)
-        self.originals = originals
-
-    def undo(self, project: Project) -> None:
-        if not self.originals:
-            raise ProjectError("cannot undo a merge that was never done")
-        target, *others = self.originals
-        project.update_geometry(self.instance_ids[0], target.geometry)
-        for inst in others:
-            project.add_instance(inst)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"instance_ids": self.instance_ids,
-                "originals": [instance_out(i) for i in self.originals]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Merge:
-        return cls(list(data["instance_ids"]), [instance_in(d) for d in data["originals"]])
-
-
-@register
-@dataclass
-class SetStatus(Command):
-    """Mark an image new / in progress / done / skipped."""
-
-    image_id: int  # type: ignore[assignment]
-    new: ImageStatus
-    old: ImageStatus | None = None
-    kind: ClassVar[str] = "status"
-
-    @property
-    def text(self) -> str:
-        return f"Mark as {ImageStatus(self.new).value}"
-
-    def do(self, project: Project) -> None:
-        if self.old is None:
-            self.old = project.image(self.image_id).status
-        project.set_status(self.image_id, self.new)
-
-    def undo(self, project: Project) -> None:
-        if self.old is None:
-            raise ProjectError("cannot undo a status change that was never done")
-        project.set_status(self.image_id, self.old)
-
-    def to_dict(self) -> dict[str, Any]:
-        old = ImageStatus(self.old).value if self.old else None
-        return {"image_id": self.image_id, "new": ImageStatus(self.new).value, "old": old}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SetStatus:
-        old = ImageStatus(data["old"]) if data.get("old") else None
-        return cls(data["image_id"], ImageStatus(data["new"]), old)
-
-
-@register
-@dataclass
-class Batch(Command):
-    """Several commands undone and redone as one (e.g. "accept all proposals")."""
-
-    commands: list[Command]
-    description: str = "Edit"
-    kind: ClassVar[str] = "batch"
-
-    @property
-    def image_id(self) -> int | None:  # type: ignore[override]
-        ids = {c.image_id for c in self.commands}
-        return ids.pop() if len(ids) == 1 else None
-
-    @property
-    def text(self) -> str:
-        return self.description
-
-    def do(self, project: Project) -> None:
-        for command in self.commands:
-            command.do(project)
-
-    def undo(self, project: Project) -> None:
-        for command in reversed(self.commands):
-            command.undo(project)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"description": self.description,
-                "commands": [command_to_dict(c) for c in self.commands]}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Batch:
-        return cls([command_from_dict(d) for d in data["commands"]], data["description"])
 
 
 class UndoStack:

@@ -19,5 +19,9 @@ class FormatError(MaskLoopError):
     """An export or import failed; the message names the file and the problem."""
 
 
+class WireError(MaskLoopError):
+    """Bytes that are not a valid MaskLoop message (truncated, wrong magic, bad header)."""
+
+
 class Cancelled(MaskLoopError):
     """A long job was cancelled by the person who started it."""

@@ -8,12 +8,12 @@ belongs to the region below that edge (right of it, for a vertical edge), as in 
 so polygons that share an edge never share a pixel.
 
 Hit-testing and the pure edit functions for the polygon editor live in
-`app.core.geometry_edit` and are re-exported here.
+`app.core.geometry_edit` and are re-exported here; the rasteriser behind `geometry_to_mask` is
+`app.core.geometry_raster`, the vectorised tracing behind `mask_to_geometry` is
+`app.core.geometry_trace`.
 """
 
 from __future__ import annotations
-
-import math
 
 import cv2
 import numpy as np
@@ -22,6 +22,7 @@ from shapely.geometry import GeometryCollection, MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from app.core import geometry_trace as T
+from app.core.geometry_raster import polygons_to_mask
 from app.core.types import Geometry
 
 DEFAULT_TOLERANCE = 0.75
@@ -308,66 +309,13 @@ def _disjoint(parts: list[Polygon], tolerance: float) -> bool:
 # geometry -> mask
 
 
-def _ring_segments(polygon: Polygon) -> np.ndarray:
-    rings = [polygon.exterior, *polygon.interiors]
-    segs = []
-    for ring in rings:
-        xy = np.asarray(ring.coords, dtype=float)
-        if len(xy) >= 2:
-            segs.append(np.hstack([xy[:-1], xy[1:]]))
-    return np.vstack(segs) if segs else np.zeros((0, 4))
-
-
-def _fill_polygon(polygon: Polygon, out: np.ndarray) -> None:
-    """OR into `out` the pixels whose centres are inside `polygon` (even-odd over its rings).
-
-    Scans columns like pycocotools: an edge toggles inside/outside at the first row whose
-    centre is at or below the edge, so a centre exactly on an edge goes to the region below
-    it (and, on a vertical edge, to the region on its right).
-    """
-    height, width = out.shape
-    minx, miny, maxx, maxy = polygon.bounds
-    c0, c1 = max(0, math.floor(minx)), min(width, math.ceil(maxx))
-    r0, r1 = max(0, math.floor(miny)), min(height, math.ceil(maxy))
-    if c1 <= c0 or r1 <= r0:
-        return
-    x0, y0, x1, y1 = _ring_segments(polygon).T
-    # Columns whose centre c + 0.5 lies in [min(x0, x1), max(x0, x1)): half-open, so a vertex
-    # shared by two edges is counted once and vertical edges never.
-    first = np.clip(np.ceil(np.minimum(x0, x1) - 0.5), c0, c1).astype(np.int64)
-    stop = np.clip(np.ceil(np.maximum(x0, x1) - 0.5), c0, c1).astype(np.int64)
-    counts = stop - first
-    keep = counts > 0
-    x0, y0, x1, y1 = x0[keep], y0[keep], x1[keep], y1[keep]
-    first, counts = first[keep], counts[keep]
-    edge = np.repeat(np.arange(len(counts)), counts)
-    starts = np.repeat(np.cumsum(counts) - counts, counts)
-    cols = first[edge] + (np.arange(int(counts.sum())) - starts)
-    ys = y0[edge] + (cols + 0.5 - x0[edge]) * (y1[edge] - y0[edge]) / (x1[edge] - x0[edge])
-    rows = np.clip(np.ceil(ys - 0.5), r0, r1).astype(np.int64)
-    n_rows, n_cols = r1 - r0 + 1, c1 - c0
-    counted = np.bincount((rows - r0) * n_cols + (cols - c0), minlength=n_rows * n_cols)
-    toggles = counted.astype(np.uint8).reshape(n_rows, n_cols)
-    inside = np.cumsum(toggles, axis=0, dtype=np.uint8) & 1  # parity down each column
-    out[r0:r1, c0:c1] |= inside[:-1].astype(bool)
-
-
 def geometry_to_mask(geom: BaseGeometry | None, height: int, width: int) -> np.ndarray:
     """Boolean (height, width) mask of the pixels whose centres lie inside `geom`.
 
     Holes are subtracted; each polygon is rasterised within its own bounding box; None or an
     empty geometry gives an empty mask.
     """
-    out = np.zeros((int(height), int(width)), dtype=bool)
-    polygons = polygons_of(geom)
-    if len(polygons) > _MANY_POLYGONS and T.fill_polygons(np.asarray(polygons, dtype=object), out):
-        return out
-    for polygon in polygons:
-        _fill_polygon(polygon, out)
-    return out
-
-
-_MANY_POLYGONS = 8  # above this many, all polygons are rasterised in one numpy pass
+    return polygons_to_mask(polygons_of(geom), height, width)
 
 
 # Hit-testing and edits (re-exported; they build on the functions above).

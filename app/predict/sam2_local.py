@@ -10,7 +10,6 @@ mask decoder and the upscale to full resolution.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,15 @@ from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prom
 from app.predict import sam2_reference as ref
 from app.predict.base import PredictorError
 from app.predict.cache import Embedding, EmbeddingCache
+from app.predict.sam2_features import (
+    ARRAY_NAMES,
+    ImageFeatures,
+    check_image,
+    embeddings_from_features,
+    features_from_embedding,
+    prompt_tensors,
+    scale_points,
+)
 from app.predict.sam2_model import (
     Precision,
     cancellable_encoder,
@@ -34,21 +42,7 @@ from app.predict.sam2_model import (
     upscale_masks,
 )
 
-ARRAY_NAMES = ("image_embed", "high_res_feats_0", "high_res_feats_1")
-_F16_MAX = 65504.0
-
-
-@dataclass
-class ImageFeatures:
-    """The current image's features on the device (the official predictor's ``_features``)."""
-
-    key: EmbeddingKey
-    image_embed: torch.Tensor  # (1, 256, 64, 64)
-    high_res_feats: list[torch.Tensor]  # [(1, 32, 256, 256), (1, 64, 128, 128)]
-    orig_hw: tuple[int, int]
-
-    def as_official(self) -> dict[str, object]:
-        return {"image_embed": self.image_embed, "high_res_feats": self.high_res_feats}
+__all__ = ["ARRAY_NAMES", "ImageFeatures", "SAM2Predictor", "load_predictor"]
 
 
 class SAM2Predictor:
@@ -122,7 +116,7 @@ class SAM2Predictor:
         ``cancel`` is checked before the encoder and before each of its steps (every Hiera
         block and the neck), so a stale encode stops within one block and nothing is
         cached; an encoding that finished is cached, then Cancelled is raised."""
-        image = _check_image(image)
+        image = check_image(image)
         key = EmbeddingKey(image_hash or array_hash(image), self._model_id)
         if self._current is not None and self._current.key == key:
             return key
@@ -148,7 +142,7 @@ class SAM2Predictor:
         if len(hashes) != len(images):
             raise ValueError("images and hashes must have the same length")
         size = batch_size or (4 if self.device.type in ("cuda", "mps") else 1)
-        checked = [_check_image(im) for im in images]
+        checked = [check_image(im) for im in images]
         keys = [EmbeddingKey(h or array_hash(im), self._model_id)
                 for im, h in zip(checked, hashes, strict=True)]
         todo = [i for i, k in enumerate(keys) if not self.cache.contains(k)]
@@ -251,13 +245,7 @@ class SAM2Predictor:
             raise PredictorError(
                 f"image {key.image_hash[:12]} has no embedding for {self._model_id}: embed it first"
             )
-        tensors = []
-        for name in ARRAY_NAMES:
-            if name not in emb.arrays:
-                raise PredictorError(f"embedding of image {key.image_hash[:12]} lacks {name!r}")
-            tensors.append(torch.from_numpy(emb.arrays[name]).to(self.device, self._dtype))
-        h, w = emb.image_size
-        self._current = ImageFeatures(key, tensors[0], tensors[1:], (int(h), int(w)))
+        self._current = features_from_embedding(key, emb, self.device, self._dtype)
         return self._current
 
     def decode_points(
@@ -268,7 +256,7 @@ class SAM2Predictor:
         feats = self.activate(key)
         h, w = feats.orig_hw
         pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
-        scaled = _scale(pts, w, h, self.model.image_size)
+        scaled = scale_points(pts, w, h, self.model.image_size)
         coords = torch.from_numpy(scaled[:, None, :]).to(self.device)
         labels = torch.ones((len(pts), 1), dtype=torch.int32, device=self.device)
         with inference(self.precision):
@@ -308,16 +296,7 @@ class SAM2Predictor:
             image_embed = feats["image_embed"]
             high_res = feats["high_res_feats"]
             assert isinstance(image_embed, torch.Tensor) and isinstance(high_res, list)
-            arrays = [_to_f16(t) for t in (image_embed, *high_res)]
-        copy = len(images) > 1  # each embedding owns its memory (the LRU counts bytes)
-        return [
-            Embedding(
-                {name: a[i:i + 1].copy() if copy else a
-                 for name, a in zip(ARRAY_NAMES, arrays, strict=True)},
-                (int(im.shape[0]), int(im.shape[1])),
-            )
-            for i, im in enumerate(images)
-        ]
+            return embeddings_from_features(image_embed, high_res, images)
 
     def _upscale(self, low_res: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
         """(C, 256, 256) logits -> (C, H, W) bool masks through the predictor's reused
@@ -328,22 +307,8 @@ class SAM2Predictor:
     def _prompt_points(
         self, prompt: Prompt, orig_hw: tuple[int, int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Box corners (labels 2, 3) then points (1 positive, 0 negative), scaled to the
-        model's input frame: (1, n, 2) float32 and (1, n) int32."""
-        xy: list[tuple[float, float]] = []
-        lab: list[int] = []
-        if prompt.box is not None:
-            b = prompt.box.normalized()
-            xy += [(b.x0, b.y0), (b.x1, b.y1)]
-            lab += [2, 3]
-        for p in prompt.points:
-            xy.append((p.x, p.y))
-            lab.append(1 if p.positive else 0)
-        h, w = orig_hw
-        scaled = _scale(np.array(xy, dtype=np.float32), w, h, self.model.image_size)
-        coords = torch.from_numpy(scaled[None]).to(self.device)
-        labels = torch.tensor([lab], dtype=torch.int32, device=self.device)
-        return coords, labels
+        """The prompt as (1, n, 2) coords and (1, n) labels on the device (``prompt_tensors``)."""
+        return prompt_tensors(prompt, orig_hw, self.model.image_size, self.device)
 
     def _decode(
         self,
@@ -370,32 +335,6 @@ class SAM2Predictor:
             high_res_features=feats.high_res_feats,
         )
         return low_res, iou
-
-
-def _scale(xy: np.ndarray, w: int, h: int, resolution: int) -> np.ndarray:
-    """Pixels -> the model's input frame, as SAM2Transforms.transform_coords: x / w * 1024."""
-    out = np.empty_like(xy, dtype=np.float32)
-    out[..., 0] = xy[..., 0] / np.float32(w)
-    out[..., 1] = xy[..., 1] / np.float32(h)
-    out *= np.float32(resolution)
-    return out
-
-
-def _to_f16(t: torch.Tensor) -> np.ndarray:
-    """Device tensor -> contiguous float16 numpy array (clamped to float16's range)."""
-    t = t.float().clamp(-_F16_MAX, _F16_MAX).to(torch.float16).contiguous()
-    return t.cpu().numpy()
-
-
-def _check_image(image: np.ndarray) -> np.ndarray:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-        shape = getattr(image, "shape", None)
-        raise PredictorError(f"expected an RGB image (H, W, 3), got shape {shape}")
-    if image.dtype != np.uint8:
-        raise PredictorError(f"expected a uint8 RGB image, got dtype {image.dtype}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise PredictorError(f"image is empty: shape {image.shape}")
-    return image
 
 
 def load_predictor(
