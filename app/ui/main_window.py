@@ -141,8 +141,10 @@ class MainWindow(QMainWindow):
         self.sam_tool.set_bridge(bridge)
         self.proposals.set_bridge(bridge)
         self.encode_label.setText("")
-        if self.session.image is not None:
-            self.show_image(self.session.image)
+        if self.session.image is not None:  # the picture stays; only the encoding is redone
+            self.sam_tool.reset()
+            self.proposals.clear()
+            self._encode(self.session.image)
         self.backend_changed(f"Now using {bridge.description}")
 
     def backend_changed(self, note: str, failed: bool = False) -> None:
@@ -244,17 +246,21 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"MaskLoop — {self.project.path.name} — {record.path}")
         self.images_panel.show_current(record.id)
         self.canvas.set_message(f"Loading {record.path} …")
-        root = self.project.image_root
-        path = root / record.path
-        order = self.images_panel.visible_records() or self.project.images()
-        ids = [r.id for r in order]
-        nxt = order[ids.index(record.id) + 1:][:PREFETCH] if record.id in ids else []
-        self.bridge.set_image(record.content_hash, path,
-                              [(r.content_hash, root / r.path) for r in nxt])
+        path = self._encode(record)
         store = self.bridge.images
         self.tasks.start(lambda: rgb_to_display_qimage(store.get(record.content_hash, path)),
                          on_result=lambda img: self._image_loaded(record, img),
                          on_error=lambda exc: self._image_failed(record, exc))
+
+    def _encode(self, record: ImageRecord) -> Path:
+        """Start encoding ``record`` with the current predictor and prefetch the next images."""
+        root = self.project.image_root
+        order = self.images_panel.visible_records() or self.project.images()
+        ids = [r.id for r in order]
+        nxt = order[ids.index(record.id) + 1:][:PREFETCH] if record.id in ids else []
+        self.bridge.set_image(record.content_hash, root / record.path,
+                              [(r.content_hash, root / r.path) for r in nxt])
+        return root / record.path
 
     def _image_loaded(self, record: ImageRecord, image: object) -> None:
         if (self._closing or self.session.image is None

@@ -124,6 +124,7 @@ def test_switching_backend_from_the_settings(qtbot: QtBot, image_folder: Path) -
     qtbot.waitUntil(lambda: w.bridge is not first, timeout=TIMEOUT)
     assert launcher.bridge is w.bridge and w.sam_tool.bridge is w.bridge
     qtbot.waitUntil(lambda: not first.service.alive, timeout=TIMEOUT)  # the old one closed
+    assert w.canvas.image_size is not None  # the picture stays while the new backend encodes
     click(qtbot, w, 70, 55)
     qtbot.waitUntil(lambda: w.sam_tool.state.result is not None, timeout=TIMEOUT)
     # a choice that cannot work is reported and the current backend stays

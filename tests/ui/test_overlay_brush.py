@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QColor, QMouseEvent
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 from shapely.geometry import box
 from ui_helpers import click, drag, key, open_window, view_pos, wait_mask
@@ -64,8 +65,14 @@ def test_brush_radius_keys_and_circle_cursor(qtbot: QtBot, image_folder: Path,
     click(qtbot, w, 30, 30)
     assert not w.brush_cursor.isVisible()
     key(qtbot, w, Qt.Key.Key_B)
-    for x in (12, 10):  # two moves: Qt drops a move to where the pointer already is
-        qtbot.mouseMove(w.canvas.viewport(), view_pos(w, x, 40))
+    assert w.edit_tool.brush is not None and not w.edit_tool.erase
+    # A hover move sent straight to the viewport: QTest's synthetic moves go through the
+    # window system, which drops a move to where the (global, shared) pointer already is.
+    vp = w.canvas.viewport()
+    pos = QPointF(view_pos(w, 10, 40))
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseMove, pos, vp.mapToGlobal(pos),
+                                           Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
+                                           Qt.KeyboardModifier.NoModifier))
     scale = w.canvas.scale_factor()
     assert w.brush_cursor.isVisible()
     assert w.brush_cursor.radius == pytest.approx(BRUSH_SCREEN_RADIUS / scale, rel=0.02)
