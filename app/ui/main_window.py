@@ -148,8 +148,7 @@ class MainWindow(QMainWindow):
         self.backend_changed(f"Now using {bridge.description}")
 
     def backend_changed(self, note: str, failed: bool = False) -> None:
-        """The predictor changed (switched, or loaded after start-up): show it and ``note``
-        (a failure's reason stays in the status bar)."""
+        """The predictor changed: show it and ``note`` (a failure's reason stays shown)."""
         self.backend_label.setText(self.bridge.description)
         self.get_model_button.setVisible(self.bridge.is_classical)
         self._show_find_all(self.bridge)
@@ -236,8 +235,7 @@ class MainWindow(QMainWindow):
             self.canvas.set_message(f"Cannot read this image:\n{item}")
 
     def show_image(self, record: ImageRecord) -> None:
-        """Show ``record``: pixels decoded off the GUI thread, encoding starts at once and
-        the next images are prefetched."""
+        """Show ``record``: pixels decoded off the GUI thread; encoding starts at once."""
         for tool in (self.sam_tool, self.polygon_tool, self.box_tool):
             tool.reset()
         self.edit_tool.select(None)
@@ -339,8 +337,7 @@ class MainWindow(QMainWindow):
             tool.clear()  # type: ignore[union-attr]
 
     def find_all(self, text: str) -> None:
-        """The find-all box's Enter: suggestions for every ``text``; the canvas takes the
-        keyboard back (Enter accepts them all, Esc discards them)."""
+        """Find-all's Enter: suggestions for ``text``; the canvas takes the keyboard back."""
         self.proposals.find_all(text)
         self.canvas.setFocus()
 
