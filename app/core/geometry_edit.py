@@ -11,6 +11,8 @@ never changed. Use `app.core.geometry`, which re-exports these functions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
@@ -36,45 +38,62 @@ def _rings(polygon: Polygon) -> list[np.ndarray]:
     return [np.asarray(r.coords, dtype=float)[:-1] for r in (polygon.exterior, *polygon.interiors)]
 
 
+RingArrays = Iterable[tuple[int, int, np.ndarray]]
+"""(polygon index, ring index, (n, 2) vertices without the closing point) for each ring."""
+
+
+def nearest_vertex_in(rings: RingArrays, x: float, y: float,
+                      radius: float) -> VertexRef | None:
+    """The vertex closest to (x, y) within `radius` among `rings`; on a tie the first wins."""
+    best: VertexRef | None = None
+    best_d2 = radius * radius
+    for pi, ri, ring in rings:
+        if len(ring) == 0:
+            continue
+        d2 = (ring[:, 0] - x) ** 2 + (ring[:, 1] - y) ** 2
+        vi = int(np.argmin(d2))
+        if d2[vi] <= best_d2 and (best is None or d2[vi] < best_d2):
+            best, best_d2 = (pi, ri, vi), float(d2[vi])
+    return best
+
+
+def nearest_edge_in(rings: RingArrays, x: float, y: float, radius: float) -> EdgeHit | None:
+    """The edge closest to (x, y) within `radius` among `rings`, with the closest point on it."""
+    best: EdgeHit | None = None
+    best_d2 = radius * radius
+    p = np.array([x, y], dtype=float)
+    for pi, ri, ring in rings:
+        if len(ring) < 2:
+            continue
+        a = ring
+        ab = np.roll(ring, -1, axis=0) - a
+        length2 = np.einsum("ij,ij->i", ab, ab)
+        t = np.einsum("ij,ij->i", p - a, ab) / np.where(length2 > 0, length2, 1.0)
+        proj = a + np.clip(t, 0.0, 1.0)[:, None] * ab
+        d2 = np.einsum("ij,ij->i", proj - p, proj - p)
+        ei = int(np.argmin(d2))
+        if d2[ei] <= best_d2 and (best is None or d2[ei] < best_d2):
+            best_d2 = float(d2[ei])
+            best = (pi, ri, ei, (float(proj[ei, 0]), float(proj[ei, 1])))
+    return best
+
+
+def _geometry_rings(geom: BaseGeometry | None) -> Iterator[tuple[int, int, np.ndarray]]:
+    for pi, polygon in enumerate(_polygons(geom)):
+        for ri, ring in enumerate(_rings(polygon)):
+            yield pi, ri, ring
+
+
 def nearest_vertex(
     geom: BaseGeometry | None, x: float, y: float, radius: float
 ) -> VertexRef | None:
     """The vertex closest to (x, y) within `radius` pixels, or None."""
-    best: VertexRef | None = None
-    best_d2 = radius * radius
-    for pi, polygon in enumerate(_polygons(geom)):
-        for ri, ring in enumerate(_rings(polygon)):
-            if len(ring) == 0:
-                continue
-            d2 = (ring[:, 0] - x) ** 2 + (ring[:, 1] - y) ** 2
-            vi = int(np.argmin(d2))
-            if d2[vi] <= best_d2:
-                best, best_d2 = (pi, ri, vi), float(d2[vi])
-    return best
+    return nearest_vertex_in(_geometry_rings(geom), x, y, radius)
 
 
 def nearest_edge(geom: BaseGeometry | None, x: float, y: float, radius: float) -> EdgeHit | None:
     """The edge closest to (x, y) within `radius` pixels and the closest point on it, or None."""
-    best: EdgeHit | None = None
-    best_d2 = radius * radius
-    p = np.array([x, y], dtype=float)
-    for pi, polygon in enumerate(_polygons(geom)):
-        for ri, ring in enumerate(_rings(polygon)):
-            if len(ring) < 2:
-                continue
-            a = ring
-            b = np.roll(ring, -1, axis=0)
-            ab = b - a
-            length2 = np.einsum("ij,ij->i", ab, ab)
-            t = np.einsum("ij,ij->i", p - a, ab) / np.where(length2 > 0, length2, 1.0)
-            t = np.clip(t, 0.0, 1.0)
-            proj = a + t[:, None] * ab
-            d2 = np.einsum("ij,ij->i", proj - p, proj - p)
-            ei = int(np.argmin(d2))
-            if d2[ei] <= best_d2:
-                best_d2 = float(d2[ei])
-                best = (pi, ri, ei, (float(proj[ei, 0]), float(proj[ei, 1])))
-    return best
+    return nearest_edge_in(_geometry_rings(geom), x, y, radius)
 
 
 def contains(geom: BaseGeometry | None, x: float, y: float) -> bool:

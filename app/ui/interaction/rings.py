@@ -6,12 +6,14 @@ list of (x, y) vertices without the closing repeat. ``VertexRef`` addresses one 
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.validation import make_valid
 
+from app.core.geometry_edit import nearest_edge_in, nearest_vertex_in
 from app.core.types import Geometry
 
 Ring = list[tuple[float, float]]
@@ -69,37 +71,24 @@ def vertex(shape: Shape, ref: VertexRef) -> tuple[float, float]:
     return shape[ref.polygon][ref.ring][ref.index]
 
 
-def nearest_vertex(shape: Shape, x: float, y: float, radius: float) -> VertexRef | None:
-    """The vertex closest to (x, y) within ``radius``, or None."""
-    best: tuple[float, VertexRef] | None = None
+def _ring_arrays(shape: Shape) -> Iterator[tuple[int, int, np.ndarray]]:
     for p, rings in enumerate(shape):
         for r, ring in enumerate(rings):
-            for i, (vx, vy) in enumerate(ring):
-                d = math.hypot(vx - x, vy - y)
-                if d <= radius and (best is None or d < best[0]):
-                    best = (d, VertexRef(p, r, i))
-    return best[1] if best else None
+            yield p, r, np.asarray(ring, dtype=float).reshape(-1, 2)
+
+
+def nearest_vertex(shape: Shape, x: float, y: float, radius: float) -> VertexRef | None:
+    """The vertex closest to (x, y) within ``radius``, or None."""
+    hit = nearest_vertex_in(_ring_arrays(shape), x, y, radius)
+    return VertexRef(*hit) if hit else None
 
 
 def nearest_edge(
     shape: Shape, x: float, y: float, radius: float
 ) -> tuple[VertexRef, tuple[float, float]] | None:
     """The edge closest to (x, y) within ``radius``: (ref of its first vertex, projection)."""
-    best: tuple[float, VertexRef, tuple[float, float]] | None = None
-    for p, rings in enumerate(shape):
-        for r, ring in enumerate(rings):
-            n = len(ring)
-            for i in range(n):
-                (ax, ay), (bx, by) = ring[i], ring[(i + 1) % n]
-                dx, dy = bx - ax, by - ay
-                length2 = dx * dx + dy * dy
-                t = 0.0 if length2 == 0 else max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy)
-                                                           / length2))
-                px, py = ax + t * dx, ay + t * dy
-                d = math.hypot(px - x, py - y)
-                if d <= radius and (best is None or d < best[0]):
-                    best = (d, VertexRef(p, r, i), (px, py))
-    return (best[1], best[2]) if best else None
+    hit = nearest_edge_in(_ring_arrays(shape), x, y, radius)
+    return (VertexRef(*hit[:3]), hit[3]) if hit else None
 
 
 def copy_shape(shape: Shape) -> Shape:
