@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from app.core.errors import ImageError, MaskLoopError
+from app.core.images import load_image
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskResult, Point, Prompt
 
@@ -295,11 +296,8 @@ def dataset_items(dataset_dir: Path | str) -> list[tuple[str, Path, Path]]:
 
 
 def read_rgb(path: Path) -> np.ndarray:
-    """An image file as RGB uint8 (H, W, 3)."""
-    data = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if data is None:
-        raise ImageError(f"{path}: cannot read image")
-    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+    """An image file as RGB uint8 (H, W, 3), read as the app reads it (``load_image``)."""
+    return load_image(path)
 
 
 def read_ground_truth(path: Path, shape: tuple[int, int]) -> GroundTruth:
