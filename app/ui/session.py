@@ -75,8 +75,15 @@ class AnnotationSession(QObject):
         if self.undo_stack is None:
             return
         self.undo_stack.push(cmd)
-        if self.image is not None and self.image.status == ImageStatus.NEW:
-            self.set_status(ImageStatus.IN_PROGRESS)
+        if self.image is not None and self.image.id is not None \
+                and self.image.status == ImageStatus.NEW:
+            # adding an instance marks the image in progress in the same transaction: re-read
+            # it rather than write the status a second time
+            self.image = self.project.image(self.image.id)
+            if self.image.status == ImageStatus.NEW:
+                self.set_status(ImageStatus.IN_PROGRESS)
+            else:
+                self.images_changed.emit()
         self.instances_changed.emit()
 
     def add_instance(self, geom: Geometry, source: Source, score: float | None = None,
