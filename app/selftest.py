@@ -246,6 +246,20 @@ def check_main_window(ctx: Context) -> str:
     return f"{app.platformName()}, sample on the canvas"
 
 
+
+def check_desktop_libraries(ctx: Context) -> str:
+    """The system libraries Qt's X11 platform needs. Missing ones fail the check only where a
+    window would open on X11 now (DISPLAY set, no Wayland); elsewhere they are reported."""
+    from app.ui import system_libs
+
+    missing = system_libs.missing_libraries()
+    if not missing:
+        return "the X11 platform's libraries are present"
+    text = system_libs.advice(missing).replace("\n", " ")
+    x11_now = bool(os.environ.get("DISPLAY")) and not os.environ.get("WAYLAND_DISPLAY")
+    _require(not x11_now, text)
+    return f"needed only for a window on X11: {text}"
+
 CHECKS: list[tuple[str, Callable[[Context], str]]] = [
     ("sample image", check_sample),
     ("classical backend", check_classical),
@@ -254,6 +268,7 @@ CHECKS: list[tuple[str, Callable[[Context], str]]] = [
     ("export coco", check_export_coco),
     ("export yolo", check_export_yolo),
     ("main window", check_main_window),
+    ("desktop libraries", check_desktop_libraries),
 ]
 
 

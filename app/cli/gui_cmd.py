@@ -156,6 +156,13 @@ def _remote(args: argparse.Namespace) -> Predictor:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse the options, choose the predictor, run the app; returns the exit code."""
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    from app.ui import system_libs
+
+    if system_libs.will_use_xcb():  # else Qt aborts, naming only one of them
+        missing = system_libs.missing_libraries()
+        if missing:
+            print(f"maskloop: error: {system_libs.advice(missing)}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         predictor = startup_predictor(args)
     except MaskLoopError as exc:
