@@ -12,7 +12,7 @@ import pytest
 
 from app.cli import main
 
-GRABCUT = Path(__file__).resolve().parents[2] / "shared" / "data" / "grabcut"
+GRABCUT = Path(__file__).resolve().parents[1] / "data" / "grabcut"
 SMALL_GRABCUT = ("teddy", "fullmoon", "bool")
 
 
@@ -72,7 +72,6 @@ def test_eval_prints_a_table(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not GRABCUT.is_dir(), reason="the GrabCut benchmark is not on this machine")
 def test_eval_classical_on_grabcut_images(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

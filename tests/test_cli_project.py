@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 from shapely.geometry import Polygon, box
 
+import app.core.formats
 from app.cli import main
 from app.core.geometry import geometry_to_mask
 from app.core.project import Project
@@ -127,12 +128,12 @@ def test_cli_runs_as_a_process(tmp_path: Path, project_path: Path) -> None:
     assert bad.returncode == 2 and "maskloop info: error:" in bad.stderr
 
 
-# --- export and import (need app.core.formats) ------------------------------------------------
+# --- export and import -------------------------------------------------------------------------
 
 
 @pytest.fixture
 def formats() -> object:
-    return pytest.importorskip("app.core.formats")
+    return app.core.formats
 
 
 def test_export_coco_selected_images(formats: object, tmp_path: Path, project_path: Path,

@@ -42,13 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"maskloop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     for module_name in dict.fromkeys(SUBCOMMANDS.values()):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:  # that part of the CLI is not built yet
-                continue
-            raise
-        module.register(sub)
+        # a missing or broken subcommand module is a broken install: fail loudly
+        importlib.import_module(module_name).register(sub)
     return parser
 
 

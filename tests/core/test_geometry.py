@@ -14,7 +14,7 @@ from shapely.geometry import MultiPolygon, Polygon, box
 
 from app.core import geometry as G
 
-GRABCUT_MASKS = sorted((Path(__file__).parents[3] / "shared/data/grabcut/masks").glob("*.png"))
+GRABCUT_MASKS = sorted((Path(__file__).parents[2] / "data/grabcut/masks").glob("*.png"))
 
 
 def _gt(path: Path) -> tuple[np.ndarray, np.ndarray]:

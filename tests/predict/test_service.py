@@ -16,6 +16,7 @@ from app.core.jobs import CancelToken, Progress, check
 from app.core.types import Box, EmbeddingKey, MaskProposal, MaskResult, Point, Prompt
 from app.predict.base import Predictor, PredictorError
 from app.predict.cache import Embedding, EmbeddingCache
+from app.predict.classical import ClassicalPredictor
 from app.predict.service import (
     Job,
     JobKind,
@@ -408,8 +409,7 @@ def test_shutdown_joins_a_busy_worker(predictor) -> None:
 
 
 def classical_predictor() -> Predictor:
-    classical = pytest.importorskip("app.predict.classical")
-    return classical.ClassicalPredictor()
+    return ClassicalPredictor()
 
 
 def disk_image(seed: int = 0) -> np.ndarray:

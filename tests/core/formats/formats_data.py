@@ -15,7 +15,7 @@ from shapely.geometry import MultiPolygon, Point, box
 from app.core.geometry import geometry_to_mask, mask_to_geometry
 from app.core.types import ImageRecord, Instance, Label
 
-GRABCUT = Path(__file__).resolve().parents[4] / "shared" / "data" / "grabcut"
+GRABCUT = Path(__file__).resolve().parents[3] / "data" / "grabcut"
 GRABCUT_NAMES = ("106024.jpg", "teddy.jpg", "fullmoon.png")
 LABELS = [Label("blob", "#ff0000"), Label("holey", "#00ff00"), Label("pair", "#0000ff"),
           Label("object", "#ffaa00")]
