@@ -142,13 +142,13 @@ def test_export_coco_selected_images(formats: object, tmp_path: Path, project_pa
     assert main(["export", str(project_path), "--format", "coco", "--out", str(out), "-q",
                  "--images", "img0.png"]) == 0
     assert "Exported 1 image(s) and 2 instance(s)" in capsys.readouterr().out
-    data = json.loads(next(out.glob("*.json")).read_text())
+    data = json.loads((out / "annotations.json").read_text())
     assert [img["file_name"] for img in data["images"]] == ["img0.png"]
     assert len(data["annotations"]) == 2
     with Project.open(project_path) as project:
         second = project.image_by_path("img1.png")
     assert main(["export", str(project_path), "--format", "coco", "--out", str(out), "-q",
-                 "--images", str(second.id)]) == 0
+                 "--images", str(second.id), "--overwrite"]) == 0
     assert main(["export", str(project_path), "--format", "coco", "--out", str(out), "-q",
                  "--images", "nope.png"]) == 2
     assert "nope.png: not an image of" in capsys.readouterr().err
@@ -171,7 +171,7 @@ def test_export_then_import_round_trip(formats: object, tmp_path: Path, project_
                  *extra]) == 0
     fresh = tmp_path / "fresh.maskloop"
     assert main(["new", str(fresh), "--images", str(images), "-q"]) == 0
-    src = next(out.glob("*.json")) if fmt == "coco" else out
+    src = out / "annotations.json" if fmt == "coco" else out
     assert main(["import", str(fresh), str(src), "--format", fmt, "-q"]) == 0
     with Project.open(project_path) as before, Project.open(fresh) as after:
         assert after.instance_count() == before.instance_count() == 3

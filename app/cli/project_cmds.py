@@ -187,7 +187,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         image_ids = _select_images(project, args.images)
         with progress_bar(f"Exporting {args.format}", args.quiet) as progress:
             report = export_project(project, args.format, Path(args.out), image_ids=image_ids,
-                                    progress=progress, **_export_options(args))
+                                    overwrite=args.overwrite, progress=progress,
+                                    **_export_options(args))
     print(f"Exported {report.images} image(s) and {report.instances} instance(s) "
           f"as {args.format} to {args.out}")
     for warning in _listed(report.warnings):
@@ -246,7 +247,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     export = subparsers.add_parser("export", help="export annotations",
                                    description="Export the project (or some images) to COCO, "
-                                   "YOLO segmentation, labelme JSON, PNG masks or overlays.")
+                                   "YOLO segmentation, labelme JSON, PNG masks or overlays. "
+                                   "The project's images and files the export did not write "
+                                   "are never touched.")
     export.add_argument("project", metavar="PROJECT")
     export.add_argument("--format", required=True, choices=EXPORT_CHOICES)
     export.add_argument("--out", required=True, metavar="DIR", help="output folder")
@@ -258,6 +261,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--val-fraction", type=_fraction, help="yolo: share of images for val")
     export.add_argument("--seed", type=int, help="yolo: seed of the train/val split")
     export.add_argument("--alpha", type=float, help="overlay: mask opacity")
+    export.add_argument("--overwrite", action="store_true",
+                        help="export into a non-empty folder, replacing an earlier MaskLoop "
+                        "export there: only the files its manifest lists are removed")
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     export.set_defaults(func=cmd_export)
 

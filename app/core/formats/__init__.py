@@ -7,6 +7,7 @@ Each format lives in its own module and works on plain values (``ImageRecord``, 
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -15,6 +16,7 @@ from typing import Any
 from shapely import affinity
 
 from app.core.errors import FormatError, ImageError
+from app.core.formats.checks import SizeLookup
 from app.core.formats.coco import export_coco, read_coco
 from app.core.formats.common import (
     Dataset,
@@ -22,12 +24,20 @@ from app.core.formats.common import (
     ExportReport,
     ImportReport,
     report_progress,
+    safe_relative,
     unique_file_names,
 )
-from app.core.formats.labelme import export_labelme, read_labelme
+from app.core.formats.labelme import (
+    export_labelme,
+    read_embedded_image,
+    read_labelme,
+    write_embedded_image,
+)
 from app.core.formats.masks import export_masks, read_masks
+from app.core.formats.output import MANIFEST_NAME, OutputFolder, manifest_info
 from app.core.formats.overlay import render_overlay, write_overlays
 from app.core.formats.yolo import export_yolo, read_yolo
+from app.core.image_checks import check_images
 from app.core.images import content_hash
 from app.core.jobs import CancelToken, Progress, check
 from app.core.project import Project
@@ -36,6 +46,7 @@ from app.core.types import ImageRecord, Instance
 __all__ = [
     "EXPORT_FORMATS",
     "FORMATS",
+    "MANIFEST_NAME",
     "Dataset",
     "ExportReport",
     "ImportReport",
@@ -71,12 +82,36 @@ def _options_of(function: Callable[..., Any], fmt: str, options: dict[str, Any])
                           f"(it has: {', '.join(sorted(allowed)) or 'none'})")
 
 
+def _image_subdirs(fmt: str, options: dict[str, Any], coco_file: str) -> list[str]:
+    """Where (relative to the output folder) an export of ``fmt`` puts image files: copied or
+    linked images, overlays, mask PNGs ("." is the folder itself)."""
+    if fmt == "coco":  # beside the JSON file, in images/
+        return [str(PurePosixPath(coco_file).parent / "images")] \
+            if options.get("copy_images") else []
+    if fmt == "yolo":
+        return ["images"]
+    if fmt == "labelme":
+        return [] if options.get("images") == "reference" else ["."]
+    if fmt == "masks":
+        return ["instances", "semantic"]
+    return ["."]  # overlay
+
+
+def _coco_file_name(options: dict[str, Any]) -> str:
+    name = str(options.pop("file_name", COCO_FILE_NAME))
+    if not name or not safe_relative(name) or name == MANIFEST_NAME:
+        raise FormatError(f"COCO file name {name!r} must be a relative path inside the output "
+                          f"folder (and not {MANIFEST_NAME})")
+    return name
+
+
 def export_project(
     project: Project,
     fmt: str,
     out_dir: str | Path,
     *,
     image_ids: list[int] | None = None,
+    overwrite: bool = False,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     **options: Any,
@@ -84,11 +119,18 @@ def export_project(
     """Export the project's images (or those in ``image_ids``) to ``out_dir`` in ``fmt``
     (one of ``EXPORT_FORMATS``). Options go to the format's exporter: coco ``rle``,
     ``copy_images``, ``file_name``; yolo ``val_fraction``, ``seed``, ``copy_mode``; labelme
-    ``images``; overlay ``image_format``, ``alpha``, ``outline``."""
+    ``images``; overlay ``image_format``, ``alpha``, ``outline``.
+
+    The export never touches the project's images or any file it did not write (see
+    ``app.core.formats.output``): ``out_dir`` must be new or empty, or ``overwrite`` given
+    (then only the files an earlier export's manifest lists are removed), and it is refused
+    when image files of the export could land among the project's images. The export is
+    written beside ``out_dir`` and moved in at the end with its manifest
+    (``maskloop-export.json``), so a cancelled or failed export leaves the folder as it was."""
     if fmt not in EXPORT_FORMATS:
         raise FormatError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
-    out_dir = Path(out_dir)
-    records = project.images()
+    all_records = project.images()
+    records = all_records
     if image_ids is not None:
         known = {r.id for r in records}
         unknown = [i for i in image_ids if i not in known]
@@ -96,26 +138,37 @@ def export_project(
             raise FormatError(f"{project.path}: no image with id {', '.join(map(str, unknown))}")
         wanted = set(image_ids)
         records = [r for r in records if r.id in wanted]
+    exporters: dict[str, Callable[..., ExportReport]] = {
+        "coco": export_coco, "yolo": export_yolo, "labelme": export_labelme,
+        "masks": export_masks, "overlay": write_overlays}
+    exporter = exporters[fmt]
+    given = dict(options)
+    file_name = _coco_file_name(options) if fmt == "coco" else ""
+    _options_of(exporter, fmt, options)
+    target = OutputFolder.prepare(
+        out_dir, images=[project.image_path(r) for r in all_records],
+        extra_protected=[project.path], image_subdirs=_image_subdirs(fmt, options, file_name),
+        fmt=fmt, overwrite=overwrite)
+    unreadable = check_images(project, records, cancel=cancel)  # e.g. truncated: left out
     items: list[ExportItem] = []
     for record in records:
         check(cancel)
-        items.append((record, project.instances(int(record.id or 0))))
+        if record.id not in unreadable:
+            items.append((record, project.instances(int(record.id or 0))))
     labels = project.labels()
-    root = project.image_root
     common: dict[str, Any] = {"progress": progress, "cancel": cancel}
-    if fmt == "coco":
-        file_name = options.pop("file_name", COCO_FILE_NAME)
-        _options_of(export_coco, fmt, options)
-        return export_coco(items, labels, out_dir / file_name, image_root=root, **common,
-                           **options)
-    exporters: dict[str, Callable[..., ExportReport]] = {
-        "yolo": export_yolo, "labelme": export_labelme, "masks": export_masks,
-        "overlay": write_overlays}
-    exporter = exporters[fmt]
-    _options_of(exporter, fmt, options)
     if fmt != "masks":
-        common["image_root"] = root
-    return exporter(items, labels, out_dir, **common, **options)
+        common["image_root"] = project.image_root
+    with target.staging() as stage:
+        dest = stage / file_name if fmt == "coco" else stage
+        report = exporter(items, labels, dest, **common, **options)
+        check(cancel)
+        info = manifest_info(fmt, report.images, report.instances, given, image_ids)
+        report.files, warnings = target.commit(stage, info)
+    report.warnings += [f"{r.path}: left out: {unreadable[r.id]}" for r in records
+                        if r.id in unreadable]
+    report.warnings += warnings
+    return report
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,25 +180,29 @@ def _coco_file(src: Path) -> Path:
         return src
     if (src / COCO_FILE_NAME).is_file():
         return src / COCO_FILE_NAME
-    candidates = sorted(src.glob("*.json")) if src.is_dir() else []
+    candidates = sorted(p for p in src.glob("*.json") if p.name != MANIFEST_NAME) \
+        if src.is_dir() else []
     if len(candidates) == 1:
         return candidates[0]
     raise FormatError(f"{src}: give the COCO JSON file (found {len(candidates)} JSON files)")
 
 
-def read_dataset(fmt: str, src: str | Path) -> Dataset:
-    """Read ``src`` in ``fmt`` (one of ``FORMATS``) into a ``Dataset``."""
+def read_dataset(fmt: str, src: str | Path, *,
+                 project_size: SizeLookup | None = None) -> Dataset:
+    """Read ``src`` in ``fmt`` (one of ``FORMATS``) into a ``Dataset``. ``project_size`` gives
+    the size of an image that the file does not state and whose image file is not found (YOLO
+    always has its image files)."""
     src = Path(src)
     if not src.exists():
         raise FormatError(f"{src}: no such file or folder")
     if fmt == "coco":
-        return read_coco(_coco_file(src))
+        return read_coco(_coco_file(src), project_size=project_size)
     if fmt == "yolo":
         return read_yolo(src)
     if fmt == "labelme":
-        return read_labelme(src)
+        return read_labelme(src, project_size=project_size)
     if fmt == "masks":
-        return read_masks(src)
+        return read_masks(src, project_size=project_size)
     raise FormatError(f"unknown import format {fmt!r}: use one of {', '.join(FORMATS)}")
 
 
@@ -176,24 +233,63 @@ class _ImageMatcher:
         if flat is not None:
             return flat
         if file is not None:
-            if self._by_hash is None:
-                self._by_hash = {r.content_hash: r for r in self.records if r.content_hash}
             try:
-                return self._by_hash.get(content_hash(file))
+                return self.by_hash(content_hash(file))
             except (ImageError, OSError):
                 return None
         return None
 
+    def size_of(self, path: str) -> tuple[int, int, str] | None:
+        """(width, height, description) of the project image a dataset path names (a
+        ``SizeLookup``), matched by path or name as ``match`` does."""
+        found = self.match(ImageRecord(path=path, width=0, height=0, content_hash=""), None)
+        return None if found is None else (found.width, found.height,
+                                           f"the project's image {found.path}")
+
+    def by_hash(self, digest: str) -> ImageRecord | None:
+        if self._by_hash is None:
+            self._by_hash = {r.content_hash: r for r in self.records if r.content_hash}
+        return self._by_hash.get(digest)
+
+
+def _embedded_file(matcher: _ImageMatcher, json_path: Path,
+                   report: ImportReport) -> ImageRecord | Path | None:
+    """The project image that a labelme file's embedded image is (same bytes), or the file it
+    was written to (see ``write_embedded_image``); None, with a warning, when neither."""
+    try:
+        image = read_embedded_image(json_path)
+        found = matcher.by_hash(hashlib.sha256(image.data).hexdigest())
+        if found is not None:
+            return found
+        file, note = write_embedded_image(image)
+    except FormatError as exc:
+        report.warnings.append(str(exc))
+        return None
+    report.warnings.append(note)
+    return file
+
 
 def _resolve_image(project: Project, matcher: _ImageMatcher, record: ImageRecord,
-                   file: Path | None, report: ImportReport) -> ImageRecord | None:
+                   dataset: Dataset, report: ImportReport, count: int) -> ImageRecord | None:
+    """The project image ``record`` is: matched, or added from its file (or from the image
+    its label file embeds); None, with a warning naming the label file, when neither works."""
+    image_id = int(record.id or 0)
+    source = dataset.sources.get(image_id, record.path)
+    file = dataset.image_files.get(image_id)
     found = matcher.match(record, file)
     if found is not None:
         report.images_matched += 1
         return found
+    if file is None and image_id in dataset.embedded_images:
+        embedded = _embedded_file(matcher, dataset.embedded_images[image_id], report)
+        if isinstance(embedded, ImageRecord):
+            report.images_matched += 1
+            return embedded
+        file = embedded
     if file is None:
-        report.warnings.append(f"{record.path}: not in the project and its image file was not "
-                               "found; its annotations were skipped")
+        where = f"image {record.path}" if source != record.path else "image"
+        report.warnings.append(f"{source}: {where} not found and not in the project; its "
+                               f"{count} annotation(s) skipped")
         return None
     added = project.add_images([file])
     if added.added:
@@ -202,7 +298,7 @@ def _resolve_image(project: Project, matcher: _ImageMatcher, record: ImageRecord
     if added.skipped_existing:
         return project.image_by_path(added.skipped_existing[0])
     for path, message in added.skipped_errors:
-        report.warnings.append(f"{path}: {message}; its annotations were skipped")
+        report.warnings.append(f"{path}: {message}; its {count} annotation(s) skipped")
     return None
 
 
@@ -232,7 +328,8 @@ def import_into_project(
     With ``skip_duplicates`` an instance that matches one already there (same label, IoU >=
     0.99) is not added again, so importing twice changes nothing. On cancel, the images
     imported so far stay and ``Cancelled`` is raised."""
-    dataset = read_dataset(fmt, src)
+    matcher = _ImageMatcher(project)
+    dataset = read_dataset(fmt, src, project_size=matcher.size_of)
     report = ImportReport(warnings=list(dataset.warnings))
     for label in dataset.labels:
         if project.label(label.name) is None:
@@ -241,13 +338,12 @@ def import_into_project(
     by_image: dict[int, list[Instance]] = {}
     for inst in dataset.instances:
         by_image.setdefault(inst.image_id, []).append(inst)
-    matcher = _ImageMatcher(project)
     total = len(dataset.images)
     for done, record in enumerate(dataset.images):
         check(cancel)
         report_progress(progress, done, total, record.path)
-        file = dataset.image_files.get(int(record.id or 0))
-        target = _resolve_image(project, matcher, record, file, report)
+        count = len(by_image.get(int(record.id or 0), []))
+        target = _resolve_image(project, matcher, record, dataset, report, count)
         if target is None or target.id is None:
             continue
         scale = None

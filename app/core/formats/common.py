@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -59,13 +60,18 @@ class ImportReport:
 @dataclass
 class Dataset:
     """What a reader found: images (``id`` = the file's own image id), labels in file order,
-    instances (``image_id`` refers to those ids), the image files found and warnings."""
+    instances (``image_id`` refers to those ids), the image files found and warnings.
+    ``sources`` says where each image's annotations come from (a label file, or a file and a
+    record) for warnings; ``embedded_images`` lists the images whose file is missing but whose
+    label file embeds them (labelme ``imageData``): image id -> that label file."""
 
     images: list[ImageRecord] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
     instances: list[Instance] = field(default_factory=list)
     image_files: dict[int, Path] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    sources: dict[int, str] = field(default_factory=dict)
+    embedded_images: dict[int, Path] = field(default_factory=dict)
 
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels]
@@ -146,12 +152,25 @@ def encode_image(path: Path, image: np.ndarray, *, rgb: bool = True, quality: in
     return buf.tobytes()
 
 
+def path_key(path: str | os.PathLike[str]) -> str:
+    """``path`` made comparable: absolute, its folders' links resolved, the last part itself
+    not followed (a link is a file of its own: replacing it leaves its target alone), case
+    folded on macOS and Windows, whose usual file systems ignore case."""
+    parent, name = os.path.split(os.path.abspath(path))
+    key = os.path.normcase(os.path.join(os.path.realpath(parent), name))
+    return key.casefold() if sys.platform in ("darwin", "win32") else key
+
+
 def place_file(src: Path, dst: Path, mode: str = "copy") -> Path:
     """Put ``src`` at ``dst`` by copying, hard-linking or symlinking it (a hard link that fails,
-    e.g. across devices, falls back to a copy). An existing ``dst`` is replaced."""
+    e.g. across devices, falls back to a copy). An existing ``dst`` is replaced (a link to
+    ``src`` too), unless it is ``src`` itself or the file ``src`` links to: that is refused, as
+    replacing it would destroy the image."""
     if mode not in COPY_MODES:
         raise FormatError(f"unknown image copy mode {mode!r}: use one of {', '.join(COPY_MODES)}")
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if path_key(dst) in (path_key(src), path_key(os.path.realpath(src))):
+        raise FormatError(f"{dst}: is the image being exported; refusing to write over it")
     if dst.exists() or dst.is_symlink():
         dst.unlink()
     if mode == "symlink":

@@ -28,6 +28,15 @@ import numpy as np
 from PIL import Image
 
 from app.core.errors import FormatError
+from app.core.formats.checks import (
+    RecordProblem,
+    SizeLookup,
+    field,
+    image_record_size,
+    integer,
+    json_type,
+    show,
+)
 from app.core.formats.common import (
     Dataset,
     ExportItem,
@@ -143,36 +152,93 @@ def _read_semantic(path: Path) -> np.ndarray:
 
 def _read_classes(src: Path) -> list[tuple[str, str | None]]:
     if (src / "classes.json").is_file():
-        data = json.loads((src / "classes.json").read_text(encoding="utf-8"))
-        by_index = {int(c["index"]): (str(c["name"]), c.get("colour")) for c in data}
-        return [by_index.get(i, (f"class_{i}", None)) for i in range(max(by_index) + 1)]
+        path = src / "classes.json"
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, list):
+                raise RecordProblem(f"expected a list of classes, got {json_type(data)}")
+            by_index: dict[int, tuple[str, str | None]] = {}
+            for i, entry in enumerate(data):
+                index = integer(field(entry, "index", f"[{i}]"), f"[{i}].index")
+                colour = entry.get("colour")
+                by_index[index] = (str(field(entry, "name", f"[{i}]")),
+                                   colour if isinstance(colour, str) else None)
+        except (OSError, ValueError) as exc:  # RecordProblem is a ValueError
+            raise FormatError(f"{path}: not a readable class list ({exc})") from exc
+        last = max(by_index, default=0)
+        return [by_index.get(i, (f"class_{i}", None)) for i in range(last + 1)]
     if (src / "classes.txt").is_file():
-        lines = (src / "classes.txt").read_text(encoding="utf-8").splitlines()
+        try:
+            lines = (src / "classes.txt").read_text(encoding="utf-8").splitlines()
+        except (OSError, ValueError) as exc:
+            raise FormatError(f"{src / 'classes.txt'}: not a readable class list ({exc})") \
+                from exc
         return [(line.strip(), None) for line in lines if line.strip()]
     raise FormatError(f"{src}: no classes.json or classes.txt")
 
 
-def read_masks(src: Path) -> Dataset:
-    """Read a PNG-mask export (``index.json``, ``classes.json``, instance and semantic PNGs)."""
+def _entry_png(src: Path, entry: dict[str, Any], key: str, where: str,
+               size: tuple[int, int], semantic: bool = False) -> np.ndarray:
+    """The PNG an index entry names under ``key``, checked to have the image's size."""
+    name = field(entry, key, where)
+    if not isinstance(name, str) or not name:
+        raise RecordProblem(f"{where}.{key}: expected a file name, got {show(name)}")
+    path = src / name
+    if not path.is_file():
+        raise RecordProblem(f"{where}.{key}: {path} not found")
+    try:
+        pixels = _read_semantic(path) if semantic else _read_png(path)
+    except (FormatError, OSError) as exc:
+        raise RecordProblem(f"{where}.{key}: {exc}") from exc
+    width, height = size
+    if pixels.shape[:2] != (height, width):
+        raise RecordProblem(f"{where}.{key}: {path} is {pixels.shape[1]}x{pixels.shape[0]} "
+                            f"pixels, the image is {width}x{height}")
+    return pixels
+
+
+def read_masks(src: Path, *, project_size: SizeLookup | None = None) -> Dataset:
+    """Read a PNG-mask export (``index.json``, ``classes.json``, instance and semantic PNGs).
+    An index entry that cannot be used (a field missing, a PNG missing or of another size than
+    the image) is skipped with a warning naming it (``images[2].instances: ...``); an entry
+    without a size takes the size of the project image it names (``project_size``)."""
     src = Path(src)
     index_path = src / "index.json"
     try:
         entries = json.loads(index_path.read_text(encoding="utf-8"))["images"]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise FormatError(f"{index_path}: not a readable mask index ({exc})") from exc
+    if not isinstance(entries, list):
+        raise FormatError(f"{index_path}: images: expected a list, got {json_type(entries)}")
     classes = _read_classes(src)
     result = Dataset()
     for name, colour in classes[1:]:
-        result.ensure_label(name)
-        if colour:
-            result.labels[-1].colour = colour
-    for entry in entries:
+        if name not in result.label_names():
+            result.ensure_label(name)
+            if colour:
+                result.labels[-1].colour = colour
+    for i, entry in enumerate(entries):
+        where = f"images[{i}]"
+        try:
+            file_name = field(entry, "file_name", where)
+            if not isinstance(file_name, str) or not file_name.strip():
+                raise RecordProblem(f"{where}.file_name: expected a file name, got "
+                                    f"{show(file_name)}")
+            size, note = image_record_size(entry, where, ("width", "height"), None,
+                                           file_name, project_size)
+            ids = _entry_png(src, entry, "instances", where, size)
+            semantic = (_entry_png(src, entry, "semantic", where, size, semantic=True)
+                        if entry.get("semantic") else None)
+        except RecordProblem as exc:
+            result.warnings.append(f"{index_path}: {exc}; skipped")
+            continue
+        if note is not None:
+            result.warnings.append(f"{index_path}: {note}")
         image_id = len(result.images) + 1
-        record = ImageRecord(path=str(entry["file_name"]), width=int(entry["width"]),
-                             height=int(entry["height"]), content_hash="", id=image_id)
+        record = ImageRecord(path=file_name, width=size[0], height=size[1], content_hash="",
+                             id=image_id)
         result.images.append(record)
-        ids = _read_png(src / entry["instances"])
-        semantic = _read_semantic(src / entry["semantic"]) if entry.get("semantic") else None
+        result.sources[image_id] = f"{index_path} {where}"
         for number in np.unique(ids):
             if number == 0:
                 continue

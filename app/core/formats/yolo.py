@@ -2,7 +2,7 @@
 
 ::
 
-    out/data.yaml                 path (absolute), train, val, names {id: name}
+    out/data.yaml                 train, val, names {id: name}; no path (see YAML_HEADER)
     out/images/train/NAME.jpg     images copied (or hard-linked / symlinked)
     out/images/val/NAME.jpg
     out/labels/train/NAME.txt     one line per object: "class x1 y1 x2 y2 ..."
@@ -41,11 +41,18 @@ from app.core.formats.common import (
     unique_file_names,
     write_text_atomic,
 )
+from app.core.geometry import make_valid_polygonal
 from app.core.images import IMAGE_EXTENSIONS, image_size
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import Geometry, ImageRecord, Instance, Label
 
 SPLITS = ("train", "val")
+# No ``path`` key on purpose: Ultralytics' check_det_dataset then takes the dataset root from
+# the YAML file's own folder (``data["yaml_file"]``'s parent), so a copied or moved export trains
+# from where it is. An absolute path would keep pointing at the original folder, and "." would be
+# read relative to the current directory.
+YAML_HEADER = ("# Ultralytics YOLO segmentation dataset exported by MaskLoop. No 'path': the "
+               "dataset root\n# is this file's folder, so the export can be copied or moved.\n")
 
 
 def split_indices(count: int, val_fraction: float, seed: int) -> set[int]:
@@ -122,12 +129,11 @@ def export_yolo(
         report.instances += len(lines)
     check(cancel)
     data = {
-        "path": str(out_dir.resolve()),
         "train": "images/train",
         "val": "images/val" if val else "images/train",
         "names": dict(enumerate(names)),
     }
-    yaml_text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    yaml_text = YAML_HEADER + yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     report.files.append(write_text_atomic(out_dir / "data.yaml", yaml_text))
     report_progress(progress, total, total, "done")
     return report
@@ -137,19 +143,55 @@ def export_yolo(
 # Import
 
 
-def parse_line(line: str, width: int, height: int) -> tuple[int, Geometry | None]:
-    """Class id and geometry (pixels) of one label line: a segmentation polygon (bridges
-    removed, holes restored) or, for a 5-value detection line, its box."""
+# Ultralytics' verify_image_label accepts normalised values in [-0.01, 1.01] and drops the whole
+# label file (the image is "corrupt") when one is outside; import does the same, checking every
+# value of a line (Ultralytics checks a polygon's box), and clips what it keeps to the image.
+TOLERANCE = 0.01
+BOX_VALUES = ("x_center", "y_center", "width", "height")
+
+
+def _line_values(line: str) -> tuple[int, np.ndarray]:
+    """Class id and normalised values of one label line; ValueError when malformed."""
     values = line.split()
     class_id = int(values[0])
     coords = np.asarray([float(v) for v in values[1:]], dtype=float)
+    if len(coords) != 4 and (len(coords) < 6 or len(coords) % 2):
+        raise ValueError(f"{len(coords)} coordinates (need an even number, at least 6)")
+    return class_id, coords
+
+
+def out_of_range(coords: np.ndarray) -> str | None:
+    """The first value outside [0, 1] by more than TOLERANCE (NaN included), e.g.
+    ``"point 2 x is 1.25"`` or ``"width is nan"``; None when every value is in range."""
+    bad = ~((coords >= -TOLERANCE) & (coords <= 1 + TOLERANCE))
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad))
+    name = BOX_VALUES[i] if len(coords) == 4 else f"point {i // 2 + 1} {'xy'[i % 2]}"
+    return f"{name} is {coords[i]:g}"
+
+
+def _line_geometry(coords: np.ndarray, width: int, height: int) -> Geometry | None:
     if len(coords) == 4:
         cx, cy, w, h = coords * np.array([width, height, width, height])
-        return class_id, box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
-    if len(coords) < 6 or len(coords) % 2:
-        raise ValueError(f"{len(coords)} coordinates (need an even number, at least 6)")
-    points = coords.reshape(-1, 2) * np.array([width, height], dtype=float)
-    return class_id, even_odd_geometry(points)
+        geom: Geometry | None = box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    else:
+        points = coords.reshape(-1, 2) * np.array([width, height], dtype=float)
+        geom = even_odd_geometry(points)
+    if geom is None or geom.is_empty:
+        return None
+    x0, y0, x1, y1 = geom.bounds
+    if x0 < 0 or y0 < 0 or x1 > width or y1 > height:  # within the tolerance: clip
+        geom = make_valid_polygonal(geom.intersection(box(0, 0, width, height)))
+    return geom
+
+
+def parse_line(line: str, width: int, height: int) -> tuple[int, Geometry | None]:
+    """Class id and geometry (pixels) of one label line: a segmentation polygon (bridges
+    removed, holes restored) or, for a 5-value detection line, its box; clipped to the image.
+    The values' range is not checked here (see ``out_of_range``)."""
+    class_id, coords = _line_values(line)
+    return class_id, _line_geometry(coords, width, height)
 
 
 def _find_yaml(src: Path) -> Path:
@@ -163,30 +205,37 @@ def _find_yaml(src: Path) -> Path:
 
 def _names(data: dict[str, Any], yaml_path: Path) -> list[str]:
     raw = data.get("names")
-    if isinstance(raw, dict):
-        ids = sorted(int(k) for k in raw)
-        by_id = {int(k): str(v) for k, v in raw.items()}
-        return [by_id.get(i, f"class_{i}") for i in range(ids[-1] + 1)] if ids else []
+    try:
+        if isinstance(raw, dict):
+            ids = sorted(int(k) for k in raw)
+            by_id = {int(k): str(v) for k, v in raw.items()}
+            return [by_id.get(i, f"class_{i}") for i in range(ids[-1] + 1)] if ids else []
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"{yaml_path}: names: the keys must be class numbers ({exc})") from exc
     if isinstance(raw, list):
         return [str(v) for v in raw]
     raise FormatError(f"{yaml_path}: 'names' is missing or not a list / mapping")
 
 
-def _split_images(root: Path, entry: Any) -> list[Path]:
+def _split_entries(root: Path, entry: Any) -> list[Path]:
     entries = entry if isinstance(entry, list) else [entry]
+    return [root / item for item in entries if isinstance(item, str)]
+
+
+def _split_images(where: Path, root: Path) -> list[Path]:
+    if where.is_dir():
+        return sorted(p for p in where.rglob("*")
+                      if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     images: list[Path] = []
-    for item in entries:
-        if not isinstance(item, str):
-            continue
-        where = root / item
-        if where.is_dir():
-            images += sorted(p for p in where.rglob("*")
-                             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        elif where.is_file() and where.suffix == ".txt":
-            for line in where.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    p = Path(line.strip())
-                    images.append(p if p.is_absolute() else root / p)
+    if where.is_file() and where.suffix == ".txt":
+        try:
+            lines = where.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise FormatError(f"{where}: not a readable image list ({exc})") from exc
+        for line in lines:
+            if line.strip():
+                p = Path(line.strip())
+                images.append(p if p.is_absolute() else root / p)
     return images
 
 
@@ -200,11 +249,14 @@ def _label_file(image: Path) -> Path:
 
 
 def read_yolo(src: Path) -> Dataset:
-    """Read an Ultralytics YOLO segmentation dataset (its folder or its data.yaml)."""
+    """Read an Ultralytics YOLO segmentation dataset (its folder or its data.yaml). A label
+    file with a value outside [0, 1] (beyond Ultralytics' tolerance) is skipped whole, as
+    Ultralytics does; label files without an image are reported; a dataset whose splits hold
+    no image is an error."""
     yaml_path = _find_yaml(Path(src))
     try:
         data = yaml.safe_load(yaml_path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise FormatError(f"{yaml_path}: not a readable YAML file ({exc})") from exc
     if not isinstance(data, dict):
         raise FormatError(f"{yaml_path}: expected a mapping with path, train, val and names")
@@ -219,13 +271,42 @@ def read_yolo(src: Path) -> Dataset:
     for name in names:
         result.ensure_label(name)
     seen: set[Path] = set()
+    listed: list[Path] = []
+    looked: list[Path] = []
     for split in ("train", "val", "test"):
-        for image in _split_images(root, data.get(split)):
-            if image.resolve() in seen:
+        for where in _split_entries(root, data.get(split)):
+            if where in looked:
                 continue
-            seen.add(image.resolve())
-            _read_image_labels(result, root, image, names)
+            looked.append(where)
+            for image in _split_images(where, root):
+                if image.resolve() in seen:
+                    continue
+                seen.add(image.resolve())
+                listed.append(image)
+                _read_image_labels(result, root, image, names)
+    if not seen:
+        places = ", ".join(map(str, looked)) if looked else "data.yaml names no train or val"
+        raise FormatError(f"{yaml_path}: no images found (looked in {places})")
+    _report_orphan_labels(result, looked, listed)
     return result
+
+
+def _report_orphan_labels(result: Dataset, image_dirs: list[Path], images: list[Path]) -> None:
+    """Warn about label files (under the labels folder of each split folder) that no image has."""
+    expected = {_label_file(image).resolve() for image in images}
+    done: set[Path] = set()
+    for image_dir in image_dirs:
+        if not image_dir.is_dir():
+            continue
+        label_dir = _label_file(image_dir / "x").parent
+        if label_dir == image_dir or label_dir in done or not label_dir.is_dir():
+            continue
+        done.add(label_dir)
+        for label in sorted(label_dir.rglob("*.txt")):
+            if label.resolve() not in expected:
+                guess = image_dir / label.relative_to(label_dir).with_suffix("")
+                result.warnings.append(f"{label}: no image for this label file (looked for "
+                                       f"{guess}.*); skipped")
 
 
 def _read_image_labels(result: Dataset, root: Path, image: Path, names: list[str]) -> None:
@@ -245,14 +326,30 @@ def _read_image_labels(result: Dataset, root: Path, image: Path, names: list[str
     label_path = _label_file(image)
     if not label_path.is_file():
         return
-    for number, line in enumerate(label_path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    result.sources[image_id] = str(label_path)
+    try:
+        text = label_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        result.warnings.append(f"{label_path}: not a readable label file ({exc}); skipped")
+        return
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    parsed: list[tuple[int, int, np.ndarray]] = []
+    for number, line in lines:
         try:
-            class_id, geom = parse_line(line, width, height)
+            class_id, coords = _line_values(line)
         except ValueError as exc:
             result.warnings.append(f"{label_path}:{number}: malformed line ({exc}); skipped")
             continue
+        problem = out_of_range(coords)
+        if problem is not None:
+            result.warnings.append(
+                f"{label_path}:{number}: {problem}, outside [0, 1] by more than Ultralytics' "
+                f"{TOLERANCE} tolerance; all {len(lines)} line(s) of this file skipped, as "
+                "Ultralytics skips such a file")
+            return
+        parsed.append((number, class_id, coords))
+    for number, class_id, coords in parsed:
+        geom = _line_geometry(coords, width, height)
         if geom is None or geom.is_empty:
             result.warnings.append(f"{label_path}:{number}: polygon encloses nothing; skipped")
             continue

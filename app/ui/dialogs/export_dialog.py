@@ -1,11 +1,13 @@
-"""Export dialog: format, folder, progress bar and Cancel; the export runs off the GUI
-thread (app.core.formats.export_project)."""
+"""Export dialog: format, folder, "replace an earlier export", progress bar and Cancel; the
+export runs off the GUI thread (app.core.formats.export_project). A refused export (a folder
+that holds the images, a non-empty folder) is shown as its one-line message."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -46,8 +48,13 @@ class ExportDialog(QDialog):
         row = QHBoxLayout()
         row.addWidget(self.folder)
         row.addWidget(browse)
+        self.overwrite = QCheckBox("Replace an earlier export in this folder")
+        self.overwrite.setToolTip("Export into a folder that is not empty: only the files an "
+                                  "earlier MaskLoop export there lists in its manifest are "
+                                  "removed; images and other files are never touched.")
         self.progress = QProgressBar()
         self.status = QLabel("")
+        self.status.setWordWrap(True)  # a refusal names the folder and the reason
         self.buttons = QDialogButtonBox()
         self.export_button = self.buttons.addButton("Export",
                                                     QDialogButtonBox.ButtonRole.AcceptRole)
@@ -57,6 +64,7 @@ class ExportDialog(QDialog):
         form = QFormLayout(self)
         form.addRow("Format", self.format)
         form.addRow("Folder", row)
+        form.addRow(self.overwrite)
         form.addRow(self.progress)
         form.addRow(self.status)
         form.addRow(self.buttons)
@@ -75,8 +83,9 @@ class ExportDialog(QDialog):
         self.export_button.setEnabled(False)
         self.status.setText("Exporting…")
         self.task = self.tasks.start(
-            export_project, self.project, fmt, out, with_progress=True,
-            on_result=self._done, on_error=self._failed, on_progress=self._progress)
+            export_project, self.project, fmt, out, overwrite=self.overwrite.isChecked(),
+            with_progress=True, on_result=self._done, on_error=self._failed,
+            on_progress=self._progress)
 
     def _progress(self, done: int, total: int, message: str) -> None:
         self.progress.setMaximum(max(total, 1))
