@@ -1,19 +1,28 @@
 """The base of undoable commands and their JSON form (geometry as WKB hex).
 
+Commands refer to labels by id (``label_id`` next to the name), so an edit undone or redone
+after its label was renamed puts the instance back under the renamed label. The name is kept
+too: for the menu text, and to create the label again if it was removed meanwhile. Rows
+written before ids were stored name their labels only; ``Command.resolve`` looks the names
+up when such a row is read (and a project opened the first time by this version had its
+rows resolved once, see ``project_schema``).
+
 Concrete commands and the undo stack are in ``app.core.commands``.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
 from app.core.errors import ProjectError
+from app.core.geometry import drop_slivers
 from app.core.project_schema import check_geometry, geometry_from_wkb, geometry_to_wkb
-from app.core.types import Geometry, Instance, Source
+from app.core.types import Geometry, Instance, Label, Source
 
 if TYPE_CHECKING:
     from app.core.project import Project
@@ -31,23 +40,51 @@ def geom_in(text: str) -> Geometry:
 
 def instance_out(inst: Instance) -> dict[str, Any]:
     return {"id": inst.id, "image_id": inst.image_id, "label": inst.label,
-            "geometry": geom_out(inst.geometry), "score": inst.score,
-            "source": Source(inst.source).value}
+            "label_id": inst.label_id, "geometry": geom_out(inst.geometry),
+            "score": inst.score, "source": Source(inst.source).value}
 
 
 def instance_in(data: dict[str, Any]) -> Instance:
     return Instance(image_id=data["image_id"], label=data["label"],
                     geometry=geom_in(data["geometry"]), score=data["score"],
-                    source=Source(data["source"]), id=data["id"])
+                    source=Source(data["source"]), id=data["id"],
+                    label_id=data.get("label_id"))
+
+
+def find_label(project: Project, label_id: int | None, name: str) -> Label | None:
+    """The label ``label_id`` under its current name; by ``name`` when the id is unknown
+    (an old history row) or the label was removed since; None when neither exists."""
+    label = project.label_by_id(label_id) if label_id is not None else None
+    return label if label is not None else project.label(name)
+
+
+def label_for(project: Project, label_id: int | None, name: str) -> Label:
+    """Like ``find_label``, creating a label called ``name`` when neither exists."""
+    return find_label(project, label_id, name) or project.ensure_label(name)
+
+
+def resolve_instance(project: Project, inst: Instance) -> Instance:
+    """``inst`` with its label's current name and id (see ``find_label``)."""
+    label = find_label(project, inst.label_id, inst.label)
+    if label is None:
+        return replace(inst, label_id=None)
+    return replace(inst, label=label.name, label_id=label.id)
+
+
+def restore_instance(project: Project, inst: Instance) -> Instance:
+    """Store ``inst`` again (undo of a delete, redo of an add) under its label as it is
+    called now; returns it as stored."""
+    return project.add_instance(resolve_instance(project, inst))
 
 
 def union_geometry(geoms: list[Geometry]) -> Geometry:
-    """The union of polygons as one valid Polygon or MultiPolygon."""
+    """The union of polygons as one valid Polygon or MultiPolygon, without parts or holes
+    smaller than a pixel (``drop_slivers``; a union that is all slivers stays as it is)."""
     merged = shapely.union_all(geoms)
     if not isinstance(merged, Polygon | MultiPolygon):  # drop stray lines and points
         parts = [g for g in shapely.get_parts(merged) if isinstance(g, Polygon)]
         merged = MultiPolygon(parts) if len(parts) > 1 else parts[0]
-    return check_geometry(merged, "merged geometry")
+    return check_geometry(drop_slivers(merged) or merged, "merged geometry")
 
 
 class Command:
@@ -67,6 +104,10 @@ class Command:
 
     def undo(self, project: Project) -> None:
         raise NotImplementedError
+
+    def resolve(self, project: Project) -> None:
+        """Read back from the history: bring the label names and ids the command holds up
+        to date (names of renamed labels; ids of labels an old row names)."""
 
     def to_dict(self) -> dict[str, Any]:
         raise NotImplementedError

@@ -5,7 +5,8 @@ itself (snapshots, old geometry, assigned ids). ``UndoStack.push/undo/redo`` run
 and update the ``history`` table in ONE transaction, so a crash never leaves the instances and
 the history out of step, and undo/redo keep working after the project is closed and reopened.
 
-Commands are stored as JSON (geometry as WKB hex). An instance brought back by undo keeps its
+Commands are stored as JSON (geometry as WKB hex) and refer to labels by id, so undo and
+redo follow a label that was renamed meanwhile. An instance brought back by undo keeps its
 old id (instance ids are never reused), so later commands that name it stay valid. If the
 store was changed behind the stack's back (e.g. an instance deleted without a command), undo or
 redo of a command that needs it raises ProjectError and changes nothing.
@@ -68,7 +69,13 @@ class UndoStack:
             f"ORDER BY seq {order} LIMIT 1", (self.image_id, int(undone)))
         if not rows:
             return None
-        return rows[0]["seq"], command_from_dict(json.loads(rows[0]["command"]))
+        return rows[0]["seq"], self._read(rows[0]["command"])
+
+    def _read(self, text: str) -> Command:
+        """A command from its history row, its labels under their current names and ids."""
+        command = command_from_dict(json.loads(text))
+        command.resolve(self.project)
+        return command
 
     def push(self, command: Command) -> Command:
         """Run ``command`` and record it; the redo list is dropped. Returns the command (with
@@ -145,7 +152,7 @@ class UndoStack:
         rows = self.project.query(
             "SELECT command, undone FROM history WHERE image_id = ? ORDER BY seq",
             (self.image_id,))
-        return [(command_from_dict(json.loads(r["command"])), bool(r["undone"])) for r in rows]
+        return [(self._read(r["command"]), bool(r["undone"])) for r in rows]
 
     def clear(self) -> None:
         """Forget this image's history (the instances stay as they are)."""

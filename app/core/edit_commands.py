@@ -14,11 +14,15 @@ from app.core.command_base import (
     Command,
     command_from_dict,
     command_to_dict,
+    find_label,
     geom_in,
     geom_out,
     instance_in,
     instance_out,
+    label_for,
     register,
+    resolve_instance,
+    restore_instance,
     union_geometry,
 )
 from app.core.errors import ProjectError
@@ -43,12 +47,15 @@ class AddInstance(Command):
         return f"Add {self.instance.label}"
 
     def do(self, project: Project) -> None:
-        self.instance = project.add_instance(self.instance)
+        self.instance = restore_instance(project, self.instance)
 
     def undo(self, project: Project) -> None:
         if self.instance.id is None:
             raise ProjectError("cannot undo an add that was never done")
         project.delete_instance(self.instance.id)
+
+    def resolve(self, project: Project) -> None:
+        self.instance = resolve_instance(project, self.instance)
 
     def to_dict(self) -> dict[str, Any]:
         return {"instance": instance_out(self.instance)}
@@ -82,7 +89,11 @@ class DeleteInstance(Command):
     def undo(self, project: Project) -> None:
         if self.removed is None:
             raise ProjectError("cannot undo a delete that was never done")
-        project.add_instance(self.removed)
+        self.removed = restore_instance(project, self.removed)
+
+    def resolve(self, project: Project) -> None:
+        if self.removed is not None:
+            self.removed = resolve_instance(project, self.removed)
 
     def to_dict(self) -> dict[str, Any]:
         removed = instance_out(self.removed) if self.removed else None
@@ -134,12 +145,15 @@ class EditGeometry(Command):
 @register
 @dataclass
 class Relabel(Command):
-    """Give an instance another label (created if unknown)."""
+    """Give an instance another label (created if unknown). ``new_id``/``old_id`` are the
+    labels' ids once done (the names follow renames)."""
 
     instance_id: int
     new: str
     old: str | None = None
     image_id: int | None = None
+    new_id: int | None = None
+    old_id: int | None = None
     kind: ClassVar[str] = "relabel"
 
     @property
@@ -150,21 +164,34 @@ class Relabel(Command):
         current = project.instance(self.instance_id)
         self.image_id = current.image_id
         if self.old is None:
-            self.old = current.label
-        project.update_label_of(self.instance_id, self.new)
+            self.old, self.old_id = current.label, current.label_id
+        label = label_for(project, self.new_id, self.new)
+        self.new, self.new_id = label.name, label.id
+        project.update_label_of(self.instance_id, label.name)
 
     def undo(self, project: Project) -> None:
         if self.old is None:
             raise ProjectError("cannot undo a relabel that was never done")
-        project.update_label_of(self.instance_id, self.old)
+        label = label_for(project, self.old_id, self.old)
+        self.old, self.old_id = label.name, label.id
+        project.update_label_of(self.instance_id, label.name)
+
+    def resolve(self, project: Project) -> None:
+        new = find_label(project, self.new_id, self.new)
+        self.new, self.new_id = (new.name, new.id) if new else (self.new, None)
+        if self.old is not None:
+            old = find_label(project, self.old_id, self.old)
+            self.old, self.old_id = (old.name, old.id) if old else (self.old, None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"instance_id": self.instance_id, "image_id": self.image_id,
-                "new": self.new, "old": self.old}
+                "new": self.new, "old": self.old, "new_id": self.new_id,
+                "old_id": self.old_id}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Relabel:
-        return cls(data["instance_id"], data["new"], data.get("old"), data.get("image_id"))
+        return cls(data["instance_id"], data["new"], data.get("old"), data.get("image_id"),
+                   data.get("new_id"), data.get("old_id"))
 
 
 @register
@@ -202,8 +229,10 @@ class Merge(Command):
             raise ProjectError("cannot undo a merge that was never done")
         target, *others = self.originals
         project.update_geometry(self.instance_ids[0], target.geometry)
-        for inst in others:
-            project.add_instance(inst)
+        self.originals = [target, *(restore_instance(project, inst) for inst in others)]
+
+    def resolve(self, project: Project) -> None:
+        self.originals = [resolve_instance(project, inst) for inst in self.originals]
 
     def to_dict(self) -> dict[str, Any]:
         return {"instance_ids": self.instance_ids,
@@ -273,6 +302,10 @@ class Batch(Command):
     def undo(self, project: Project) -> None:
         for command in reversed(self.commands):
             command.undo(project)
+
+    def resolve(self, project: Project) -> None:
+        for command in self.commands:
+            command.resolve(project)
 
     def to_dict(self) -> dict[str, Any]:
         return {"description": self.description,

@@ -8,7 +8,8 @@ belongs to the region below that edge (right of it, for a vertical edge), as in 
 so polygons that share an edge never share a pixel.
 
 Hit-testing and the pure edit functions for the polygon editor live in
-`app.core.geometry_edit` and are re-exported here; the rasteriser behind `geometry_to_mask` is
+`app.core.geometry_edit`, the removal of slivers in `app.core.geometry_clean`, both
+re-exported here; the rasteriser behind `geometry_to_mask` is
 `app.core.geometry_raster`, the vectorised tracing behind `mask_to_geometry` is
 `app.core.geometry_trace`.
 """
@@ -78,30 +79,33 @@ def make_valid_polygonal(geom: BaseGeometry | None) -> Geometry | None:
 
 
 def simplify(geom: BaseGeometry | None, tolerance: float) -> Geometry | None:
-    """Douglas-Peucker simplification (tolerance in pixels) that keeps holes and parts apart."""
+    """Douglas-Peucker simplification (tolerance in pixels) that keeps holes and parts apart;
+    parts and holes smaller than a pixel are dropped (`drop_slivers`)."""
     if geom is None or geom.is_empty:
         return None
     if tolerance <= 0:
-        return make_valid_polygonal(geom)
-    return make_valid_polygonal(geom.simplify(tolerance, preserve_topology=True))
+        return drop_slivers(geom)
+    return drop_slivers(geom.simplify(tolerance, preserve_topology=True))
 
 
 def union(a: BaseGeometry | None, b: BaseGeometry | None) -> Geometry | None:
-    """The area covered by a or b (either may be None); polygonal, or None when empty."""
+    """The area covered by a or b (either may be None); polygonal, or None when empty. No part
+    or hole smaller than a pixel is left (`drop_slivers`)."""
     if a is None or a.is_empty:
-        return make_valid_polygonal(b)
+        return drop_slivers(b)
     if b is None or b.is_empty:
-        return make_valid_polygonal(a)
-    return make_valid_polygonal(shapely.union(make_valid_polygonal(a), make_valid_polygonal(b)))
+        return drop_slivers(a)
+    return drop_slivers(shapely.union(make_valid_polygonal(a), make_valid_polygonal(b)))
 
 
 def difference(a: BaseGeometry | None, b: BaseGeometry | None) -> Geometry | None:
-    """The area of a not covered by b; polygonal, or None when nothing is left."""
+    """The area of a not covered by b; polygonal, or None when nothing is left. No part or
+    hole smaller than a pixel is left (`drop_slivers`)."""
     a = make_valid_polygonal(a)
     b = make_valid_polygonal(b)
     if a is None or b is None:
-        return a
-    return make_valid_polygonal(shapely.difference(a, b))
+        return drop_slivers(a)
+    return drop_slivers(shapely.difference(a, b))
 
 
 def bbox(geom: BaseGeometry) -> tuple[float, float, float, float]:
@@ -198,8 +202,9 @@ def mask_to_geometry(
     pixels, topology preserved; a part that this would change by more than 5 % of its area
     (a thin line, a speck) is simplified with half the tolerance, and so on. Either way
     `geometry_to_mask` gives back the mask exactly up to the simplification. Parts smaller
-    than `min_area` pixels are dropped and holes smaller than it filled. Returns None for an
-    empty mask. An island inside a hole is its own part.
+    than `min_area` pixels are dropped and holes smaller than it filled. A lone pixel is its
+    square (not the half-pixel diamond through its edge midpoints), so no part is smaller
+    than a pixel. Returns None for an empty mask. An island inside a hole is its own part.
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -221,10 +226,29 @@ def mask_to_geometry(
         parts, disjoint = _simplify_parts(parts, rings if min_area <= 0 else None, tolerance)
     else:
         disjoint = True
+    if midpoints and parts:
+        parts, squared = _whole_pixels(parts)
+        disjoint = disjoint and not (squared and tolerance >= 1.0)
     geom = _from_parts(parts)
     if geom is not None and not disjoint and not _disjoint(parts, tolerance):
         geom = make_valid_polygonal(geom)  # simplified parts that now overlap
     return geom
+
+
+def _whole_pixels(parts: list[Polygon]) -> tuple[list[Polygon], bool]:
+    """A lone pixel traced through its edge midpoints is a diamond of half a pixel²: make
+    every such part the pixel's square (the same pixel centre inside, so the mask is
+    unchanged), so that no part of a conversion is smaller than `MIN_AREA`. A lone pixel is
+    a pixel away from any other part, so its square meets none unless simplification moved
+    an outline by a pixel or more. (A one-pixel hole stays a diamond: the squares of two
+    diagonal neighbours would touch.) Also returns whether any part changed."""
+    arr = np.asarray(parts + [None], dtype=object)[:-1]
+    small = np.flatnonzero(shapely.area(arr) < MIN_AREA)
+    if not small.size:
+        return parts, False
+    x, y = np.floor(shapely.get_coordinates(shapely.centroid(arr[small]))).T
+    arr[small] = shapely.box(x, y, x + 1, y + 1, ccw=False)  # clockwise like traced rings
+    return list(arr), True
 
 
 def _simplify_parts(
@@ -318,7 +342,8 @@ def geometry_to_mask(geom: BaseGeometry | None, height: int, width: int) -> np.n
     return polygons_to_mask(polygons_of(geom), height, width)
 
 
-# Hit-testing and edits (re-exported; they build on the functions above).
+# Cleaning, hit-testing and edits (re-exported; they build on the functions above).
+from app.core.geometry_clean import MIN_AREA, MIN_WIDTH, drop_slivers  # noqa: E402
 from app.core.geometry_edit import (  # noqa: E402
     contains,
     delete_vertex,
@@ -331,10 +356,13 @@ from app.core.geometry_edit import (  # noqa: E402
 
 __all__ = [
     "DEFAULT_TOLERANCE",
+    "MIN_AREA",
+    "MIN_WIDTH",
     "bbox",
     "contains",
     "delete_vertex",
     "difference",
+    "drop_slivers",
     "geometry_to_mask",
     "insert_vertex",
     "make_valid_polygonal",

@@ -35,10 +35,11 @@ from app.core.types import Geometry, ImageRecord, ImageStatus, Instance, Label, 
 __all__ = ["AddReport", "Project", "RelocateReport"]
 
 HOTKEYS = tuple("123456789")
+LABEL_SEQ = "label_id_seq"  # meta key: the highest label id handed out
 _KEEP: Any = object()
 
 _INSTANCE_SQL = (
-    "SELECT i.id, i.image_id, l.name, i.geometry, i.score, i.source "
+    "SELECT i.id, i.image_id, i.label_id, l.name, i.geometry, i.score, i.source "
     "FROM instances i JOIN labels l ON l.id = i.label_id"
 )
 
@@ -60,7 +61,7 @@ def _image_row(row: sqlite3.Row) -> ImageRecord:
 def _instance_row(row: sqlite3.Row) -> Instance:
     return Instance(image_id=row["image_id"], label=row["name"],
                     geometry=geometry_from_wkb(row["geometry"]), score=row["score"],
-                    source=Source(row["source"]), id=row["id"])
+                    source=Source(row["source"]), id=row["id"], label_id=row["label_id"])
 
 
 def _label_row(row: sqlite3.Row) -> Label:
@@ -150,6 +151,11 @@ class Project(ProjectFile):
         rows = self.query("SELECT * FROM labels WHERE name = ?", (name,))
         return _label_row(rows[0]) if rows else None
 
+    def label_by_id(self, label_id: int) -> Label | None:
+        """The label with this id (whatever it is called now), or None."""
+        rows = self.query("SELECT * FROM labels WHERE id = ?", (label_id,))
+        return _label_row(rows[0]) if rows else None
+
     def add_label(self, label: Label) -> Label:
         """Add a label at the end of the list; the name must be new."""
         name = label.name.strip()
@@ -161,10 +167,18 @@ class Project(ProjectFile):
                 raise ProjectError(f"label {name!r} already exists")
             position = conn.execute(
                 "SELECT COALESCE(MAX(position), -1) + 1 FROM labels").fetchone()[0]
-            cur = self.execute(
-                "INSERT INTO labels (name, colour, hotkey, position) VALUES (?, ?, ?, ?)",
-                (name, colour, label.hotkey or None, position))
-        return Label(name=name, colour=colour, hotkey=label.hotkey or None, id=cur.lastrowid)
+            # ids are never reused (the history refers to labels by id): past the highest
+            # id ever handed out, which a removed label no longer shows
+            label_id = 1 + conn.execute(
+                "SELECT MAX(COALESCE((SELECT MAX(id) FROM labels), 0), "
+                "COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?), 0))",
+                (LABEL_SEQ,)).fetchone()[0]
+            self.execute(
+                "INSERT INTO labels (id, name, colour, hotkey, position) VALUES (?, ?, ?, ?, ?)",
+                (label_id, name, colour, label.hotkey or None, position))
+            self.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                         (LABEL_SEQ, str(label_id)))
+        return Label(name=name, colour=colour, hotkey=label.hotkey or None, id=label_id)
 
     def ensure_label(self, name: str) -> Label:
         """The label called ``name``, created with a distinct colour (and a free digit hotkey)
@@ -218,8 +232,12 @@ class Project(ProjectFile):
                                 (label.id,)).fetchone()[0]
             if used and not delete_instances:
                 raise ProjectError(f"label {name!r} is used by {used} instance(s)")
+            images = [r[0] for r in conn.execute(
+                "SELECT DISTINCT image_id FROM instances WHERE label_id = ?", (label.id,))]
             conn.execute("DELETE FROM instances WHERE label_id = ?", (label.id,))
             conn.execute("DELETE FROM labels WHERE id = ?", (label.id,))
+            for image_id in images:
+                self._settle_status(image_id)
 
     def label_counts(self) -> dict[str, int]:
         """Number of instances of each label (every label listed, in display order)."""
@@ -267,7 +285,7 @@ class Project(ProjectFile):
                  Source(inst.source).value, stamp, stamp))
             self.execute("UPDATE images SET status = ? WHERE id = ? AND status = ?",
                         (ImageStatus.IN_PROGRESS.value, inst.image_id, ImageStatus.NEW.value))
-        return dataclasses.replace(inst, label=label.name, id=cur.lastrowid)
+        return dataclasses.replace(inst, label=label.name, id=cur.lastrowid, label_id=label.id)
 
     def update_geometry(self, instance_id: int, geom: Geometry) -> None:
         blob = geometry_to_wkb(check_geometry(geom))
@@ -285,6 +303,19 @@ class Project(ProjectFile):
             raise ProjectError(f"{self._path}: no instance with id {instance_id}")
 
     def delete_instance(self, instance_id: int) -> None:
-        cur = self.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
-        if cur.rowcount == 0:
-            raise ProjectError(f"{self._path}: no instance with id {instance_id}")
+        """Delete an instance; an image left without instances that was only 'in progress'
+        because of them (the person never marked it) becomes 'new' again."""
+        with self.transaction():
+            rows = self.query("SELECT image_id FROM instances WHERE id = ?", (instance_id,))
+            if not rows:
+                raise ProjectError(f"{self._path}: no instance with id {instance_id}")
+            self.execute("DELETE FROM instances WHERE id = ?", (instance_id,))
+            self._settle_status(rows[0]["image_id"])
+
+    def _settle_status(self, image_id: int) -> None:
+        """'in progress' is automatic (the first instance sets it): undo it when the image
+        has no instances any more. 'done' and 'skipped' are the person's and stay."""
+        self.execute(
+            "UPDATE images SET status = ? WHERE id = ? AND status = ? AND NOT EXISTS "
+            "(SELECT 1 FROM instances WHERE image_id = ?)",
+            (ImageStatus.NEW.value, image_id, ImageStatus.IN_PROGRESS.value, image_id))

@@ -8,6 +8,7 @@ transaction); opening a file made by a newer MaskLoop is refused rather than gue
 from __future__ import annotations
 
 import colorsys
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from app.core.types import Geometry
 
 # 'MLOP': marks the SQLite file as a MaskLoop project (PRAGMA application_id).
 APPLICATION_ID = 0x4D4C4F50
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: history rows refer to labels by id; image_checks
 
 SCHEMA_V1 = """
 CREATE TABLE meta (
@@ -76,10 +77,57 @@ CREATE TABLE settings (
 );
 """
 
+SCHEMA_V2 = """
+-- What decoding an image file in full found (app.core.image_checks), for the file's size
+-- and modification time then: problem is NULL when it decoded.
+CREATE TABLE image_checks (
+    image_id INTEGER PRIMARY KEY REFERENCES images (id) ON DELETE CASCADE,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    problem  TEXT
+);
+"""
+
 Migration = Callable[[sqlite3.Connection], None]
 
+
+
+def _with_label_ids(data: object, ids: Mapping[str, int]) -> object:
+    """A history command's JSON with the id of every label it names (instance snapshots
+    get ``label_id``, relabels ``new_id`` and ``old_id``)."""
+    if isinstance(data, list):
+        return [_with_label_ids(v, ids) for v in data]
+    if not isinstance(data, dict):
+        return data
+    out = {k: _with_label_ids(v, ids) for k, v in data.items()}
+    label = out.get("label")
+    if isinstance(label, str) and "geometry" in out:
+        out.setdefault("label_id", ids.get(label))
+    if out.get("kind") == "relabel":
+        for key in ("new", "old"):
+            name = out.get(key)
+            if isinstance(name, str):
+                out.setdefault(f"{key}_id", ids.get(name))
+    return out
+
+
+def _history_label_ids(conn: sqlite3.Connection) -> None:
+    """1 -> 2: history rows named their labels, so undo after a rename created the old name
+    again. Look the names up once, now, before a rename can change what they mean. And the
+    table of image checks."""
+    conn.execute(SCHEMA_V2)
+    ids = {name: label_id for label_id, name in conn.execute("SELECT id, name FROM labels")}
+    for row_id, text in conn.execute("SELECT id, command FROM history").fetchall():
+        try:
+            data = json.loads(text)
+        except ValueError:
+            continue  # left as it is: reading it reports the problem
+        conn.execute("UPDATE history SET command = ? WHERE id = ?",
+                     (json.dumps(_with_label_ids(data, ids), separators=(",", ":")), row_id))
+
+
 # MIGRATIONS[v] takes a file from schema version v to v + 1.
-MIGRATIONS: dict[int, Migration] = {}
+MIGRATIONS: dict[int, Migration] = {1: _history_label_ids}
 
 
 def now() -> str:
@@ -89,7 +137,7 @@ def now() -> str:
 
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create the current schema in an empty database (inside the caller's transaction)."""
-    for statement in SCHEMA_V1.split(";"):  # no ";" inside the comments above
+    for statement in (SCHEMA_V1 + SCHEMA_V2).split(";"):  # no ";" inside the comments above
         if statement.strip():
             conn.execute(statement)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")

@@ -151,7 +151,10 @@ class ImageRecord:
 
 @dataclass
 class Instance:
-    """One annotated object: a label and a (Multi)Polygon with holes, in image pixels."""
+    """One annotated object: a label and a (Multi)Polygon with holes, in image pixels.
+    ``label_id`` is the label's id in the project when the instance was read from one (the
+    edit history refers to labels by it, so a renamed label is followed); the project
+    stores instances by ``label`` name and ignores ``label_id``."""
 
     image_id: int
     label: str
@@ -159,6 +162,7 @@ class Instance:
     score: float | None = None
     source: Source = Source.MANUAL
     id: int | None = None
+    label_id: int | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from app.core.jobs import CancelToken, check
 from app.core.types import EmbeddingKey, Prompt
 from app.predict.base import Predictor, PredictorError
 from app.predict.cache import EmbeddingCache
-from app.predict.service_types import ImageLoader, Job, ServiceCallbacks, ServiceStats
+from app.predict.service_types import ImageLoader, Job, JobKind, ServiceCallbacks, ServiceStats
 
 log = logging.getLogger("app.predict.service")  # the service's logger, wherever the code lives
 
@@ -146,11 +146,19 @@ class _ServiceJobs:
                 with self._cond:
                     self._stats.prefetch_skipped += 1
                     self._prefetch_done += 1
+                    done, total = self._prefetch_done, self._prefetch_total
+                self._emit("on_progress", "prefetching next images", done, total)
                 return
             check(item.token)
-            image = item.loader()
-            check(item.token)
-            key = self._embed(image, item.hash, item.token)
+            try:
+                image = item.loader()
+                check(item.token)
+                key = self._embed(image, item.hash, item.token)
+            except Cancelled:
+                raise
+            except Exception as exc:
+                self._prefetch_failed(item, exc)
+                return
             with self._cond:
                 self._preemptions.pop(item.hash, None)
                 cur = self._current
@@ -172,6 +180,21 @@ class _ServiceJobs:
                 if cur is not None and cur.token is item.token and cur.status == _Status.RUNNING:
                     # promoted to current but not finished here (skipped, failed, cancelled)
                     cur.status, cur.token = _Status.PENDING, CancelToken()
+
+    def _prefetch_failed(self, item: _Image, exc: BaseException) -> None:
+        """An unreadable next image: reported, and counted as done, so that the progress
+        still reaches its total. (If it had become the current image meanwhile, the
+        ``finally`` of ``_run_prefetch`` queues its encode again, which reports it.)"""
+        with self._cond:
+            cur = self._current
+            promoted = cur is not None and cur.token is item.token
+            if not promoted:
+                self._prefetch_done += 1
+            done, total = self._prefetch_done, self._prefetch_total
+        if promoted:
+            return
+        self._fail(Job(JobKind.PREFETCH, item.hash), exc)
+        self._emit("on_progress", "prefetching next images", done, total)
 
     def _skip_prefetch(self, image_hash: str) -> bool:
         """True if the predictor already holds this image (its cache, or prefetched lately)."""

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QPixmap
-from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QPushButton, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QPushButton, QWidget
 
+from app.core.image_checks import check_images, known_problems
 from app.core.project import Project
 from app.core.types import ImageRecord, ImageStatus
 from app.ui import dialogs, keys
@@ -22,6 +23,7 @@ from app.ui.panels.labels_panel import LabelsPanel
 from app.ui.proposals import ProposalsController
 from app.ui.session import AnnotationSession
 from app.ui.settings import GuiSettings
+from app.ui.status import StatusLine
 from app.ui.tasks import TaskRunner
 from app.ui.tools import instance_ops as ops
 from app.ui.tools.draw_tool import BoxTool, PolygonTool
@@ -92,11 +94,9 @@ class MainWindow(QMainWindow):
         self._dock("Instances", self.instances_panel, Qt.DockWidgetArea.RightDockWidgetArea)
 
         # status bar
-        self.backend_label = QLabel(bridge.description)
-        self.encode_label = QLabel("")
-        self.latency_label = QLabel("")
-        for w in (self.encode_label, self.latency_label, self.backend_label):
-            self.statusBar().addPermanentWidget(w)
+        self.status = st = StatusLine(self.statusBar(), bridge.description)
+        self.encode_label, self.latency_label, self.backend_label = (st.encode, st.latency,
+                                                                     st.backend)
         # the friendly way to something better than the classical backend
         self.get_model_button = QPushButton("Get a SAM2 model…")
         self.get_model_button.setFlat(True)
@@ -114,6 +114,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self.set_tool("sam")
         self._restore_layout()
+        self.images_panel.problems = known_problems(project)  # then checked in the background
+        self.images_panel.check(lambda **kw: check_images(project, **kw))
         self.refresh_images()
         self._open_first_image()
 
@@ -125,9 +127,9 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
 
     def _connect_bridge(self, b: PredictorBridge, connect: bool = True) -> None:
-        for signal, slot in ((b.progress, self._on_progress),
-                             (b.embedding_ready, self._on_embedded),
-                             (b.failed, self._on_failed)):
+        for signal, slot in ((b.progress, self.status.progress),
+                             (b.embedding_ready, self.status.embedded),
+                             (b.failed, self.status.failed)):
             if connect:
                 signal.connect(slot)
             else:
@@ -164,8 +166,9 @@ class MainWindow(QMainWindow):
         s.labels_changed.connect(self.refresh_instances)
         s.images_changed.connect(self.refresh_images)
         s.current_label_changed.connect(lambda name: self.show_message(f"Label: {name}"))
+        s.image_changed.connect(lambda _: self.status.new_image())
         self._connect_bridge(self.bridge)
-        self.sam_tool.answered.connect(self._on_answered)
+        self.sam_tool.answered.connect(self.status.answered)
         self.images_panel.activated.connect(self._on_image_activated)
         ip = self.instances_panel
         ip.selection_changed.connect(self._on_list_selection)
@@ -255,7 +258,8 @@ class MainWindow(QMainWindow):
         root = self.project.image_root
         order = self.images_panel.visible_records() or self.project.images()
         ids = [r.id for r in order]
-        nxt = order[ids.index(record.id) + 1:][:PREFETCH] if record.id in ids else []
+        nxt = [r for r in order[ids.index(record.id) + 1:] if r.id not in
+               self.images_panel.problems][:PREFETCH] if record.id in ids else []
         self.bridge.set_image(record.content_hash, root / record.path,
                               [(r.content_hash, root / r.path) for r in nxt])
         return root / record.path
@@ -352,29 +356,8 @@ class MainWindow(QMainWindow):
     def redo(self) -> None:
         self.show_message("Redone" if self.session.redo() else "Nothing to redo")
 
-    # -- predictor signals -------------------------------------------------------------------
-    def _on_progress(self, message: str, done: int, total: int) -> None:
-        if message == "encoding image":
-            self.encode_label.setText("encoding…")
-        elif total and done < total:
-            self.encode_label.setText(f"{message} {done}/{total}")
-        elif message != "image encoded":
-            self.encode_label.setText("")
-
-    def _on_embedded(self, key: object, seconds: float) -> None:
-        self.encode_label.setText(f"ready ({seconds:.1f} s)")
-
-    def _on_answered(self, latency_ms: float) -> None:
-        self.latency_label.setText(f"click {latency_ms:.0f} ms")
-
-    def _on_failed(self, kind: str, request_id: int, message: str) -> None:
-        if kind == "embed":
-            self.encode_label.setText("encoding failed")
-            self.show_message(f"Encoding failed: {message}")
-        # "everything" (segment everything, find all) failures: ProposalsController says
-
     def show_message(self, text: str, ms: int = 8000) -> None:
-        self.statusBar().showMessage(text, ms)
+        self.status.show(text, ms)
 
     # -- layout and closing ------------------------------------------------------------------
     def _restore_layout(self) -> None:
@@ -395,6 +378,6 @@ class MainWindow(QMainWindow):
         self.sam_tool.clear()  # a mask result still on its way is dropped
         self.session.close()  # late results (polygons, image loads) change nothing
         self.tasks.wait(10000)
-        self.images_panel.tasks.wait(10000)
+        self.images_panel.wait(10000)
         super().closeEvent(event)
         self.closed.emit()

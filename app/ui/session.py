@@ -74,16 +74,22 @@ class AnnotationSession(QObject):
     def _push(self, cmd: commands.Command) -> None:
         if self.undo_stack is None:
             return
+        labels = len(self.project.labels())
         self.undo_stack.push(cmd)
-        if self.image is not None and self.image.id is not None \
-                and self.image.status == ImageStatus.NEW:
-            # adding an instance marks the image in progress in the same transaction: re-read
-            # it rather than write the status a second time
+        self._edited(labels)
+
+    def _edited(self, labels: int) -> None:
+        """After an edit, undo or redo (``labels``: how many labels there were before). The
+        project keeps the status in step in the same transaction (the first instance makes
+        the image 'in progress', removing the last one makes it 'new' again): re-read it
+        rather than write it a second time. A label removed meanwhile may be back."""
+        if self.image is not None and self.image.id is not None:
+            before = self.image.status
             self.image = self.project.image(self.image.id)
-            if self.image.status == ImageStatus.NEW:
-                self.set_status(ImageStatus.IN_PROGRESS)
-            else:
+            if self.image.status != before:
                 self.images_changed.emit()
+        if len(self.project.labels()) != labels:
+            self.labels_changed.emit()
         self.instances_changed.emit()
 
     def add_instance(self, geom: Geometry, source: Source, score: float | None = None,
@@ -128,15 +134,17 @@ class AnnotationSession(QObject):
     def undo(self) -> bool:
         if self.undo_stack is None or not self.undo_stack.can_undo:
             return False
+        labels = len(self.project.labels())
         self.undo_stack.undo()
-        self.instances_changed.emit()
+        self._edited(labels)
         return True
 
     def redo(self) -> bool:
         if self.undo_stack is None or not self.undo_stack.can_redo:
             return False
+        labels = len(self.project.labels())
         self.undo_stack.redo()
-        self.instances_changed.emit()
+        self._edited(labels)
         return True
 
     # -- labels ----------------------------------------------------------------------------

@@ -14,12 +14,24 @@ from typing import Any
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from app.core.errors import ImageError
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
 from app.predict.base import Predictor
 from app.predict.service import Job, JobKind, PredictionService, ServiceCallbacks
 
 BACKGROUND_NICE = 10  # how much less CPU priority the non-GUI threads get (Linux)
+
+FileVersion = tuple[int, int] | None  # (size, mtime in ns) of a file; None: it is missing
+
+
+def file_version(path: Path) -> FileVersion:
+    """What tells that a file changed (without reading it)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)
 
 
 def favour_gui_thread(gui_thread_id: int, nice: int = BACKGROUND_NICE) -> int:
@@ -145,6 +157,10 @@ class PredictorBridge(QObject):
         self.supports_text = bool(getattr(predictor, "supports_text", False))
         self._generation = 0
         self.current_hash: str | None = None
+        # images that could not be read, by hash: the file's version then (not prefetched
+        # again until it changes; written by the worker, read by the GUI thread)
+        self._unreadable: dict[str, FileVersion] = {}
+        self._unreadable_lock = threading.Lock()
         served: Any = TextQueries(predictor) if self.supports_text else predictor
         self.service = PredictionService(served, ServiceCallbacks(
             on_embedding_ready=self._embedded,
@@ -184,11 +200,22 @@ class PredictorBridge(QObject):
     # -- requests --------------------------------------------------------------------------
     def set_image(self, image_hash: str, path: Path,
                   prefetch: Sequence[tuple[str, Path]] = ()) -> None:
-        """Make this the current image: encode it now, then prefetch the others in order."""
+        """Make this the current image: encode it now, then prefetch the others in order
+        (leaving out those that could not be read, until their file changes)."""
         self.current_hash = image_hash
         self.service.set_current_image(
             image_hash, self._loader(image_hash, path),
-            [(h, self._loader(h, p)) for h, p in prefetch])
+            [(h, self._loader(h, p)) for h, p in prefetch if not self.known_unreadable(h, p)])
+
+    def known_unreadable(self, image_hash: str, path: Path) -> bool:
+        """Whether reading this image failed and its file has not changed since."""
+        with self._unreadable_lock:
+            if image_hash not in self._unreadable:
+                return False
+            if self._unreadable[image_hash] == file_version(path):
+                return True
+            del self._unreadable[image_hash]  # changed: worth another try
+            return False
 
     def _loader(self, image_hash: str, path: Path) -> Callable[[], np.ndarray]:
         """Runs on the worker just before an encode: yield the CPU to the GUI thread first
@@ -198,7 +225,13 @@ class PredictorBridge(QObject):
         def load() -> np.ndarray:
             if gui is not None:
                 favour_gui_thread(gui)
-            return self.images.get(image_hash, path)
+            version = file_version(path)
+            try:
+                return self.images.get(image_hash, path)
+            except (ImageError, OSError):
+                with self._unreadable_lock:
+                    self._unreadable[image_hash] = version
+                raise
 
         return load
 

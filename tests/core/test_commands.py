@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from app.core.commands import (
 )
 from app.core.errors import ProjectError
 from app.core.project import Project
-from app.core.types import ImageRecord, ImageStatus, Instance, Source
+from app.core.types import ImageRecord, ImageStatus, Instance, Label, Source
 
 
 @pytest.fixture
@@ -198,3 +199,128 @@ def test_commands_serialise_to_json_and_back(project: Project) -> None:
         command_from_dict({"kind": "explode"})
     with pytest.raises(ProjectError):
         UndoStack(project, 99)
+
+
+def test_history_refers_to_labels_by_id_across_a_rename(project: Project) -> None:
+    """Rename a label, undo everything, redo everything: the instance is back under the
+    renamed label; no label of the old name is created again."""
+    stack = UndoStack(project, 1)
+    a = stack.push(AddInstance(Instance(1, "bird", box(0, 0, 4, 4)))).instance
+    b = stack.push(AddInstance(Instance(1, "bird", box(5, 5, 9, 9)))).instance
+    stack.push(Relabel(a.id, "cat"))
+    stack.push(Merge([b.id, a.id]))
+    stack.push(DeleteInstance(b.id))
+    project.update_label("bird", new_name="eagle")
+    project.update_label("cat", new_name="feline")
+    assert stack.undo_text == "Delete eagle"
+    while stack.undo():
+        pass
+    assert project.instance_count(1) == 0
+    assert [lab.name for lab in project.labels()] == ["eagle", "feline"]
+    assert stack.redo_text == "Add eagle"
+    while stack.redo():
+        assert [lab.name for lab in project.labels()] == ["eagle", "feline"]
+    assert project.instance_count(1) == 0  # the last command deleted the merged instance
+    stack.undo()
+    stack.undo()  # before the merge: a is a feline, b an eagle
+    assert {i.id: i.label for i in project.instances(1)} == {a.id: "feline", b.id: "eagle"}
+    stack.undo()  # before the relabel
+    assert project.instance(a.id).label == "eagle"
+    assert [lab.name for lab in project.labels()] == ["eagle", "feline"]
+
+
+def _strip_label_ids(data: object) -> object:
+    """A command's JSON as MaskLoop wrote it before history referred to labels by id."""
+    if isinstance(data, dict):
+        return {k: _strip_label_ids(v) for k, v in data.items()
+                if k not in ("label_id", "new_id", "old_id")}
+    return [_strip_label_ids(v) for v in data] if isinstance(data, list) else data
+
+
+def _make_rows_old(project: Project, image_id: int = 1) -> None:
+    for row in project.query("SELECT seq, command FROM history WHERE image_id = ?",
+                             (image_id,)):
+        old = json.dumps(_strip_label_ids(json.loads(row["command"])))
+        project.execute("UPDATE history SET command = ? WHERE image_id = ? AND seq = ?",
+                        (old, image_id, row["seq"]))
+
+
+def test_old_history_rows_with_label_names_still_load(project: Project) -> None:
+    """Rows of an older project name their labels: opening it resolves the names to ids
+    once, so a rename made afterwards is followed by undo and redo."""
+    stack = UndoStack(project, 1)
+    a = stack.push(AddInstance(Instance(1, "bird", box(0, 0, 4, 4)))).instance
+    stack.push(Relabel(a.id, "cat"))
+    stack.push(DeleteInstance(a.id))
+    _make_rows_old(project)
+    project.execute("DROP TABLE image_checks")  # the schema before label ids in history
+    project.execute("PRAGMA user_version = 1")
+    project.close()
+    with Project.open(project.path) as reopened:
+        reopened.update_label("cat", new_name="feline")
+        reopened.update_label("bird", new_name="eagle")
+        stack = UndoStack(reopened, 1)
+        assert stack.undo_text == "Delete feline"
+        stack.undo()
+        assert reopened.instance(a.id).label == "feline"
+        stack.undo()
+        assert reopened.instance(a.id).label == "eagle"
+        stack.undo()
+        assert reopened.instance_count(1) == 0
+        for _ in range(3):
+            stack.redo()
+        stack.undo()
+        assert reopened.instance(a.id).label == "feline"
+        assert [lab.name for lab in reopened.labels()] == ["eagle", "feline"]
+
+
+def test_history_rows_without_label_ids_are_resolved_when_read(project: Project) -> None:
+    stack = UndoStack(project, 1)
+    a = stack.push(AddInstance(Instance(1, "bird", box(0, 0, 4, 4)))).instance
+    stack.push(Relabel(a.id, "cat"))
+    _make_rows_old(project)
+    assert stack.undo_text == "Relabel as cat"
+    stack.undo()  # read by name, stored again with the label ids
+    project.update_label("cat", new_name="feline")
+    stack.redo()
+    assert project.instance(a.id).label == "feline"
+    assert [lab.name for lab in project.labels()] == ["bird", "feline"]
+
+
+def test_undoing_every_instance_makes_the_image_new_again(project: Project) -> None:
+    stack = UndoStack(project, 1)
+    a = stack.push(AddInstance(Instance(1, "bird", box(0, 0, 4, 4)))).instance
+    stack.push(AddInstance(Instance(1, "bird", box(5, 5, 9, 9))))
+    assert project.image(1).status is ImageStatus.IN_PROGRESS
+    stack.undo()
+    assert project.image(1).status is ImageStatus.IN_PROGRESS  # one instance is left
+    stack.undo()
+    assert project.image(1).status is ImageStatus.NEW
+    stack.redo()
+    assert project.image(1).status is ImageStatus.IN_PROGRESS
+    stack.push(DeleteInstance(a.id))  # deleting the last one by hand, too
+    assert project.image(1).status is ImageStatus.NEW
+    stack.undo()
+    assert project.image(1).status is ImageStatus.IN_PROGRESS
+    # a status the person chose stays
+    stack.push(SetStatus(1, ImageStatus.DONE))
+    stack.push(DeleteInstance(a.id))
+    assert project.image(1).status is ImageStatus.DONE
+    project.set_status(2, ImageStatus.SKIPPED)
+    b = project.add_instance(Instance(2, "bird", box(0, 0, 4, 4)))
+    project.delete_instance(b.id)
+    assert project.image(2).status is ImageStatus.SKIPPED
+
+
+def test_a_removed_label_is_created_again_not_confused_with_a_newer_one(
+        project: Project) -> None:
+    """Label ids are never handed out twice, so history naming a removed label's id cannot
+    put an instance under a label made later."""
+    stack = UndoStack(project, 1)
+    a = stack.push(AddInstance(Instance(1, "bird", box(0, 0, 4, 4)))).instance
+    stack.undo()
+    bird_id = project.label("bird").id
+    project.remove_label("bird")
+    assert project.add_label(Label("dog")).id != bird_id
+    stack.redo()
+    assert project.instance(a.id).label == "bird"

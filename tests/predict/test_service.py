@@ -437,3 +437,23 @@ def test_classical_backend_through_the_service(rec) -> None:
                              generation=2)
         assert service.wait_idle(WAIT)
         assert [g for g, _, _ in rec.of("mask")] == [1, 2] and rec.of("error") == []
+
+
+def test_a_failed_prefetch_counts_as_done(service, predictor, rec) -> None:
+    """An unreadable next image ends its prefetch like any other: the progress reaches
+    its total (so "prefetching next images 1/2" clears) and the failure is reported once."""
+
+    def broken() -> np.ndarray:
+        raise ImageError("b.jpg: file is truncated")
+
+    service.set_current_image("A", loader(10), prefetch=[("B", broken), ("C", loader(30))])
+    assert service.wait_idle(WAIT)
+    prefetch_progress = [(d, t) for m, d, t in rec.of("progress") if m.startswith("prefetch")]
+    assert prefetch_progress == [(1, 2), (2, 2)]
+    assert [job for _, job in rec.of("error")] == [Job(JobKind.PREFETCH, "B")]
+    assert predictor.embed_calls == ["A", "C"] and service.stats.errors == 1
+    # again, C now skipped as prefetched lately: the progress still reaches its total
+    service.set_current_image("A", loader(10), prefetch=[("B", broken), ("C", loader(30))])
+    assert service.wait_idle(WAIT)
+    prefetch_progress = [(d, t) for m, d, t in rec.of("progress") if m.startswith("prefetch")]
+    assert prefetch_progress[2:] == [(1, 2), (2, 2)]

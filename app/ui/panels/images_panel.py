@@ -1,8 +1,11 @@
 """The image list: thumbnails (made off the GUI thread), status, a filter; unreadable files
-are listed too, with their error."""
+are listed too, with their error: those that could not be registered, and registered images
+that cannot be decoded (a truncated JPEG: its header reads), which a check started with
+``check`` finds off the GUI thread."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,19 +71,42 @@ class ImagesPanel(QWidget):
         layout.addWidget(self.filter_text)
         layout.addWidget(self.list)
         self.records: list[ImageRecord] = []
+        self.problems: dict[int, str] = {}  # image id -> why it cannot be decoded
+        self._unreadable: list[tuple[str, str]] = []
+        self._root = Path()
         self._thumbs: dict[str, QIcon] = {}
         self._pending: set[str] = set()
+        self._checks = TaskRunner(1, self)  # never delays the thumbnails
+
+    def check(self, find_problems: Callable[..., dict[int, str]]) -> None:
+        """Run ``find_problems(progress=, cancel=)`` (image id -> problem) off the GUI thread
+        and mark what it finds."""
+        self._checks.start(find_problems, with_progress=True, on_result=self.set_problems)
+
+    def set_problems(self, problems: dict[int, str]) -> None:
+        if problems != self.problems:
+            self.problems = dict(problems)
+            self.set_images(self.records, self._unreadable, self._root)
+
+    def wait(self, msecs: int) -> None:
+        """Cancel the check and wait for the background work (the window closes)."""
+        self._checks.wait(msecs)
+        self.tasks.wait(msecs)
 
     def set_images(self, records: list[ImageRecord], unreadable: list[tuple[str, str]],
                    root: Path) -> None:
         current = self.current_id()
-        self.records = records
+        self.records, self._unreadable, self._root = records, unreadable, root
         self.list.clear()
         for rec in records:
             item = QListWidgetItem(f"{STATUS_MARK[ImageStatus(rec.status)]} {rec.path}")
             item.setData(Qt.ItemDataRole.UserRole, rec)
             item.setToolTip(f"{rec.path}\n{rec.width}×{rec.height}, {rec.status}")
-            if rec.content_hash in self._thumbs:
+            problem = self.problems.get(rec.id or 0)
+            if problem is not None:  # like the files that could not be registered
+                item.setText(f"⚠ {rec.path}")
+                item.setToolTip(problem)
+            elif rec.content_hash in self._thumbs:
                 item.setIcon(self._thumbs[rec.content_hash])
             else:
                 self._request_thumb(rec, root / rec.path)

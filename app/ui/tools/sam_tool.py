@@ -34,6 +34,7 @@ class SamTool(QObject):
         self._pending: int | None = None  # request id of the newest prediction asked for
         self._connected: PredictorBridge | None = None
         self._shown = 0  # increases with every overlay asked for: late ones are dropped
+        self._scores_shown = False  # the status bar shows a candidate's scores
         self.set_bridge(bridge)
 
     def set_bridge(self, bridge: PredictorBridge) -> None:
@@ -74,15 +75,24 @@ class SamTool(QObject):
             if self.state.is_empty():
                 self._pending = None
                 self._clear_mask()
+                self._forget_scores()
             else:
                 self._request()
             self._draw_marks()
 
     def clear(self) -> None:
+        """Forget the prompt and its candidates (Esc, Enter, another image), and their
+        scores in the status bar."""
         self.state.clear()
         self._pending = None
         self._clear_mask()
         self._draw_marks()
+        self._forget_scores()
+
+    def _forget_scores(self) -> None:
+        if self._scores_shown:
+            self._scores_shown = False
+            self.message.emit("")
 
     def accept(self) -> bool:
         """Store the chosen candidate as an instance of the current label."""
@@ -103,9 +113,9 @@ class SamTool(QObject):
                 self.session.add_instance(geom, source, score, label)
                 self.accepted.emit()
 
+        self.clear()  # first: what the conversion says is not cleared with the candidate
         run_sized(self.tasks, mask.size, mask_to_geometry, mask, self.tolerance,
                   on_result=store, on_error=lambda exc: self.message.emit(str(exc)))
-        self.clear()
         return True
 
     def redraw(self) -> None:
@@ -153,6 +163,7 @@ class SamTool(QObject):
         text = f"Candidate {self.state.chosen + 1}/{len(result)}  scores {scores}"
         if latency_ms is not None:
             text += f"  ·  {latency_ms:.0f} ms"
+        self._scores_shown = True
         self.message.emit(text)
 
     def _draw_overlay(self, shown: int, overlay: LiveOverlay | None, colour: QColor) -> None:
