@@ -146,6 +146,8 @@ class PredictorBridge(QObject):
     failed = Signal(str, int, str)
     progress = Signal(str, int, int)
     proposals_ready = Signal(int, object)
+    # worker thread -> GUI thread: a failure and the image it was about (queued)
+    _job_failed = Signal(str, int, str, object)
 
     def __init__(self, predictor: Predictor, images: ImageStore | None = None,
                  parent: QObject | None = None, *, favour_gui: bool = True) -> None:
@@ -161,6 +163,7 @@ class PredictorBridge(QObject):
         # again until it changes; written by the worker, read by the GUI thread)
         self._unreadable: dict[str, FileVersion] = {}
         self._unreadable_lock = threading.Lock()
+        self._job_failed.connect(self._deliver_failure)
         served: Any = TextQueries(predictor) if self.supports_text else predictor
         self.service = PredictionService(served, ServiceCallbacks(
             on_embedding_ready=self._embedded,
@@ -279,7 +282,16 @@ class PredictorBridge(QObject):
     def _error(self, exc: BaseException, job: Job) -> None:
         kind = job.kind.value if isinstance(job.kind, JobKind) else str(job.kind)
         gen = job.generation if job.generation is not None else -1
-        self.failed.emit(kind, int(gen), str(exc) or type(exc).__name__)
+        self._job_failed.emit(kind, int(gen), str(exc) or type(exc).__name__, job.image_hash)
+
+    def _deliver_failure(self, kind: str, generation: int, message: str,
+                         image_hash: str | None) -> None:
+        """(GUI thread) Pass a failure on, unless it is an encode of an image that is no
+        longer shown: its message would land on the next image."""
+        if kind == JobKind.EMBED.value and image_hash is not None \
+                and image_hash != self.current_hash:
+            return
+        self.failed.emit(kind, generation, message)
 
     def _progress(self, message: str, done: int, total: int) -> None:
         self.progress.emit(str(message), int(done), int(total))
