@@ -3,93 +3,149 @@ its error) back on the GUI thread as a Qt signal. The shape of superqt's thread 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, QThreadPool, Signal, Slot
 
 from app.core.jobs import CancelToken
 
 
 class TaskSignals(QObject):
-    """Emitted from the pool thread; Qt queues them to the receiver's (GUI) thread."""
+    """Emitted from a worker thread; Qt queues them to the receiver's (GUI) thread. Each
+    carries the number of the task it is about."""
 
-    returned = Signal(object)
-    errored = Signal(object)  # the exception
-    progress = Signal(int, int, str)
-    finished = Signal()
+    returned = Signal(int, object)
+    errored = Signal(int, object)  # the exception
+    progress = Signal(int, int, int, str)
+    finished = Signal(int)
 
 
-class Task(QRunnable):
-    """One call of ``fn(*args, **kwargs)`` on a pool thread. When ``with_progress`` is set,
-    ``fn`` also receives ``progress=`` and ``cancel=`` keywords wired to the signals."""
+class Task:
+    """One call of ``fn(*args, **kwargs)`` on a worker thread. When ``with_progress`` is
+    set, ``fn`` also receives ``progress=`` and ``cancel=`` keywords wired to the signals.
+    A plain Python object: no Qt object is made per task, so none is ever destroyed on a
+    worker thread."""
 
-    def __init__(self, fn: Callable[..., Any], *args: Any, with_progress: bool = False,
-                 **kwargs: Any) -> None:
-        super().__init__()
-        self.setAutoDelete(False)  # the Python object keeps the signals alive
+    def __init__(self, number: int, signals: TaskSignals, fn: Callable[..., Any],
+                 args: tuple[Any, ...], kwargs: dict[str, Any], with_progress: bool) -> None:
+        self.number = number
+        self.signals = signals
         self.fn, self.args, self.kwargs = fn, args, kwargs
-        self.signals = TaskSignals()
         self.cancel_token = CancelToken()
         self.with_progress = with_progress
 
+    def _emit(self, signal: Any, *args: Any) -> None:
+        # RuntimeError: the receiver's side is gone (the window closed): nothing to tell
+        with contextlib.suppress(RuntimeError):
+            signal.emit(self.number, *args)
+
     def run(self) -> None:
-        kwargs = dict(self.kwargs)
+        fn, args, kwargs = self.fn, self.args, dict(self.kwargs)
+        self.fn, self.args, self.kwargs = _ran, (), {}  # hold nothing once it has run
         if self.with_progress:
-            kwargs["progress"] = lambda d, t, m="": self.signals.progress.emit(int(d), int(t),
-                                                                               str(m))
+            kwargs["progress"] = lambda d, t, m="": self._emit(self.signals.progress, int(d),
+                                                               int(t), str(m))
             kwargs["cancel"] = self.cancel_token
         try:
-            result = self.fn(*self.args, **kwargs)
+            result = fn(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - reported on the GUI thread
             exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
-            self.signals.errored.emit(exc)
+            # the text is kept; the frames would keep every local of the failed call alive
+            self._emit(self.signals.errored, exc.with_traceback(None))
         else:
-            self.signals.returned.emit(result)
+            self._emit(self.signals.returned, result)
+            del result
         finally:
-            self.signals.finished.emit()
+            del fn, args, kwargs
+            self._emit(self.signals.finished)
 
     def cancel(self) -> None:
         self.cancel_token.cancel()
 
 
-class _Relay(QObject):
-    """Lives on the GUI thread, so the task's signals reach these slots queued there; plain
-    Python callables connected directly could run on the pool thread."""
+def _ran(*_args: Any, **_kwargs: Any) -> None:
+    """What a task holds once it has run."""
 
-    def __init__(self, parent: QObject, on_result: Callable[[Any], None] | None,
-                 on_error: Callable[[BaseException], None] | None,
-                 on_progress: Callable[[int, int, str], None] | None) -> None:
+
+@dataclass
+class _Callbacks:
+    on_result: Callable[[Any], None] | None
+    on_error: Callable[[BaseException], None] | None
+    on_progress: Callable[[int, int, str], None] | None
+
+
+class _Receiver(QObject):
+    """Lives on the GUI thread, so the signals reach its slots queued there (plain Python
+    callables connected directly could run on the worker thread), and hands each to the
+    callbacks of its task."""
+
+    def __init__(self, signals: TaskSignals, parent: QObject) -> None:
         super().__init__(parent)
-        self._on_result, self._on_error, self._on_progress = on_result, on_error, on_progress
+        self.callbacks: dict[int, _Callbacks] = {}
+        self.on_finished: Callable[[int], None] = lambda _n: None
+        signals.returned.connect(self.returned)
+        signals.errored.connect(self.errored)
+        signals.progress.connect(self.progress)
+        signals.finished.connect(self.finished)
 
-    @Slot(object)
-    def returned(self, value: Any) -> None:
-        if self._on_result is not None:
-            self._on_result(value)
+    @Slot(int, object)
+    def returned(self, number: int, value: Any) -> None:
+        cb = self.callbacks.get(number)
+        if cb is not None and cb.on_result is not None:
+            cb.on_result(value)
 
-    @Slot(object)
-    def errored(self, exc: BaseException) -> None:
-        if self._on_error is not None:
-            self._on_error(exc)
+    @Slot(int, object)
+    def errored(self, number: int, exc: BaseException) -> None:
+        cb = self.callbacks.get(number)
+        if cb is not None and cb.on_error is not None:
+            cb.on_error(exc)
 
-    @Slot(int, int, str)
-    def progress(self, done: int, total: int, message: str) -> None:
-        if self._on_progress is not None:
-            self._on_progress(done, total, message)
+    @Slot(int, int, int, str)
+    def progress(self, number: int, done: int, total: int, message: str) -> None:
+        cb = self.callbacks.get(number)
+        if cb is not None and cb.on_progress is not None:
+            cb.on_progress(done, total, message)
+
+    @Slot(int)
+    def finished(self, number: int) -> None:
+        self.callbacks.pop(number, None)
+        self.on_finished(number)
 
 
 class TaskRunner(QObject):
-    """Starts tasks on its own pool; callbacks run on the GUI thread."""
+    """Starts tasks on its own pool; callbacks run on the GUI thread.
+
+    The pool runs each task as a plain callable: PySide6 keeps every ``QRunnable`` started
+    with autoDelete off for as long as its pool lives (with its function and arguments),
+    and one with autoDelete on may be destroyed, with its Qt objects, on the worker thread.
+    All tasks of a runner share one ``TaskSignals``, which lives as long as the runner."""
 
     def __init__(self, threads: int = 2, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(threads)
-        self._running: dict[Task, _Relay] = {}
-        self._detached: dict[Task, _Relay] = {}
+        self.signals = TaskSignals(self)
+        self._receiver = _Receiver(self.signals, self)
+        self._receiver.on_finished = self._finished
+        self._numbers = itertools.count(1)
+        self._running: dict[int, Task] = {}
+        self._detached: dict[int, Task] = {}
+
+    def _task(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+              with_progress: bool, callbacks: _Callbacks, signals: TaskSignals) -> Task:
+        task = Task(next(self._numbers), signals, fn, args, kwargs, with_progress)
+        self._receiver.callbacks[task.number] = callbacks
+        return task
+
+    def _finished(self, number: int) -> None:
+        self._running.pop(number, None)
+        self._detached.pop(number, None)
 
     def start(self, fn: Callable[..., Any], *args: Any,
               on_result: Callable[[Any], None] | None = None,
@@ -97,15 +153,10 @@ class TaskRunner(QObject):
               on_progress: Callable[[int, int, str], None] | None = None,
               with_progress: bool = False, **kwargs: Any) -> Task:
         """Run ``fn(*args, **kwargs)`` on the pool; ``on_*`` are called on the GUI thread."""
-        task = Task(fn, *args, with_progress=with_progress, **kwargs)
-        relay = _Relay(self, on_result, on_error, on_progress)
-        task.signals.returned.connect(relay.returned)
-        task.signals.errored.connect(relay.errored)
-        task.signals.progress.connect(relay.progress)
-        task.signals.finished.connect(relay.deleteLater)
-        self._running[task] = relay
-        relay.destroyed.connect(lambda *_: self._running.pop(task, None))
-        self.pool.start(task)
+        task = self._task(fn, args, kwargs, with_progress,
+                          _Callbacks(on_result, on_error, on_progress), self.signals)
+        self._running[task.number] = task
+        self.pool.start(task.run)
         return task
 
     def start_detached(self, fn: Callable[..., Any], *args: Any,
@@ -116,13 +167,9 @@ class TaskRunner(QObject):
         jobs (building a predictor: importing torch, loading a checkpoint) that must neither
         hold a pool thread nor keep the app from closing. A result that arrives after the
         receiver is gone is never delivered."""
-        task = Task(fn, *args, **kwargs)
-        relay = _Relay(self, on_result, on_error, None)
-        task.signals.returned.connect(relay.returned)
-        task.signals.errored.connect(relay.errored)
-        task.signals.finished.connect(relay.deleteLater)
-        self._detached[task] = relay
-        relay.destroyed.connect(lambda *_: self._detached.pop(task, None))
+        task = self._task(fn, args, kwargs, False, _Callbacks(on_result, on_error, None),
+                          self.signals)
+        self._detached[task.number] = task
         threading.Thread(target=task.run, name="maskloop-detached", daemon=True).start()
         return task
 
@@ -131,7 +178,7 @@ class TaskRunner(QObject):
 
     def wait(self, msecs: int = 30000) -> bool:
         """Cancel and wait for every task (on close)."""
-        for task in list(self._running):
+        for task in list(self._running.values()):
             task.cancel()
         return self.pool.waitForDone(msecs)
 
