@@ -262,4 +262,25 @@ def test_manifest_lists_every_file_and_says_complete(tmp_path: Path,
     assert manifest["images"] == 5 and manifest["instances"] == 5 and manifest["created"]
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert set(manifest["files"]) == on_disk - {MANIFEST_NAME}
-    assert "annotations.json" in manifest["files"]
+    # images copied: the common layout (annotations/instances_<split>.json, images/<split>/)
+    assert "annotations/instances_train.json" in manifest["files"]
+
+
+@pytest.mark.parametrize("inside", ["subfolder", "image root"])
+def test_exported_images_are_never_scanned_as_images(tmp_path: Path, photos: Path,
+                                                     project_path: Path, inside: str) -> None:
+    """Copies, masks and overlays that an export wrote inside the image folder are left out
+    when the folder is scanned again (a new project, or the app's rescan)."""
+    from app.core.images import list_images
+
+    originals = list_images(photos)
+    if inside == "subfolder":
+        assert export(project_path, "masks", photos / "masks-out") == 0
+        assert export(project_path, "yolo", photos / "yolo-out", "--copy-images", "copy") == 0
+    else:
+        assert export(project_path, "coco", photos, "--copy-images", "copy", "--overwrite") == 0
+        assert (photos / "images").is_dir()
+    assert list_images(photos) == originals
+    assert main(["new", str(tmp_path / "again.maskloop"), "--images", str(photos), "-q"]) == 0
+    with Project.open(tmp_path / "again.maskloop") as project:
+        assert len(project.images()) == len(originals)

@@ -14,9 +14,14 @@ from typing import Any
 
 from app.cli.backend import add_model_args, predictor_from_args
 from app.server.settings import (
+    DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_CACHE_BYTES,
+    DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_IMAGE_PIXELS,
+    DEFAULT_MAX_POINTS,
+    DEFAULT_MAX_PROMPTS,
     DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_URL_TIMEOUT_S,
     ServerSettings,
 )
 
@@ -50,14 +55,32 @@ def register(subparsers: Any) -> None:
                         help=f"largest request body (default {DEFAULT_MAX_REQUEST_BYTES:,})")
     parser.add_argument("--cache-bytes", metavar="N", type=int, default=DEFAULT_CACHE_BYTES,
                         help=f"memory for embeddings (default {DEFAULT_CACHE_BYTES:,})")
+    parser.add_argument("--max-prompts", metavar="N", type=int, default=DEFAULT_MAX_PROMPTS,
+                        help=f"most prompts in one /sam2/segment_image request (default "
+                        f"{DEFAULT_MAX_PROMPTS})")
+    parser.add_argument("--max-points", metavar="N", type=int, default=DEFAULT_MAX_POINTS,
+                        help=f"most points in one prompt (default {DEFAULT_MAX_POINTS})")
     parser.add_argument("--timeout", metavar="S", type=float, default=120.0,
-                        help="seconds a request may wait for the model (default 120)")
+                        help="seconds a request may wait for the model; then 504 and its "
+                        "work is stopped (default 120)")
+    parser.add_argument("--header-timeout", metavar="S", type=float,
+                        default=DEFAULT_HEADER_TIMEOUT_S,
+                        help="seconds for a request's line and headers, in all (default "
+                        f"{DEFAULT_HEADER_TIMEOUT_S:g})")
+    parser.add_argument("--body-timeout", metavar="S", type=float,
+                        default=DEFAULT_BODY_TIMEOUT_S,
+                        help=f"seconds for a request's body, in all; then 408 (default "
+                        f"{DEFAULT_BODY_TIMEOUT_S:g})")
+    parser.add_argument("--url-timeout", metavar="S", type=float, default=DEFAULT_URL_TIMEOUT_S,
+                        help=f"seconds to fetch an image URL, in all (default "
+                        f"{DEFAULT_URL_TIMEOUT_S:g})")
     parser.set_defaults(func=run)
 
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """The server settings the options ask for."""
-    for name in ("max_image_pixels", "max_request_bytes", "cache_bytes"):
+    for name in ("max_image_pixels", "max_request_bytes", "cache_bytes", "max_prompts",
+                 "max_points", "timeout", "header_timeout", "body_timeout", "url_timeout"):
         if getattr(args, name) <= 0:
             from app.core.errors import MaskLoopError
 
@@ -68,7 +91,12 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_image_pixels=args.max_image_pixels,
         max_request_bytes=args.max_request_bytes,
         cache_bytes=args.cache_bytes,
+        max_prompts=args.max_prompts,
+        max_points=args.max_points,
         request_timeout_s=args.timeout,
+        header_timeout_s=args.header_timeout,
+        body_timeout_s=args.body_timeout,
+        url_timeout_s=args.url_timeout,
     )
 
 
@@ -77,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
 
     from app.predict.cache import EmbeddingCache
     from app.server.app import create_app
+    from app.server.protocol import uvicorn_config
     from app.server.security import RedactKeys
 
     settings = settings_from_args(args)
@@ -87,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
         auth = "API key required" if settings.api_key else "no API key"
         print(f"maskloop serve: {predictor.description} at http://{args.host}:{args.port} "
               f"({auth})", file=sys.stderr, flush=True)
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
+        config = uvicorn_config(app, settings, host=args.host, port=args.port,
+                                log_level="info")
         logging.getLogger("uvicorn.access").addFilter(RedactKeys())  # after uvicorn's setup
         uvicorn.Server(config).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its graceful shutdown

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from app.core.errors import ImageError, MaskLoopError
-from app.core.images import load_image
+from app.core.images import load_image, sniff_format
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskResult, Point, Prompt
 
@@ -302,6 +302,13 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_ground_truth(path: Path, shape: tuple[int, int]) -> GroundTruth:
     """A 255/128/0 mask file; it must have the image's size."""
+    try:
+        with path.open("rb") as f:
+            known = sniff_format(f.read(16)) is not None  # OpenCV reads any format it knows
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read mask: {exc.strerror or exc}") from exc
+    if not known:
+        raise ImageError(f"{path}: cannot read mask: not a PNG, JPEG, WebP, BMP, TIFF or GIF")
     labels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if labels is None:
         raise ImageError(f"{path}: cannot read mask")

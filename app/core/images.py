@@ -8,6 +8,8 @@ message naming the file and the problem.
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import re
 import struct
@@ -24,12 +26,32 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 )
 """Lower-case suffixes (with the dot) that `list_images` picks up."""
+EXPORT_MANIFEST = "maskloop-export.json"
+"""The manifest every export writes (app.core.formats.output); `list_images` leaves out the
+files it lists."""
 
 MAX_PIXELS = 20_000 * 20_000
 """Largest image accepted (width x height); bigger ones are refused as possible decompression
 bombs. Pillow's own limit (about 9,500 x 9,500 before a warning) is raised to match."""
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+MAX_SIDE = 65_535
+"""Longest side accepted, in pixels (JPEG's own limit)."""
+
+MAX_ASPECT = 100
+"""Largest ratio of the longer side to the shorter: SAM2 squeezes every image into a square,
+so a 1 x 1,000,000 strip is no use to it, and its resize would need memory for the long side
+times the model's resolution."""
+
+IMAGE_FORMATS: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+"""The only formats decoded (Pillow format names). Pillow reads many more, some through
+external programs (EPS runs Ghostscript), so every decoder here names this list."""
+
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+)
 
 _ORIENTATION = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}
@@ -63,29 +85,66 @@ def _check_file(path: Path) -> None:
         raise _fail(path, exc.strerror or str(exc)) from exc
 
 
+class ImageTooLargeError(ImageError):
+    """An image refused for its size (pixels, a side or its aspect ratio), before decoding."""
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The format (one of IMAGE_FORMATS) that the first bytes of a file announce, else None:
+    the check for decoders that take any format they know (OpenCV's)."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return next((fmt for magic, fmt in _MAGIC if head.startswith(magic)), None)
+
+
+def check_dimensions(width: int, height: int, max_pixels: int = MAX_PIXELS) -> str | None:
+    """Why an image of ``width`` x ``height`` is refused (too many pixels, a side too long or
+    too thin a strip), or None if it is accepted; memory for the image and the model's
+    resize is then bounded by its pixels and its sides."""
+    if width * height > max_pixels:
+        return (f"image is too large ({width} x {height} = {width * height:,} pixels, the "
+                f"limit is {max_pixels:,} pixels; possible decompression bomb)")
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side > MAX_SIDE:
+        return (f"image is too large ({width:,} x {height:,} pixels: its longest side may be "
+                f"at most {MAX_SIDE:,})")
+    if short_side > 0 and long_side > MAX_ASPECT * short_side:
+        return (f"image is too thin ({width:,} x {height:,} pixels: one side may be at most "
+                f"{MAX_ASPECT} times the other)")
+    return None
+
+
 def _open(path: Path) -> Image.Image:
     """Open lazily (header only), refusing non-images and oversized images."""
     _check_file(path)
+    return _open_source(path, path, MAX_PIXELS)
+
+
+def _open_source(source: Path | io.BytesIO, name: Path | str, max_pixels: int) -> Image.Image:
+    """Open a file or bytes lazily (header only) as one of IMAGE_FORMATS; ImageError for
+    anything else, ImageTooLargeError for too many pixels, too long a side or too thin."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(path)
+            img = Image.open(source, formats=IMAGE_FORMATS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _fail(path, f"image is too large (possible decompression bomb): {exc}") from exc
+        raise ImageTooLargeError(f"cannot read image '{name}': image is too large "
+                                 f"(possible decompression bomb): {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise _fail(path, "not an image, or a format that cannot be read") from exc
+        raise _fail(name, "not an image, or a format that is not read (accepted: "
+                          f"{', '.join(IMAGE_FORMATS)})") from exc
     except PermissionError as exc:
-        raise _fail(path, "permission denied") from exc
+        raise _fail(name, "permission denied") from exc
     except _DECODE_ERRORS as exc:
-        raise _fail(path, _decode_problem(exc)) from exc
+        raise _fail(name, _decode_problem(exc)) from exc
     w, h = img.size
-    if w * h > MAX_PIXELS:
+    problem = check_dimensions(w, h, max_pixels)
+    if problem is not None:
         img.close()
-        raise _fail(path, f"image is too large ({w} x {h} pixels, the limit is {MAX_PIXELS:,} "
-                          "pixels; possible decompression bomb)")
+        raise ImageTooLargeError(f"cannot read image '{name}': {problem}")
     if w == 0 or h == 0:
         img.close()
-        raise _fail(path, f"image has no pixels ({w} x {h})")
+        raise _fail(name, f"image has no pixels ({w} x {h})")
     return img
 
 
@@ -139,10 +198,24 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     and float ("F") images keep values already in 0..255 (float 0..1 is scaled by 255), scale
     integers up to 65535 like 16-bit, and stretch anything else from its min..max. Raises
     ImageError naming the file for missing, empty, truncated, corrupt, non-image or too-large
-    files (truncated images are never silently padded).
+    files (truncated images are never silently padded); only IMAGE_FORMATS are decoded, and
+    images over MAX_PIXELS, MAX_SIDE or MAX_ASPECT are refused (ImageTooLargeError).
     """
     path = Path(path)
-    img = _open(path)
+    return _decode(_open(path), path)
+
+
+def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """``load_image`` for an image file's bytes (an upload): the same formats, conversions
+    and checks, with ``name`` in messages and a pixel limit of ``max_pixels``. Raises
+    ImageTooLargeError for too many pixels, too long a side or too thin a strip (read from
+    the header, before decoding), ImageError for anything else that cannot be read."""
+    if not data:
+        raise _fail(name, "file is empty (0 bytes)")
+    return _decode(_open_source(io.BytesIO(data), name, max_pixels), name)
+
+
+def _decode(img: Image.Image, name: Path | str) -> np.ndarray:
     try:
         with img:
             ImageFile.LOAD_TRUNCATED_IMAGES = False  # in case anything else switched it on
@@ -152,9 +225,9 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     except ImageError:
         raise
     except MemoryError as exc:
-        raise _fail(path, "not enough memory to decode it") from exc
+        raise _fail(name, "not enough memory to decode it") from exc
     except _DECODE_ERRORS as exc:
-        raise _fail(path, _decode_problem(exc)) from exc
+        raise _fail(name, _decode_problem(exc)) from exc
 
 
 def _png_exif_orientation(path: Path) -> int | None:
@@ -248,7 +321,8 @@ def _natural_key(relative: Path) -> tuple[tuple[tuple[int, int | str], ...], ...
 def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
     """Image files (by IMAGE_EXTENSIONS, any case) in `folder`, in natural order.
 
-    Hidden files and folders (names starting with ".") are skipped; symlinked folders are not
+    Hidden files and folders (names starting with ".") are skipped, and so are the files that
+    a MaskLoop export wrote (listed in its ``EXPORT_MANIFEST``); symlinked folders are not
     followed. Returns paths under `folder`. Raises ImageError if `folder` is not a folder.
     """
     root = Path(folder)
@@ -256,10 +330,25 @@ def list_images(folder: str | os.PathLike[str], recursive: bool = True) -> list[
         problem = "is not a folder" if root.exists() else "folder not found"
         raise ImageError(f"cannot list images in '{root}': {problem}")
     found: list[Path] = []
+    exported: set[Path] = set()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")] if recursive else []
         here = Path(dirpath)
+        if EXPORT_MANIFEST in filenames:
+            exported |= _exported_files(here)
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                 found.append(here / name)
+    found = [p for p in found if p not in exported]
     return sorted(found, key=lambda p: _natural_key(p.relative_to(root)))
+
+
+def _exported_files(folder: Path) -> set[Path]:
+    """The files that a MaskLoop export in `folder` wrote (copied images, mask PNGs,
+    overlays): they are never images of a project. An unreadable manifest lists nothing."""
+    try:
+        files = json.loads((folder / EXPORT_MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+    return {folder / rel for rel in files if isinstance(rel, str)} if isinstance(files, list) \
+        else set()

@@ -91,7 +91,7 @@ def pack(header: Mapping[str, Any], blobs: Mapping[str, bytes] | None = None) ->
     blobs = dict(blobs or {})
     head = dict(header)
     head["blobs"] = [{"name": name, "nbytes": len(data)} for name, data in blobs.items()]
-    raw = json.dumps(head, separators=(",", ":")).encode()
+    raw = json.dumps(head, separators=(",", ":"), allow_nan=False).encode()  # strict JSON
     return b"".join([_PREFIX.pack(MAGIC, len(raw)), raw, *blobs.values()])
 
 
@@ -199,6 +199,10 @@ def prompt_from_wire(body: Mapping[str, Any]) -> PredictRequest:
         raise WireError(f"unknown logits_codec {logits_codec!r}")
     if not all(np.isfinite([c for q in points for c in (q.x, q.y)])):
         raise WireError("point coordinates must be finite numbers")
+    if box is not None and not all(np.isfinite([box.x0, box.y0, box.x1, box.y1])):
+        raise WireError("box coordinates must be finite numbers")
+    if mask_input is not None and not np.isfinite(mask_input).all():
+        raise WireError("mask_input logits must be finite numbers")
     prompt = Prompt(points=points, box=box, mask_input=mask_input, multimask=multimask)
     return PredictRequest(prompt, refine, return_logits, mask_codec, logits_codec)
 

@@ -59,7 +59,7 @@ def png_encode(mask: np.ndarray) -> bytes:
 def png_decode(data: bytes) -> np.ndarray:
     """(H, W) bool mask from a PNG (any non-zero pixel is inside)."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
             return np.asarray(img.convert("L")) > 0
     except (OSError, ValueError) as exc:
         raise WireError(f"bad PNG mask: {exc}") from exc
@@ -82,13 +82,16 @@ def encode_logits(logits: np.ndarray, codec: str = "q8z") -> bytes:
 
 
 def decode_logits(data: bytes, codec: str, shape: Sequence[int]) -> np.ndarray:
-    """float32 logits of ``shape`` from ``encode_logits``'s bytes."""
+    """float32 logits of ``shape`` from ``encode_logits``'s bytes (never inflating more than
+    ``shape`` needs: a few KB of zlib cannot become gigabytes)."""
     shape = tuple(int(s) for s in shape)
+    count = int(np.prod(shape))
     try:
         if codec == "q8z":
-            a = np.frombuffer(zlib.decompress(data), dtype=np.int8).astype(np.float32) * Q8_STEP
+            raw = _inflate(data, count)
+            a = np.frombuffer(raw, dtype=np.int8).astype(np.float32) * Q8_STEP
         elif codec == "f16z":
-            a = np.frombuffer(zlib.decompress(data), dtype=np.float16).astype(np.float32)
+            a = np.frombuffer(_inflate(data, 2 * count), dtype=np.float16).astype(np.float32)
         elif codec == "f16":
             a = np.frombuffer(data, dtype=np.float16).astype(np.float32)
         else:
@@ -96,3 +99,12 @@ def decode_logits(data: bytes, codec: str, shape: Sequence[int]) -> np.ndarray:
         return a.reshape(shape)
     except (zlib.error, ValueError) as exc:
         raise WireError(f"bad {codec} logits for shape {shape}: {exc}") from exc
+
+
+def _inflate(data: bytes, nbytes: int) -> bytes:
+    """zlib-decompress at most ``nbytes`` (ValueError if the data holds more)."""
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(data, nbytes)
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError(f"the data does not inflate to exactly {nbytes:,} bytes")
+    return out

@@ -17,7 +17,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from app.core.images import array_hash
+from app.core.images import array_hash, sniff_format
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
 from app.predict.base import PredictorError
@@ -78,7 +78,10 @@ def mask_from_image_bytes(data: bytes, height: int, width: int, what: str) -> np
     """A mask image (PNG/JPEG/WebP; white object on black, or alpha) -> (H, W) bool.
     Resized (nearest) when the API returns another size."""
     buf = np.frombuffer(data, dtype=np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
+    if sniff_format(data[:16]) is None:  # OpenCV would decode any format it knows
+        raise PredictorError(f"{what} is not a JPEG, PNG, WebP, BMP, TIFF or GIF image "
+                             f"({len(data)} bytes)")
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise PredictorError(f"{what} is not a readable image ({len(data)} bytes)")
     if img.ndim == 3 and img.shape[2] == 4 and img[..., 3].min() < 255:

@@ -180,6 +180,19 @@ class SAM2Predictor:
                 low_res_logits=low_res.clamp_(-32.0, 32.0).cpu().numpy(),
             )
 
+    def predict_unprompted(self, key: EmbeddingKey, multimask: bool = True) -> MaskResult:
+        """Decode no prompt at all (no point, no box), as the official predictor does when
+        ``predict`` gets none: what Roboflow's server answers a request without prompts."""
+        feats = self.activate(key)
+        with inference(self.precision):
+            low_res, iou = self._decode(feats, None, None, None, multimask)
+            low_res = low_res[0].float()
+            return MaskResult(
+                masks=self._upscale(low_res, feats.orig_hw),
+                scores=iou[0].float().cpu().numpy(),
+                low_res_logits=low_res.clamp_(-32.0, 32.0).cpu().numpy(),
+            )
+
     def segment_everything(
         self,
         image: EmbeddingKey | np.ndarray,
@@ -313,16 +326,15 @@ class SAM2Predictor:
     def _decode(
         self,
         feats: ImageFeatures,
-        coords: torch.Tensor,
-        labels: torch.Tensor,
+        coords: torch.Tensor | None,
+        labels: torch.Tensor | None,
         mask_input: torch.Tensor | None,
         multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt encoder + mask decoder (call inside ``inference``)."""
+        """Prompt encoder + mask decoder (call inside ``inference``); no coords: no prompt."""
         model = self.model
-        sparse, dense = model.sam_prompt_encoder(
-            points=(coords, labels), boxes=None, masks=mask_input
-        )
+        points = None if coords is None or labels is None else (coords, labels)
+        sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
         if self._dense_pe is None:
             self._dense_pe = model.sam_prompt_encoder.get_dense_pe()
         low_res, iou, _, _ = model.sam_mask_decoder(
@@ -331,7 +343,7 @@ class SAM2Predictor:
             sparse_prompt_embeddings=sparse,
             dense_prompt_embeddings=dense,
             multimask_output=multimask,
-            repeat_image=coords.shape[0] > 1,
+            repeat_image=coords is not None and coords.shape[0] > 1,
             high_res_features=feats.high_res_feats,
         )
         return low_res, iou

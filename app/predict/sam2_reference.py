@@ -21,6 +21,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+_STRIP_BYTES = 64 << 20
+"""float32 pixels converted and resized at once by ``preprocess`` (larger images go in strips)."""
+
+
 def preprocess(image: np.ndarray, resolution: int, device: torch.device) -> torch.Tensor:
     """RGB uint8 (H, W, 3) -> normalised float32 (1, 3, resolution, resolution) on device.
 
@@ -28,14 +32,45 @@ def preprocess(image: np.ndarray, resolution: int, device: torch.device) -> torc
     """
     # MPS lacks the antialiased bilinear kernel in some torch versions: resize on the CPU.
     work = torch.device("cpu") if device.type == "mps" else device
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(work)
-    x = x.permute(2, 0, 1).float().div_(255.0)[None]
-    x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False,
-                      antialias=True)
+    x = resize_square(image, resolution, work)
     mean = torch.tensor(IMAGENET_MEAN, device=work).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=work).view(1, 3, 1, 1)
     x = (x - mean) / std
     return x.to(device)
+
+
+def resize_square(image: np.ndarray, size: int, device: torch.device) -> torch.Tensor:
+    """``F.interpolate(ToTensor(image), (size, size), bilinear, antialias=True)`` in bounded
+    memory: (1, 3, size, size) float32 in 0..1.
+
+    torch's antialiased kernel resizes the width first, through an (H, size) float image:
+    12 GB for a 1 x 1,000,000 strip. Here an image over ``_STRIP_BYTES`` as float32 is resized
+    one pass at a time, the longer side first, in strips of at most ``_STRIP_BYTES``, when it
+    or torch's intermediate would be larger, so no intermediate exceeds ``_STRIP_BYTES`` plus
+    size x (shorter side) x 12 bytes. Width first
+    (images at least as wide as tall) gives the very same numbers as the one-call resize;
+    height first differs by float rounding (~2e-7)."""
+    h, w = image.shape[:2]
+    if h * max(w, size) * 12 <= _STRIP_BYTES:  # the image and torch's (H, size) pass
+        return _resize(_to_float(image, device), (size, size))
+    if h <= w:
+        rows = max(1, _STRIP_BYTES // (w * 12))
+        parts = [_resize(_to_float(image[i:i + rows], device), (min(rows, h - i), size))
+                 for i in range(0, h, rows)]
+        return _resize(torch.cat(parts, dim=2), (size, size))
+    cols = max(1, _STRIP_BYTES // (h * 12))
+    parts = [_resize(_to_float(image[:, j:j + cols], device), (size, min(cols, w - j)))
+             for j in range(0, w, cols)]
+    return _resize(torch.cat(parts, dim=3), (size, size))
+
+
+def _to_float(image: np.ndarray, device: torch.device) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(image)).to(device)
+    return x.permute(2, 0, 1).float().div_(255.0)[None]
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 def features_from_batch(model: SAM2Base, batch: torch.Tensor) -> dict[str, object]:

@@ -2,10 +2,12 @@
 
 ``create_app(predictor, settings)`` builds it: the Roboflow-compatible ``/sam2/*`` routes
 (``roboflow_routes``), MaskLoop's own ``/v1/*`` routes (``own_routes``), ``GET /info`` and
-``GET /healthz``. Errors are ``{"message": ...}`` with 400 (undecodable image, refused URL),
-401 (API key), 404, 409 (forgotten result), 413 (request or image too large), 422
-(validation), 504 (the model did not answer in time). ``start_in_thread`` runs an app on a
-loopback port for tests and benchmarks.
+``GET /healthz``, behind ``RequestGate`` (API key first, then the body within its byte limit
+and deadline). Every error is ``{"message": ...}`` (``app.server.errors``): 400 (undecodable
+image, refused URL), 401 (API key), 404, 405, 408 (body too slow), 409 (forgotten result),
+413 (request or image too large), 422 (validation; with FastAPI's ``"detail"`` list), 500
+(no internals: an id to find in the log), 504 (the model did not answer in time).
+``start_in_thread`` runs an app on a loopback port for tests and benchmarks.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,22 +26,20 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
 from app.core.wire import WireError
 from app.predict.base import Predictor
 from app.server import own_routes, roboflow_routes
 from app.server.errors import HTTPProblem
+from app.server.middleware import RequestGate
+from app.server.protocol import uvicorn_config
 from app.server.settings import ServerSettings
 from app.server.state import ServerState
 from app.server.worker import ModelWorker, ResultStore
 
 log = logging.getLogger(__name__)
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 
 def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> FastAPI:
@@ -52,7 +53,8 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
         yield
         worker.shutdown()
 
-    app = FastAPI(title="MaskLoop Server", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="MaskLoop Server", version=__version__, lifespan=lifespan,
+                  description=_DESCRIPTION)
     app.state.maskloop = state
     app.include_router(roboflow_routes.router)
     app.include_router(own_routes.router)
@@ -83,13 +85,33 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
         message = f"invalid request: {where}: {first.get('msg', 'invalid')}"
         return JSONResponse({"message": message, "detail": _jsonable(errors)}, 422)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        what = {404: "not found", 405: "method not allowed"}.get(exc.status_code, "error")
+        return JSONResponse({"message": f"{what}: {request.method} {request.url.path}"},
+                            exc.status_code, headers=getattr(exc, "headers", None))
+
     @app.exception_handler(Exception)
     async def on_error(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("request failed")
-        return JSONResponse({"message": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        error_id = uuid.uuid4().hex[:12]
+        log.error("request failed (error id %s)", error_id, exc_info=exc)
+        return JSONResponse({"message": f"internal error (id {error_id}): the server's log "
+                                        "has the details"}, 500)
 
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # type: ignore[arg-type]
+    app.add_middleware(RequestGate, api_key=settings.api_key,  # type: ignore[arg-type]
+                       limit=settings.max_request_bytes,
+                       body_timeout_s=settings.body_timeout_s)
     return app
+
+
+_DESCRIPTION = (
+    "Roboflow-compatible SAM2 routes (`/sam2/*`) and MaskLoop's own (`/v1/*`). Every error "
+    "answer is `{\"message\": str}` (422 from validation adds FastAPI's `\"detail\"` list); "
+    "a 500 names an id to find in the server's log and nothing else. Limits (see `GET "
+    "/v1/info` and `maskloop serve --help`): request bytes, image pixels, 65,535 pixels a "
+    "side and at most 100:1, prompts per request and points per prompt, finite numbers only, "
+    "image_id up to 256 characters, deadlines for headers, body and image URLs."
+)
 
 
 def _jsonable(errors: Any) -> Any:
@@ -98,62 +120,9 @@ def _jsonable(errors: Any) -> Any:
         e = dict(e)
         e.pop("ctx", None)
         e.pop("input", None)
+        e.pop("url", None)
         out.append(e)
     return out
-
-
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over ``limit`` bytes (declared or streamed).
-
-    The body is read before the app runs (the routes read it whole anyway), so the limit
-    holds for every route; an over-long body is drained (up to 16x the limit) so the client
-    sees the 413 rather than a broken connection."""
-
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = declared is not None and declared.isdigit() and int(declared) > self.limit
-        chunks: list[bytes] = []
-        total = 0
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body = message.get("body", b"")
-            total += len(body)
-            more = bool(message.get("more_body", False))
-            if total > self.limit:
-                too_big = True
-                chunks.clear()
-                if total > 16 * self.limit:
-                    break
-            elif not too_big:
-                chunks.append(body)
-        if too_big:
-            size = int(declared) if declared and declared.isdigit() else total
-            response = JSONResponse(
-                {"message": f"request body is {size:,} bytes; this server's limit is "
-                            f"{self.limit:,} (--max-request-bytes)"}, 413)
-            await response(scope, receive, send)
-            return
-        data = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": data, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 @dataclass
@@ -176,7 +145,8 @@ def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0,
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=30)
+    settings = getattr(getattr(app.state, "maskloop", None), "settings", ServerSettings())
+    config = uvicorn_config(app, settings, log_level="warning", timeout_keep_alive=30)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
                               name="maskloop-server", daemon=True)

@@ -8,12 +8,12 @@ import base64
 import binascii
 import hashlib
 import io
-import warnings
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from app.core import images
+from app.core.errors import ImageError
 from app.core.wire import rle_encode
 from app.server.errors import HTTPProblem
 
@@ -35,42 +35,27 @@ def decode_base64(value: str) -> bytes:
 
 
 def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """RGB uint8 (H, W, 3) from encoded image bytes, EXIF orientation applied.
+    """RGB uint8 (H, W, 3) from encoded image bytes, decoded exactly as the app decodes a
+    file (``app.core.images.decode_image``: JPEG, PNG, WebP, BMP, TIFF or GIF only, EXIF
+    orientation applied, 16-bit scaled, transparency over white).
 
-    HTTPProblem 400 if the bytes are not a readable image, 413 if it has more than
-    ``max_pixels`` pixels (checked from the header, before decoding)."""
-    if not data:
-        raise HTTPProblem(400, "image is empty (0 bytes)")
+    HTTPProblem 400 if the bytes are not a readable image of those formats, 413 if it has
+    more than ``max_pixels`` pixels, a side over ``MAX_SIDE`` or one side more than
+    ``MAX_ASPECT`` times the other (checked from the header, before decoding)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-        w, h = img.size
-        if w * h > max_pixels:
-            raise HTTPProblem(413, f"image is {w} x {h} = {w * h:,} pixels; this server's "
-                                   f"limit is {max_pixels:,} (--max-image-pixels)")
-        if w == 0 or h == 0:
-            raise HTTPProblem(400, f"image has no pixels ({w} x {h})")
-        with img, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            ImageFile.LOAD_TRUNCATED_IMAGES = False
-            img.load()
-            oriented = ImageOps.exif_transpose(img)
-            if oriented.mode in ("RGBA", "LA", "PA") or "transparency" in oriented.info:
-                rgba = np.asarray(oriented.convert("RGBA"), dtype=np.uint16)
-                alpha = rgba[..., 3:4]
-                rgb = (rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255
-                return rgb.astype(np.uint8)
-            return np.asarray(oriented.convert("RGB"), dtype=np.uint8).copy()
-    except HTTPProblem:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise HTTPProblem(413, f"image is too large: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise HTTPProblem(400, "image could not be decoded: not an image, or a format "
-                               "that cannot be read") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise HTTPProblem(400, f"image could not be decoded: {exc}") from exc
+        return images.decode_image(data, "upload", max_pixels)
+    except images.ImageTooLargeError as exc:
+        raise HTTPProblem(413, f"{_problem(exc)}; this server takes at most {max_pixels:,} "
+                               f"pixels (--max-image-pixels), sides up to {images.MAX_SIDE:,} "
+                               f"and one side at most {images.MAX_ASPECT} times the other"
+                          ) from exc
+    except ImageError as exc:
+        raise HTTPProblem(400, f"image could not be decoded: {_problem(exc)}") from exc
+
+
+def _problem(exc: ImageError) -> str:
+    """The problem of a core image error, without its "cannot read image 'upload': "."""
+    return str(exc).partition("': ")[2] or str(exc)
 
 
 def pixels_hash(image: np.ndarray) -> str:

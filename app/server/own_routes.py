@@ -1,7 +1,10 @@
 """MaskLoop's own routes for the desktop client, designed for bytes and latency (the wire
 format is documented in ``app.core.wire``): upload each image once, keyed by the sha256 of
 its file; per click a few hundred bytes of JSON in, a compact envelope out; or (hybrid mode)
-fetch the float16 embedding once and decode clicks on the client."""
+fetch the float16 embedding once and decode clicks on the client.
+
+A predict body has at most ``--max-points`` points, finite coordinates (box too) and, when
+it sends ``mask_input``, logits of exactly (1, 256, 256) finite values."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from app import __version__
+from app.core import images
 from app.core.wire import (
     CONTENT_TYPE,
     WIRE_VERSION,
@@ -24,10 +28,12 @@ from app.core.wire import (
     prompt_from_wire,
 )
 from app.server.encoding import decode_image
-from app.server.errors import HTTPProblem
+from app.server.errors import HTTPProblem, error_responses
 from app.server.state import ServerState, require_key, state_of
 
-router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["maskloop"])
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["maskloop"],
+                   responses=error_responses(401, 404, 408, 422, 500))
+_IMAGE_ERRORS = error_responses(400, 413, 504)
 
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -42,6 +48,8 @@ def info(request: Request) -> dict[str, Any]:
         "model_id": st.worker.model_id, "description": st.worker.predictor.description,
         "sam2_version_id": st.sam2_version, "hybrid": st.worker.cache is not None,
         "max_image_pixels": s.max_image_pixels, "max_request_bytes": s.max_request_bytes,
+        "max_image_side": images.MAX_SIDE, "max_image_aspect": images.MAX_ASPECT,
+        "max_points": s.max_points, "max_prompts": s.max_prompts,
     }
 
 
@@ -56,7 +64,7 @@ def image_info(image_hash: str, request: Request) -> dict[str, Any]:
     return _image_info(st, image_hash, time_s=0.0)
 
 
-@router.put("/images/{image_hash}")
+@router.put("/images/{image_hash}", responses=_IMAGE_ERRORS)
 async def put_image(image_hash: str, request: Request) -> dict[str, Any]:
     """Upload an image file (body: its bytes) and embed it; the sha256 must match."""
     st = state_of(request)
@@ -68,7 +76,7 @@ async def put_image(image_hash: str, request: Request) -> dict[str, Any]:
     return await run_in_threadpool(_embed_file, st, image_hash, data)
 
 
-@router.post("/images")
+@router.post("/images", responses=_IMAGE_ERRORS)
 async def post_image(request: Request) -> dict[str, Any]:
     """Upload an image file (body: its bytes); the server computes its sha256."""
     st = state_of(request)
@@ -77,7 +85,7 @@ async def post_image(request: Request) -> dict[str, Any]:
     return await run_in_threadpool(_embed_file, st, image_hash, data)
 
 
-@router.post("/images/{image_hash}/predict")
+@router.post("/images/{image_hash}/predict", responses=error_responses(409, 504))
 async def predict(image_hash: str, request: Request) -> Response:
     """One click: JSON prompt in (``app.core.wire.prompt_to_wire``), envelope out."""
     st = state_of(request)
@@ -87,11 +95,14 @@ async def predict(image_hash: str, request: Request) -> Response:
         req = prompt_from_wire(json.loads(raw or b"{}"))
     except (ValueError, UnicodeDecodeError, AttributeError) as exc:
         raise HTTPProblem(422, f"bad predict request: {exc}") from exc
+    if len(req.prompt.points) > st.settings.max_points:
+        raise HTTPProblem(422, f"{len(req.prompt.points):,} points: this server takes at "
+                               f"most {st.settings.max_points} per prompt (--max-points)")
     content = await run_in_threadpool(_predict, st, image_hash, req)
     return Response(content, media_type=CONTENT_TYPE)
 
 
-@router.get("/images/{image_hash}/embedding")
+@router.get("/images/{image_hash}/embedding", responses=error_responses(501))
 def embedding(image_hash: str, request: Request, compress: bool = False) -> Response:
     """Hybrid mode: the image's float16 embedding (``app.core.wire.encode_embedding``)."""
     st = state_of(request)

@@ -6,7 +6,10 @@ As Roboflow's server: embeddings are cached by ``image_id`` (md5 of the pixels w
 given), the box is centre-based, each prompt gives its best candidate only, "json" masks are
 outer polygons (holes dropped), "rle" is COCO compressed RLE, "binary" is an npz; low-res
 logits are cached by (image_id, prompt set) when ``save_logits_to_cache`` and fed back when a
-later prompt set of the same image strictly contains a cached one (``load_logits_from_cache``).
+later prompt set of the same image strictly contains a cached one (``load_logits_from_cache``);
+a request without prompts (inference-sdk's ``prompts=None``) gets one mask of no prompt.
+Requests are bounded: at most ``--max-prompts`` prompts of at most ``--max-points`` points,
+checked before the image is decoded.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from app.server.encoding import (
     pixels_hash,
     roboflow_image_id,
 )
-from app.server.errors import HTTPProblem
+from app.server.errors import HTTPProblem, error_responses
 from app.server.schemas import (
     InferenceRequestImage,
     Sam2EmbeddingRequest,
@@ -42,7 +45,8 @@ from app.server.schemas import (
 from app.server.security import fetch_url
 from app.server.state import ServerState, require_key_or_body_key, state_of
 
-router = APIRouter(dependencies=[Depends(require_key_or_body_key)], tags=["roboflow"])
+router = APIRouter(dependencies=[Depends(require_key_or_body_key)], tags=["roboflow"],
+                   responses=error_responses(400, 401, 408, 413, 422, 500, 504))
 
 
 @router.post("/sam2/embed_image", response_model=Sam2EmbeddingResponse)
@@ -60,22 +64,24 @@ def sam2_segment_image(body: Sam2SegmentationRequest, request: Request,
     """One best mask per prompt, as polygons ("json"), COCO RLE ("rle") or an npz ("binary")."""
     st = state_of(request)
     t0 = time.perf_counter()
-    prompts = body.prompts.prompts or []
-    if not prompts:
-        raise HTTPProblem(422, "give at least one prompt with a box or points")
+    unprompted = body.prompts.prompts is None  # left out or null, as inference-sdk sends
+    prompts = check_prompts(st, body.prompts)
     key, image_id = resolve_image(st, body.image, body.image_id)
-    mask_inputs = None
-    if body.load_logits_from_cache:
-        mask_inputs = find_prior_logits(st, image_id, body.prompts)
-    core = [to_core_prompt(p, body.multimask_output,
-                           None if mask_inputs is None else mask_inputs[i])
-            for i, p in enumerate(prompts)]
-    results = st.worker.predict_many(key, core)
+    if unprompted:
+        results = [st.worker.predict_unprompted(key, body.multimask_output)]
+    else:
+        mask_inputs = None
+        if body.load_logits_from_cache:
+            mask_inputs = find_prior_logits(st, image_id, body.prompts)
+        core = [to_core_prompt(p, body.multimask_output,
+                               None if mask_inputs is None else mask_inputs[i])
+                for i, p in enumerate(prompts)]
+        results = st.worker.predict_many(key, core)
     best = [r.best for r in results]
     masks = np.stack([r.masks[b] for r, b in zip(results, best, strict=True)])
     scores = [float(r.scores[b]) for r, b in zip(results, best, strict=True)]
     logits = np.stack([r.low_res_logits[b] for r, b in zip(results, best, strict=True)])
-    if body.save_logits_to_cache:
+    if body.save_logits_to_cache and not unprompted:
         st.rf_logits.put((image_id, prompt_set_hash(body.prompts)),
                          (body.prompts, logits.astype(np.float16)))
     model_header = {"X-MaskLoop-Model": st.worker.model_id}
@@ -91,6 +97,26 @@ def sam2_segment_image(body: Sam2SegmentationRequest, request: Request,
                  for m, s in zip(masks, scores, strict=True)]
     response.headers.update(model_header)
     return Sam2SegmentationResponse(predictions=preds, time=time.perf_counter() - t0)
+
+
+def check_prompts(st: ServerState, prompt_set: Sam2PromptSet) -> list[Sam2Prompt]:
+    """The prompts of a request within the server's limits (none: no prompt at all);
+    HTTPProblem 422 for an empty list or too many prompts or points."""
+    if prompt_set.prompts is None:
+        return []
+    prompts = prompt_set.prompts
+    limit = st.settings.max_prompts
+    if not prompts:
+        raise HTTPProblem(422, "give at least one prompt with a box or points (or leave "
+                               "prompts out for one mask of no prompt)")
+    if len(prompts) > limit:
+        raise HTTPProblem(422, f"{len(prompts):,} prompts: this server takes at most {limit} "
+                               "per request (--max-prompts)")
+    most = max(p.num_points() for p in prompts)
+    if most > st.settings.max_points:
+        raise HTTPProblem(422, f"a prompt has {most:,} points: this server takes at most "
+                               f"{st.settings.max_points} per prompt (--max-points)")
+    return prompts
 
 
 def resolve_image(

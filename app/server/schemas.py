@@ -4,6 +4,10 @@ types and defaults; extra fields are ignored).
 
 Differences, all permissive: ``image`` may be left out when ``image_id`` names an image
 this server has embedded; ``prompts`` also takes a flat list of prompts or one prompt.
+Stricter: every number must be finite (NaN, Infinity and 1e400 are 422), an ``image_id``
+has at most 256 characters, and a request at most ``--max-prompts`` prompts of at most
+``--max-points`` points each (checked by the route, as they are settings). Left out or null,
+``prompts`` means no prompt at all, as for Roboflow's server (one unprompted mask).
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.server.settings import MAX_IMAGE_ID_LENGTH
+
 SAM2_VERSIONS = ("hiera_tiny", "hiera_small", "hiera_b_plus", "hiera_large")
 FORMATS = ("json", "rle", "binary")
 
 
 class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class InferenceRequestImage(_Lenient):
@@ -42,9 +48,13 @@ class Sam2InferenceRequest(_Lenient):
         return value
 
 
+IMAGE_ID = Field(default=None, max_length=MAX_IMAGE_ID_LENGTH,
+                 description="the id to cache the embedding under (default: md5 of the pixels)")
+
+
 class Sam2EmbeddingRequest(Sam2InferenceRequest):
     image: InferenceRequestImage | None = None
-    image_id: str | None = None
+    image_id: str | None = IMAGE_ID
 
 
 class Box(_Lenient):
@@ -80,8 +90,11 @@ class Sam2PromptSet(_Lenient):
 class Sam2SegmentationRequest(Sam2InferenceRequest):
     format: Literal["json", "rle", "binary"] = "json"
     image: InferenceRequestImage | None = None
-    image_id: str | None = None
-    prompts: Sam2PromptSet = Field(default_factory=Sam2PromptSet)
+    image_id: str | None = IMAGE_ID
+    prompts: Sam2PromptSet = Field(
+        default_factory=Sam2PromptSet,
+        description="at most --max-prompts (default 64) prompts, each a box and/or at most "
+        "--max-points (default 64) points; left out or null: one unprompted mask")
     multimask_output: bool = True
     save_logits_to_cache: bool = False
     load_logits_from_cache: bool = False

@@ -8,16 +8,20 @@ loopback, private, link-local, multicast, reserved, unspecified, shared or site-
 IPv4-mapped IPv6 is checked as IPv4) unless ``allow_private``. The connection goes to the
 address that was checked (the URL's host is kept for the Host header and TLS SNI), so a DNS
 answer that changes between the check and the fetch (rebinding) cannot redirect it. Redirects
-are followed by hand, each hop checked the same way; the body is read up to a byte limit.
+are followed by hand, each hop checked the same way; the body is read up to a byte limit,
+all of it within one total deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
 import re
 import socket
+import threading
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -107,9 +111,14 @@ def resolve_checked(host: str, port: int, allow_private: bool) -> str:
 
 
 def fetch_url(url: str, policy: UrlPolicy) -> bytes:
-    """GET an image URL safely (see the module docstring); HTTPProblem 400/413 on failure."""
+    """GET an image URL safely (see the module docstring); HTTPProblem 400/413 on failure.
+
+    ``policy.timeout_s`` is a total deadline for all of it (connections, redirects, the
+    body), not a per-read timeout: a server dripping a byte at a time is cut off at the
+    deadline (a watchdog shuts the socket down under a read that would block past it)."""
+    deadline = time.monotonic() + policy.timeout_s
     current = url
-    with httpx.Client(timeout=policy.timeout_s, follow_redirects=False, trust_env=False) as client:
+    with httpx.Client(follow_redirects=False, trust_env=False) as client:
         for _ in range(policy.max_redirects + 1):
             parts = urlsplit(current)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -126,10 +135,12 @@ def fetch_url(url: str, policy: UrlPolicy) -> bytes:
                 host_header = f"[{host}]" if parts.port is None else f"[{host}]:{parts.port}"
             request = client.build_request(
                 "GET", target, headers={"Host": host_header, "Accept": "image/*"},
-                extensions={"sni_hostname": host},
+                extensions={"sni_hostname": host}, timeout=_left(deadline, policy),
             )
             try:
                 response = client.send(request, stream=True)
+            except httpx.TimeoutException as exc:
+                raise _late(policy) from exc
             except httpx.HTTPError as exc:
                 raise HTTPProblem(400, f"could not fetch image URL {host!r}: {exc}") from exc
             try:
@@ -139,24 +150,55 @@ def fetch_url(url: str, policy: UrlPolicy) -> bytes:
                     continue
                 if response.status_code != 200:
                     raise HTTPProblem(400, f"image URL answered HTTP {response.status_code}")
-                return _read_limited(response, policy.max_bytes)
+                return _read_limited(response, policy, deadline)
             finally:
                 response.close()
     raise HTTPProblem(400, f"image URL redirected more than {policy.max_redirects} times")
 
 
-def _read_limited(response: httpx.Response, limit: int) -> bytes:
+def _left(deadline: float, policy: UrlPolicy) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise _late(policy)
+    return left
+
+
+def _late(policy: UrlPolicy) -> HTTPProblem:
+    return HTTPProblem(400, f"image URL did not arrive within {policy.timeout_s:g} s "
+                            "(--url-timeout)")
+
+
+def _shut(response: httpx.Response) -> None:
+    """Shut down the socket under ``response`` (unblocks a read in another thread)."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _read_limited(response: httpx.Response, policy: UrlPolicy, deadline: float) -> bytes:
+    limit = policy.max_bytes
     declared = response.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPProblem(413, f"image at URL is {int(declared):,} bytes; the limit is {limit:,}")
     chunks: list[bytes] = []
     total = 0
+    watchdog = threading.Timer(_left(deadline, policy), _shut, (response,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         for chunk in response.iter_bytes():
             total += len(chunk)
             if total > limit:
                 raise HTTPProblem(413, f"image at URL is over the limit of {limit:,} bytes")
             chunks.append(chunk)
+            _left(deadline, policy)
+        _left(deadline, policy)  # a shut-down socket may look like the end of the body
     except httpx.HTTPError as exc:
+        if time.monotonic() >= deadline:
+            raise _late(policy) from exc
         raise HTTPProblem(400, f"could not read image URL: {exc}") from exc
+    finally:
+        watchdog.cancel()
     return b"".join(chunks)

@@ -8,11 +8,23 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000  # 40 megapixels
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_CACHE_BYTES = 2 * 1024**3  # about 256 SAM2 embeddings (8 MiB each)
 DEFAULT_LOGITS_BYTES = 64 * 1024**2  # recent results' low-res logits (float16)
+DEFAULT_ID_BYTES = 4 * 1024**2  # Roboflow image ids -> embedding keys
+DEFAULT_MAX_PROMPTS = 64  # prompts in one /sam2/segment_image request
+DEFAULT_MAX_POINTS = 64  # points in one prompt
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+DEFAULT_BODY_TIMEOUT_S = 60.0
+DEFAULT_URL_TIMEOUT_S = 15.0
+MAX_IMAGE_ID_LENGTH = 256  # characters of a Roboflow image_id
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    """What ``maskloop serve`` was started with. ``api_key`` None: no authentication."""
+    """What ``maskloop serve`` was started with. ``api_key`` None: no authentication.
+
+    Every limit bounds the memory or the model time one request can take: pixels (and, in
+    ``app.core.images``, the sides and aspect of an image), request bytes, prompts and points,
+    and deadlines for the request's headers, its body and a fetched image URL (each a total,
+    not per read); caches are bounded by bytes."""
 
     api_key: str | None = None
     allow_private_urls: bool = False
@@ -20,6 +32,11 @@ class ServerSettings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     cache_bytes: int = DEFAULT_CACHE_BYTES
     logits_bytes: int = DEFAULT_LOGITS_BYTES
+    id_bytes: int = DEFAULT_ID_BYTES
+    max_prompts: int = DEFAULT_MAX_PROMPTS
+    max_points: int = DEFAULT_MAX_POINTS
     request_timeout_s: float = 120.0  # waiting for the model (queue + work)
-    url_timeout_s: float = 15.0  # fetching an image URL
+    header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S  # request line and headers, in all
+    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S  # the request body, in all
+    url_timeout_s: float = DEFAULT_URL_TIMEOUT_S  # fetching an image URL, in all
     max_redirects: int = 3

@@ -2,8 +2,9 @@
 
 The Predictor is not thread-safe, so every call into it goes through ``ModelWorker``: a
 single-thread executor, with a timeout on the wait (a request that waited too long gets 504;
-its job is cancelled if it has not started). Request threads do the decoding and encoding of
-images and masks themselves, in parallel, outside the worker.
+its job is dropped if it has not started, and stopped if it has: an embedding between two
+encoder blocks, a set of prompts between two prompts). Request threads do the decoding and
+encoding of images and masks themselves, in parallel, outside the worker.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from app.core.types import EmbeddingKey, MaskResult, Prompt
+from app.core.jobs import CancelToken, check
+from app.core.types import Box, EmbeddingKey, MaskResult, Prompt
 from app.predict.base import Predictor, PredictorError
 from app.predict.cache import Embedding, EmbeddingCache
 from app.server.errors import HTTPProblem
@@ -50,14 +52,18 @@ class ModelWorker:
         cache = getattr(self.predictor, "cache", None)
         return cache if isinstance(cache, EmbeddingCache) else None
 
-    def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
-        """``fn(*args)`` on the model thread; HTTPProblem 504 if it takes too long."""
+    def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None,
+            cancel: CancelToken | None = None) -> T:
+        """``fn(*args)`` on the model thread; HTTPProblem 504 if it takes too long (the job
+        is then dropped if it has not started, and ``cancel`` is set for ``fn`` to stop)."""
         fut: Future[T] = self._pool.submit(self._counted, fn, *args)
         limit = self.timeout_s if timeout is None else timeout
         try:
             return fut.result(timeout=limit)
         except FutureTimeout:
             fut.cancel()
+            if cancel is not None:
+                cancel.cancel()
             raise HTTPProblem(504, f"the model did not answer within {limit:g} s "
                                    "(server busy); try again") from None
 
@@ -68,7 +74,9 @@ class ModelWorker:
 
     def embed(self, image: np.ndarray, image_hash: str) -> EmbeddingKey:
         """Embed ``image`` (or find it cached) under ``image_hash``."""
-        key = self.run(self.predictor.embed, image, image_hash)
+        token = CancelToken()
+        key = self.run(lambda: self.predictor.embed(image, image_hash, cancel=token),
+                       cancel=token)
         self._note(key, (int(image.shape[0]), int(image.shape[1])))
         return key
 
@@ -80,12 +88,36 @@ class ModelWorker:
         """Decode several prompts in one turn of the worker (same errors as ``predict``)."""
         if any(p.is_empty() for p in prompts):
             raise HTTPProblem(422, "empty prompt: give at least one point or a box")
+        token = CancelToken()
 
         def decode_all() -> list[MaskResult]:
-            return [self.predictor.predict(key, p) for p in prompts]
+            out = []
+            for p in prompts:
+                check(token)
+                out.append(self.predictor.predict(key, p))
+            return out
 
+        return self._decoding(key, decode_all, token)
+
+    def predict_unprompted(self, key: EmbeddingKey, multimask: bool) -> MaskResult:
+        """The masks of no prompt at all, as Roboflow's server answers a request without
+        prompts: SAM2's decoder with no point and no box; a box of the whole image for a
+        backend without that (GrabCut)."""
+        unprompted = getattr(self.predictor, "predict_unprompted", None)
+        if callable(unprompted):
+            return self._decoding(key, lambda: unprompted(key, multimask), None)
+        size = self.image_size(key)
+        if size is None:
+            raise HTTPProblem(404, f"image {key.image_hash[:16]} is not embedded on this "
+                                   "server (or was evicted): send the image again")
+        h, w = size
+        box = Prompt(box=Box(0.0, 0.0, float(w), float(h)), multimask=multimask)
+        return self.predict(key, box)
+
+    def _decoding(self, key: EmbeddingKey, fn: Callable[[], T], token: CancelToken | None) -> T:
+        """``fn`` on the model thread; a missing embedding is HTTPProblem 404."""
         try:
-            return self.run(decode_all)
+            return self.run(fn, cancel=token)
         except PredictorError as exc:  # the prompts are not empty: the embedding is missing
             with self._lock:
                 self._sizes.pop(key, None)

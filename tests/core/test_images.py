@@ -14,11 +14,16 @@ from PIL import Image
 from app.core.errors import ImageError
 from app.core.images import (
     IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
+    ImageTooLargeError,
     array_hash,
+    check_dimensions,
     content_hash,
+    decode_image,
     image_size,
     list_images,
     load_image,
+    sniff_format,
 )
 
 
@@ -238,6 +243,62 @@ def test_other_images_still_load_after_a_bad_one(tmp_path: Path):
         except ImageError as exc:
             results[path.name] = str(exc)
     assert "a1.png" in results["a1.png"] and results[good.name] == (4, 6, 3)
+
+
+# -- bytes, formats, sides ------------------------------------------------------------------
+
+
+def test_decode_image_is_load_image_for_bytes(tmp_path: Path):
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (4, 1))  # 16-bit grayscale
+    for pixels, name in [(_rgb_pattern(), "rgb.png"), (ramp, "ramp16.png")]:
+        path = _save(Image.fromarray(pixels), tmp_path / name)
+        assert np.array_equal(decode_image(path.read_bytes(), name), load_image(path))
+    assert decode_image((tmp_path / "ramp16.png").read_bytes(), "x").mean() == pytest.approx(127.5)
+    with pytest.raises(ImageError, match="'upload': file is empty"):
+        decode_image(b"", "upload")
+    with pytest.raises(ImageTooLargeError, match="limit is 10 pixels"):
+        decode_image((tmp_path / "rgb.png").read_bytes(), "small", max_pixels=10)
+
+
+@pytest.mark.parametrize("fmt, kwargs", [("EPS", {}), ("TGA", {}), ("PCX", {}), ("ICO", {}),
+                                         ("PPM", {})])
+def test_only_the_allowed_formats_are_decoded(tmp_path: Path, fmt: str, kwargs: dict):
+    """EPS would run Ghostscript; Pillow's other readers are not needed either."""
+    path = tmp_path / f"image.{fmt.lower()}"
+    if fmt == "EPS":
+        path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    else:
+        Image.fromarray(_rgb_pattern(16, 16)).save(path, format=fmt, **kwargs)
+    with pytest.raises(ImageError, match="not an image, or a format that is not read"):
+        load_image(path)
+    with pytest.raises(ImageError, match="accepted: JPEG, PNG"):
+        decode_image(path.read_bytes(), path.name)
+    assert fmt not in IMAGE_FORMATS and sniff_format(path.read_bytes()[:16]) is None
+
+
+def test_gif_and_the_sniffed_formats(tmp_path: Path):
+    path = _save(Image.fromarray(_rgb_pattern()).convert("P"), tmp_path / "a.gif")
+    assert load_image(path).shape == (4, 6, 3)
+    for fmt in ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"):
+        out = tmp_path / f"a.{fmt.lower()}"
+        Image.fromarray(_rgb_pattern()).save(out, format=fmt)
+        assert sniff_format(out.read_bytes()[:16]) == fmt
+
+
+@pytest.mark.parametrize("width, height, problem", [
+    (1, 1_000_000, "longest side may be at most 65,535"),
+    (60_000, 1, "one side may be at most 100 times the other"),
+    (99, 10_000, "one side may be at most 100 times the other"),
+])
+def test_too_long_or_too_thin_images_are_refused_before_decoding(
+        tmp_path: Path, width: int, height: int, problem: str):
+    """Few pixels, but sides that make the model's resize need gigabytes."""
+    path = _png_claiming(tmp_path, width, height)
+    with pytest.raises(ImageTooLargeError, match=problem):
+        image_size(path)
+    with pytest.raises(ImageTooLargeError, match=problem):
+        decode_image(path.read_bytes(), "strip.png")
+    assert check_dimensions(100, 10_000) is None and check_dimensions(6000, 4000) is None
 
 
 # -- hashes and listings --------------------------------------------------------------------

@@ -30,8 +30,22 @@ def test_options_become_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert args.port == 9100 and args.host == "127.0.0.1" and args.model == "tiny"
     default = settings_from_args(build_parser().parse_args(["serve"]))
     assert default.api_key is None and not default.allow_private_urls
+    assert (default.max_prompts, default.max_points, default.header_timeout_s,
+            default.body_timeout_s, default.url_timeout_s) == (64, 64, 10.0, 60.0, 15.0)
     with pytest.raises(MaskLoopError, match="--max-image-pixels"):
         settings_from_args(build_parser().parse_args(["serve", "--max-image-pixels", "0"]))
+
+
+def test_limit_options_become_settings() -> None:
+    args = build_parser().parse_args([
+        "serve", "--max-prompts", "8", "--max-points", "16", "--header-timeout", "2",
+        "--body-timeout", "3", "--url-timeout", "4"])
+    s = settings_from_args(args)
+    assert (s.max_prompts, s.max_points, s.header_timeout_s, s.body_timeout_s,
+            s.url_timeout_s) == (8, 16, 2.0, 3.0, 4.0)
+    for option in ("--max-prompts", "--max-points", "--body-timeout"):
+        with pytest.raises(MaskLoopError, match=option):
+            settings_from_args(build_parser().parse_args(["serve", option, "0"]))
 
 
 def _free_port() -> int:

@@ -42,8 +42,9 @@ from typing import Any
 
 from app.core.errors import FormatError
 from app.core.formats.common import path_key, safe_relative, write_text_atomic
+from app.core.images import EXPORT_MANIFEST
 
-MANIFEST_NAME = "maskloop-export.json"
+MANIFEST_NAME = EXPORT_MANIFEST
 MANIFEST_VERSION = 1
 
 

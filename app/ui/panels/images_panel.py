@@ -33,10 +33,11 @@ def make_thumbnail(path: Path) -> QImage:
     JPEGs are decoded at reduced size (PIL's draft mode), so big folders list quickly."""
     from PIL import Image, ImageOps
 
+    from app.core.images import IMAGE_FORMATS
     from app.ui.canvas.convert import rgb_to_qimage
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path, formats=IMAGE_FORMATS) as im:  # never EPS (Ghostscript)
             im.draft("RGB", (THUMB * 2, THUMB * 2))
             rgb = ImageOps.exif_transpose(im).convert("RGB")
             rgb.thumbnail((THUMB, THUMB))
