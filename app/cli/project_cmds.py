@@ -183,17 +183,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     from app.core.formats import export_project
     from app.core.project import Project
 
+    verify = args.verify or args.verify_min_iou is not None
     with Project.open(args.project) as project:
         image_ids = _select_images(project, args.images)
         with progress_bar(f"Exporting {args.format}", args.quiet) as progress:
             report = export_project(project, args.format, Path(args.out), image_ids=image_ids,
-                                    overwrite=args.overwrite, progress=progress,
+                                    overwrite=args.overwrite, progress=progress, verify=verify,
                                     **_export_options(args))
     print(f"Exported {report.images} image(s) and {report.instances} instance(s) "
           f"as {args.format} to {args.out}")
     for warning in _listed(report.warnings):
         print(f"  warning: {warning}")
-    return 0
+    if report.fidelity is None:
+        return 0
+    from app.core.formats.fidelity import DEFAULT_MIN_IOU
+
+    threshold = DEFAULT_MIN_IOU if args.verify_min_iou is None else args.verify_min_iou
+    print("Verify (the file read back as the training tools read it, against the project):")
+    for line in report.fidelity.summary():
+        print(f"  {line}")
+    if report.fidelity.passed(threshold):
+        return 0
+    print(f"  FAILED: an instance's IoU is below {threshold:g} (or the file did not read back)")
+    return 1
 
 
 @_os_errors_as(FormatError)
@@ -257,10 +269,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="only these images (ids, or paths relative to the image root)")
     export.add_argument("--rle", action="store_true", help="coco: every mask as RLE")
     export.add_argument("--copy-images", choices=("copy", "hardlink", "symlink"),
-                        help="coco/yolo/labelme: how images are placed in the output")
-    export.add_argument("--val-fraction", type=_fraction, help="yolo: share of images for val")
-    export.add_argument("--seed", type=int, help="yolo: seed of the train/val split")
+                        help="coco/yolo/labelme: how images are placed in the output (coco: "
+                        "then annotations/instances_<split>.json and images/<split>/)")
+    export.add_argument("--val-fraction", type=_fraction,
+                        help="yolo/coco: share of images for val (a fixed split, see --seed)")
+    export.add_argument("--seed", type=int, help="yolo/coco: seed of the train/val split")
     export.add_argument("--alpha", type=float, help="overlay: mask opacity")
+    export.add_argument("--verify", action="store_true",
+                        help="coco/yolo/labelme/masks: read the export back as pycocotools, "
+                        "Ultralytics, labelme or cv2 read it and print min / mean IoU against "
+                        "the project's masks and the worst instances; exit 1 when an instance "
+                        "is below --verify-min-iou")
+    export.add_argument("--verify-min-iou", type=float, metavar="IOU",
+                        help="with --verify: the least IoU every instance must have (default "
+                        "0.95; implies --verify)")
     export.add_argument("--overwrite", action="store_true",
                         help="export into a non-empty folder, replacing an earlier MaskLoop "
                         "export there: only the files its manifest lists are removed")

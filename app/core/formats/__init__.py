@@ -17,7 +17,8 @@ from shapely import affinity
 
 from app.core.errors import FormatError, ImageError
 from app.core.formats.checks import SizeLookup
-from app.core.formats.coco import export_coco, read_coco
+from app.core.formats.coco import export_coco, export_coco_dataset, read_coco, read_coco_folder
+from app.core.formats.coco_read import layout_files
 from app.core.formats.common import (
     Dataset,
     ExportItem,
@@ -27,6 +28,7 @@ from app.core.formats.common import (
     safe_relative,
     unique_file_names,
 )
+from app.core.formats.fidelity import READERS, FidelityReport, verify_export
 from app.core.formats.labelme import (
     export_labelme,
     read_embedded_image,
@@ -46,6 +48,7 @@ from app.core.types import ImageRecord, Instance
 __all__ = [
     "EXPORT_FORMATS",
     "FORMATS",
+    "FidelityReport",
     "MANIFEST_NAME",
     "Dataset",
     "ExportReport",
@@ -54,6 +57,7 @@ __all__ = [
     "export_labelme",
     "export_masks",
     "export_project",
+    "verify_export",
     "export_yolo",
     "import_into_project",
     "read_coco",
@@ -85,8 +89,8 @@ def _options_of(function: Callable[..., Any], fmt: str, options: dict[str, Any])
 def _image_subdirs(fmt: str, options: dict[str, Any], coco_file: str) -> list[str]:
     """Where (relative to the output folder) an export of ``fmt`` puts image files: copied or
     linked images, overlays, mask PNGs ("." is the folder itself)."""
-    if fmt == "coco":  # beside the JSON file, in images/
-        return [str(PurePosixPath(coco_file).parent / "images")] \
+    if fmt == "coco":  # in images/ beside the JSON file (the layout: beside annotations/)
+        return [str(PurePosixPath(coco_file or ".").parent / "images")] \
             if options.get("copy_images") else []
     if fmt == "yolo":
         return ["images"]
@@ -98,6 +102,10 @@ def _image_subdirs(fmt: str, options: dict[str, Any], coco_file: str) -> list[st
 
 
 def _coco_file_name(options: dict[str, Any]) -> str:
+    """The COCO file to write; "" for the layout of ``export_coco_dataset``, which images
+    copied or a val fraction get unless a file name is given."""
+    if "file_name" not in options and (options.get("copy_images") or options.get("val_fraction")):
+        return ""
     name = str(options.pop("file_name", COCO_FILE_NAME))
     if not name or not safe_relative(name) or name == MANIFEST_NAME:
         raise FormatError(f"COCO file name {name!r} must be a relative path inside the output "
@@ -114,12 +122,17 @@ def export_project(
     overwrite: bool = False,
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
+    verify: bool = False,
     **options: Any,
 ) -> ExportReport:
     """Export the project's images (or those in ``image_ids``) to ``out_dir`` in ``fmt``
     (one of ``EXPORT_FORMATS``). Options go to the format's exporter: coco ``rle``,
-    ``copy_images``, ``file_name``; yolo ``val_fraction``, ``seed``, ``copy_mode``; labelme
-    ``images``; overlay ``image_format``, ``alpha``, ``outline``.
+    ``copy_images``, ``file_name``, ``val_fraction``, ``seed`` (images copied or a val fraction
+    give the layout ``annotations/instances_<split>.json`` + ``images/<split>/`` unless
+    ``file_name`` is given); yolo ``val_fraction``, ``seed``, ``copy_mode``; labelme
+    ``images``; overlay ``image_format``, ``alpha``, ``outline``. The report's ``written``
+    says where each image's annotations went; with ``verify`` its ``fidelity`` says what the
+    format's reference reader gets back (``app.core.formats.fidelity``).
 
     The export never touches the project's images or any file it did not write (see
     ``app.core.formats.output``): ``out_dir`` must be new or empty, or ``overwrite`` given
@@ -129,6 +142,9 @@ def export_project(
     (``maskloop-export.json``), so a cancelled or failed export leaves the folder as it was."""
     if fmt not in EXPORT_FORMATS:
         raise FormatError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
+    if verify and fmt not in READERS:
+        raise FormatError(f"{fmt} export: nothing to verify (verify reads back "
+                          f"{', '.join(READERS)})")
     all_records = project.images()
     records = all_records
     if image_ids is not None:
@@ -141,9 +157,9 @@ def export_project(
     exporters: dict[str, Callable[..., ExportReport]] = {
         "coco": export_coco, "yolo": export_yolo, "labelme": export_labelme,
         "masks": export_masks, "overlay": write_overlays}
-    exporter = exporters[fmt]
     given = dict(options)
     file_name = _coco_file_name(options) if fmt == "coco" else ""
+    exporter = export_coco_dataset if fmt == "coco" and not file_name else exporters[fmt]
     _options_of(exporter, fmt, options)
     target = OutputFolder.prepare(
         out_dir, images=[project.image_path(r) for r in all_records],
@@ -160,11 +176,15 @@ def export_project(
     if fmt != "masks":
         common["image_root"] = project.image_root
     with target.staging() as stage:
-        dest = stage / file_name if fmt == "coco" else stage
+        dest = stage / file_name if file_name else stage
         report = exporter(items, labels, dest, **common, **options)
         check(cancel)
         info = manifest_info(fmt, report.images, report.instances, given, image_ids)
         report.files, warnings = target.commit(stage, info)
+    for written in report.written:  # where the files are now
+        written.file = target.path / Path(written.file).relative_to(stage)
+    if verify:
+        report.fidelity = verify_export(items, fmt, report, progress=progress, cancel=cancel)
     report.warnings += [f"{r.path}: left out: {unreadable[r.id]}" for r in records
                         if r.id in unreadable]
     report.warnings += warnings
@@ -176,6 +196,7 @@ def export_project(
 
 
 def _coco_file(src: Path) -> Path:
+    """The one COCO JSON file that ``src`` is or holds."""
     if src.is_file():
         return src
     if (src / COCO_FILE_NAME).is_file():
@@ -196,6 +217,8 @@ def read_dataset(fmt: str, src: str | Path, *,
     if not src.exists():
         raise FormatError(f"{src}: no such file or folder")
     if fmt == "coco":
+        if src.is_dir() and not (src / COCO_FILE_NAME).is_file() and layout_files(src):
+            return read_coco_folder(src, project_size=project_size)
         return read_coco(_coco_file(src), project_size=project_size)
     if fmt == "yolo":
         return read_yolo(src)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import shutil
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -21,6 +23,9 @@ import numpy as np
 from app.core.errors import FormatError
 from app.core.jobs import Progress
 from app.core.types import ImageRecord, Instance, Label
+
+if TYPE_CHECKING:
+    from app.core.formats.fidelity import FidelityReport
 
 # One image with its instances, in drawing order (later instances lie over earlier ones).
 ExportItem = tuple[ImageRecord, list[Instance]]
@@ -36,13 +41,29 @@ PALETTE = (
 
 
 @dataclass
+class Written:
+    """Where an export put one image's annotations, so that they can be read back
+    (``app.core.formats.fidelity``): the project's image id, the annotation file (COCO JSON,
+    YOLO label file, labelme JSON, instance PNG), the image's id in it (COCO) and, in the
+    file's order, the index of each instance written among the image's instances."""
+
+    image_id: int
+    file: Path
+    key: int | None = None
+    instances: list[int] = field(default_factory=list)
+
+
+@dataclass
 class ExportReport:
-    """What an export wrote: counts, the files written and problems worth telling the user."""
+    """What an export wrote: counts, the files written, where each image's annotations went
+    and problems worth telling the user."""
 
     images: int = 0
     instances: int = 0
     files: list[Path] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    written: list[Written] = field(default_factory=list)
+    fidelity: FidelityReport | None = None  # when the export was verified
 
 
 @dataclass
@@ -102,6 +123,20 @@ def hex_to_rgb(colour: str) -> tuple[int, int, int]:
         return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
     except (ValueError, IndexError):
         return 255, 0, 0
+
+
+def split_indices(count: int, val_fraction: float, seed: int) -> set[int]:
+    """Indices (of ``count`` items) that go to val: ``round(count * val_fraction)`` of them, at
+    least one when the fraction is positive and there are two items or more, never all. The
+    same count, fraction and seed always give the same indices."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise FormatError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if val_fraction == 0 or count < 2:
+        return set()
+    n_val = min(count - 1, max(1, round(count * val_fraction)))
+    order = list(range(count))
+    random.Random(seed).shuffle(order)
+    return set(order[:n_val])
 
 
 def report_progress(progress: Progress | None, done: int, total: int, message: str) -> None:

@@ -1,16 +1,20 @@
 """labelme JSON: one file per image, beside a copy of (or a reference to) the image.
 
-Points are pixel-edge coordinates (what labelme's canvas shows). labelme has no holes, so:
+Points are placed for labelme's own reading (``labelme.utils.shape_to_mask``: PIL fills the
+polygon and draws its outline on integer pixels, see ``app.core.formats.readers``), so that it
+draws exactly the project's mask: they are the centres of the mask's boundary pixels along its
+contours, as integer pixel indices (``app.core.formats.placement``). labelme has no holes, so:
 
-- an instance without holes becomes one ``"polygon"`` shape per part; the parts of one instance
-  share a ``group_id`` (labelme's own way to group shapes into one object, as in its
+- an instance whose mask has no hole becomes one ``"polygon"`` shape per part; the parts of one
+  instance share a ``group_id`` (labelme's own way to group shapes into one object, as in its
   ``labelme2coco`` example);
-- an instance with holes becomes one ``"mask"`` shape (labelme >= 5.3): ``"mask"`` is a base64
-  PNG (uint8 0/1) of the mask cropped to its box and ``"points"`` is that box as
+- an instance whose mask has a hole becomes one ``"mask"`` shape (labelme >= 5.3): ``"mask"``
+  is a base64 PNG (uint8 0/1) of the mask cropped to its box and ``"points"`` is that box as
   ``[[x1, y1], [x2, y2]]``, inclusive pixel indices, exactly as labelme writes it.
 
 Import reads ``polygon``, ``mask``, ``rectangle`` and ``circle`` shapes (others are skipped with
-a warning); shapes with the same label and a non-null ``group_id`` form one instance. As labelme
+a warning) as labelme draws them, and takes those pixels exactly (``placement.EXACT_TOLERANCE``);
+shapes with the same label and a non-null ``group_id`` form one instance. As labelme
 does, an image whose file is missing is taken from the JSON's ``imageData``: the import writes
 it beside the JSON (under ``imagePath``'s file name, else the JSON's name) without ever
 replacing an existing file, and says so in a warning. A file without ``imageWidth`` /
@@ -31,7 +35,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from shapely.errors import ShapelyError
-from shapely.geometry import Point, Polygon, box
 from shapely.ops import unary_union
 
 from app.core.errors import FormatError
@@ -41,14 +44,17 @@ from app.core.formats.common import (
     Dataset,
     ExportItem,
     ExportReport,
+    Written,
     place_file,
     posix,
     report_progress,
     unique_file_names,
     write_text_atomic,
 )
-from app.core.geometry import geometry_to_mask, make_valid_polygonal, mask_to_geometry, polygons_of
-from app.core.images import IMAGE_EXTENSIONS
+from app.core.formats.placement import exact_geometry, instance_mask, labelme_polygons
+from app.core.formats.readers import b64_png_to_array, labelme_shape_to_mask
+from app.core.geometry import make_valid_polygonal
+from app.core.images import IMAGE_EXTENSIONS, IMAGE_FORMATS
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import Geometry, ImageRecord, Instance, Label
 
@@ -62,10 +68,6 @@ def _mask_to_b64(mask: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _b64_to_mask(data: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(data)))).astype(bool)
-
-
 def _base_shape(label: str, points: list[list[float]], shape_type: str,
                 group_id: int | None) -> dict[str, Any]:
     return {"label": label, "points": points, "group_id": group_id, "description": "",
@@ -75,22 +77,18 @@ def _base_shape(label: str, points: list[list[float]], shape_type: str,
 def instance_shapes(inst: Instance, width: int, height: int,
                     group_id: int) -> list[dict[str, Any]]:
     """The labelme shapes of one instance (see the module docstring)."""
-    parts = polygons_of(inst.geometry)
-    if any(p.interiors for p in parts):
-        mask = geometry_to_mask(inst.geometry, height, width)
-        rows, cols = np.nonzero(mask)
-        if len(rows) == 0:
-            return []
-        y1, y2, x1, x2 = int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())
+    polygons = labelme_polygons(inst.geometry, height, width)
+    if polygons is None:
+        crop, x0, y0 = instance_mask(inst.geometry, height, width)
+        rows, cols = np.nonzero(crop)
+        y1, y2 = y0 + int(rows.min()), y0 + int(rows.max())
+        x1, x2 = x0 + int(cols.min()), x0 + int(cols.max())
         shape = _base_shape(inst.label, [[float(x1), float(y1)], [float(x2), float(y2)]],
                             "mask", None)
-        shape["mask"] = _mask_to_b64(mask[y1:y2 + 1, x1:x2 + 1])
+        shape["mask"] = _mask_to_b64(crop[y1 - y0:y2 - y0 + 1, x1 - x0:x2 - x0 + 1])
         return [shape]
-    shapes = []
-    for part in parts:
-        points = [[round(float(x), 2), round(float(y), 2)] for x, y in part.exterior.coords[:-1]]
-        if len(points) >= 3:
-            shapes.append(_base_shape(inst.label, points, "polygon", None))
+    shapes = [_base_shape(inst.label, [[float(x), float(y)] for x, y in points.tolist()],
+                          "polygon", None) for points in polygons]
     if len(shapes) > 1:
         for shape in shapes:
             shape["group_id"] = group_id
@@ -136,6 +134,8 @@ def export_labelme(
             report.warnings.append(f"{src}: image file missing; not copied, JSON still written")
             image_path = name
         shapes: list[dict[str, Any]] = []
+        json_path = out_dir / (Path(name).stem + ".json")
+        written = Written(int(record.id or 0), json_path)
         for number, inst in enumerate(instances, start=1):
             inst_shapes = instance_shapes(inst, record.width, record.height, number)
             if not inst_shapes:
@@ -143,6 +143,7 @@ def export_labelme(
                                        "no pixel; not exported")
                 continue
             shapes += inst_shapes
+            written.instances.append(number - 1)
             report.instances += 1
         data: dict[str, Any] = {
             "version": LABELME_VERSION,
@@ -153,9 +154,9 @@ def export_labelme(
             "imageHeight": record.height,
             "imageWidth": record.width,
         }
-        json_path = out_dir / (Path(name).stem + ".json")
         report.files.append(write_text_atomic(json_path, json.dumps(data, indent=2,
                                                                     ensure_ascii=False)))
+        report.written.append(written)
         report.images += 1
     report_progress(progress, total, total, "done")
     return report
@@ -166,8 +167,8 @@ def export_labelme(
 
 
 def shape_geometry(shape: dict[str, Any], width: int, height: int) -> Geometry | None:
-    """The geometry of one labelme shape; ValueError for shape types that have no area or
-    points that are not finite numbers."""
+    """The geometry of the pixels labelme draws for one shape (``readers``); ValueError for
+    shape types that have no area or points that are not finite numbers."""
     kind = shape.get("shape_type") or "polygon"
     points = np.asarray(shape.get("points") or [], dtype=float).reshape(-1, 2)
     if not np.isfinite(points).all():
@@ -175,27 +176,19 @@ def shape_geometry(shape: dict[str, Any], width: int, height: int) -> Geometry |
     if kind == "mask":
         if not isinstance(shape.get("mask"), str) or len(points) != 2:
             raise ValueError("a mask shape needs 'mask' data and two box points")
-        (x1, y1), (x2, y2) = np.round(points).astype(int)
+        (x1, y1), (x2, y2) = points.astype(int)
         if not (0 <= x1 < width and 0 <= y1 < height):
             raise ValueError(f"mask box corner ({x1}, {y1}) is outside the {width}x{height} image")
-        crop = _b64_to_mask(shape["mask"])
+        crop = b64_png_to_array(shape["mask"]).astype(bool)
         if crop.ndim != 2:
             raise ValueError("mask: not a one-channel image")
         full = np.zeros((height, width), dtype=bool)
         h = min(crop.shape[0], y2 - y1 + 1, height - y1)
         w = min(crop.shape[1], x2 - x1 + 1, width - x1)
         full[y1:y1 + h, x1:x1 + w] = crop[:h, :w]
-        return mask_to_geometry(full)
-    if kind == "rectangle" and len(points) == 2:
-        (x1, y1), (x2, y2) = points
-        return box(min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
-    if kind == "circle" and len(points) == 2:
-        (cx, cy), (px, py) = points
-        return Point(cx, cy).buffer(float(np.hypot(px - cx, py - cy)), quad_segs=16)
-    if kind == "polygon":
-        if len(points) < 3:
-            raise ValueError(f"a polygon of {len(points)} points")
-        return make_valid_polygonal(Polygon(points))
+        return exact_geometry(full)
+    if kind in ("polygon", "rectangle", "circle"):
+        return exact_geometry(labelme_shape_to_mask(height, width, points.tolist(), kind))
     raise ValueError(f"shape type {kind!r} has no area")
 
 
@@ -349,7 +342,7 @@ def read_embedded_image(json_path: Path) -> EmbeddedImage:
     try:
         data = json.loads(Path(json_path).read_text(encoding="utf-8"))
         raw = base64.b64decode(data["imageData"], validate=True)
-        with Image.open(io.BytesIO(raw)) as image:
+        with Image.open(io.BytesIO(raw), formats=IMAGE_FORMATS) as image:  # never EPS
             kind = str(image.format)
             image.verify()
     except (OSError, ValueError, KeyError, TypeError) as exc:

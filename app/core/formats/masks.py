@@ -41,6 +41,7 @@ from app.core.formats.common import (
     Dataset,
     ExportItem,
     ExportReport,
+    Written,
     encode_image,
     hex_to_rgb,
     ordered_labels,
@@ -49,7 +50,9 @@ from app.core.formats.common import (
     write_bytes_atomic,
     write_text_atomic,
 )
-from app.core.geometry import geometry_to_mask, mask_to_geometry
+from app.core.formats.placement import exact_geometry
+from app.core.geometry import geometry_to_mask
+from app.core.images import sniff_format
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import ImageRecord, Instance, Label
 
@@ -108,6 +111,8 @@ def export_masks(
         inst_path = out_dir / "instances" / png
         report.files.append(write_bytes_atomic(inst_path, encode_image(inst_path, ids,
                                                                        rgb=False)))
+        report.written.append(Written(int(record.id or 0), inst_path,
+                                      instances=list(range(len(instances)))))
         sem_path = out_dir / "semantic" / png
         report.files.append(write_bytes_atomic(sem_path, _palette_png(classes, all_labels)))
         entries.append({"file_name": record.path, "width": record.width,
@@ -135,6 +140,8 @@ def export_masks(
 
 def _read_png(path: Path) -> np.ndarray:
     data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    if sniff_format(data[:16].tobytes()) != "PNG":  # OpenCV decodes any format it knows
+        raise FormatError(f"{path}: not a PNG")
     image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if image is None:
         raise FormatError(f"{path}: not a readable PNG")
@@ -143,7 +150,7 @@ def _read_png(path: Path) -> np.ndarray:
 
 def _read_semantic(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as image:  # palette indices, not colours
+        with Image.open(path, formats=["PNG"]) as image:  # palette indices, not colours
             return np.asarray(image if image.mode in ("P", "L", "I;16", "I") else
                               image.convert("L"))
     except OSError as exc:
@@ -244,7 +251,7 @@ def read_masks(src: Path, *, project_size: SizeLookup | None = None) -> Dataset:
                 continue
             mask = ids == number
             label = _majority_class(semantic, mask, classes)
-            geom = mask_to_geometry(mask)
+            geom = exact_geometry(mask)
             if geom is None:
                 continue
             result.ensure_label(label)

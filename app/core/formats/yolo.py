@@ -8,19 +8,28 @@
     out/labels/train/NAME.txt     one line per object: "class x1 y1 x2 y2 ..."
     out/labels/val/NAME.txt
 
-Coordinates are pixel-edge coordinates divided by the image width / height, clipped to [0, 1],
-written with 6 decimals; class ids follow the label list. An object with holes or several parts
-is still ONE line: its rings are joined with zero-width bridges as Ultralytics' own converter does
-(see ``app.core.formats.bridges``), so the even-odd (or non-zero) fill of the line is the object.
-Image names are flattened and made unique (``a/x.jpg`` and ``b/x.jpg`` become ``a__x.jpg`` and
-``b__x.jpg``). The train/val split is random but fixed by ``seed``; with ``val_fraction`` 0 every
-image is in train and ``val`` points to the train images. ``data.yaml`` is written last, so an
-export that was cancelled has none.
+Coordinates are placed for Ultralytics' reading (``app.core.formats.readers``: value x image
+size, cast to int32, ``cv2.fillPoly``), so that it draws exactly the project's mask: the
+vertices are the centres of the mask's boundary pixels along its contours
+(``app.core.formats.placement``), written as (pixel index + 0.45) / image width or height with
+6 decimals, which truncation (Ultralytics) and rounding (supervision) both take back to the
+pixel (``placement.YOLO_OFFSET``). Class ids follow the label list. An object with holes or
+several parts is still ONE line: its contours are joined with zero-width bridges as
+Ultralytics' own converter does (see ``app.core.formats.bridges``). The reader draws the
+pixels of a bridge that crosses the background between two separate parts: those are the only
+pixels it draws beyond the mask (a far, small part is left out when its bridge would draw
+more than it holds). Image names are flattened and made unique (``a/x.jpg`` and
+``b/x.jpg`` become ``a__x.jpg`` and ``b__x.jpg``). The train/val split is random but fixed by
+``seed``; with ``val_fraction`` 0 every image is in train and ``val`` points to the train
+images. ``data.yaml`` is written last, so an export that was cancelled has none.
+
+Import draws each polygon line as Ultralytics does and takes that mask (exactly, see
+``placement.EXACT_TOLERANCE``), so a label made by any tool imports as what Ultralytics trains
+on.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,17 +39,20 @@ import yaml
 from shapely.geometry import box
 
 from app.core.errors import FormatError, ImageError
-from app.core.formats.bridges import bridged_path, even_odd_geometry
 from app.core.formats.common import (
     Dataset,
     ExportItem,
     ExportReport,
+    Written,
     ordered_labels,
     place_file,
     report_progress,
+    split_indices,
     unique_file_names,
     write_text_atomic,
 )
+from app.core.formats.placement import exact_geometry, yolo_decimals, yolo_points, yolo_values
+from app.core.formats.readers import ultralytics_mask
 from app.core.geometry import make_valid_polygonal
 from app.core.images import IMAGE_EXTENSIONS, image_size
 from app.core.jobs import CancelToken, Progress, check
@@ -55,26 +67,15 @@ YAML_HEADER = ("# Ultralytics YOLO segmentation dataset exported by MaskLoop. No
                "dataset root\n# is this file's folder, so the export can be copied or moved.\n")
 
 
-def split_indices(count: int, val_fraction: float, seed: int) -> set[int]:
-    """Indices (of ``count`` items) that go to val: ``round(count * val_fraction)`` of them, at
-    least one when the fraction is positive and there are two items or more, never all."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise FormatError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if val_fraction == 0 or count < 2:
-        return set()
-    n_val = min(count - 1, max(1, round(count * val_fraction)))
-    order = list(range(count))
-    random.Random(seed).shuffle(order)
-    return set(order[:n_val])
-
-
 def geometry_to_line(geom: Geometry, class_id: int, width: int, height: int) -> str | None:
-    """The YOLO segmentation line of ``geom`` (rings bridged into one polygon), or None."""
-    path = bridged_path(geom)
-    if len(path) < 3:
+    """The YOLO segmentation line of ``geom`` (see the module docstring), or None when its mask
+    is empty."""
+    points = yolo_points(geom, height, width)
+    if len(points) < 3:
         return None
-    norm = np.clip(path / np.array([width, height], dtype=float), 0.0, 1.0)
-    return f"{class_id} " + " ".join(f"{v:.6f}" for v in norm.reshape(-1))
+    decimals = yolo_decimals(width, height)
+    return f"{class_id} " + " ".join(f"{v:.{decimals}f}"
+                                     for v in yolo_values(points, width, height))
 
 
 def export_yolo(
@@ -114,17 +115,20 @@ def export_yolo(
         image_dst = out_dir / "images" / split / name
         report.files.append(place_file(Path(image_root) / record.path, image_dst, copy_mode))
         lines = []
-        for inst in instances:
+        label_dst = out_dir / "labels" / split / (Path(name).stem + ".txt")
+        written = Written(int(record.id or 0), label_dst)
+        for number, inst in enumerate(instances):
             line = geometry_to_line(inst.geometry, class_id[inst.label], record.width,
                                     record.height)
             if line is None:
-                report.warnings.append(f"{record.path}: an instance of {inst.label!r} has no "
-                                       "polygon of 3 points or more; not exported")
+                report.warnings.append(f"{record.path}: an instance of {inst.label!r} covers "
+                                       "no pixel; not exported")
                 continue
             lines.append(line)
-        label_dst = out_dir / "labels" / split / (Path(name).stem + ".txt")
+            written.instances.append(number)
         text = "".join(line + "\n" for line in lines)
         report.files.append(write_text_atomic(label_dst, text))
+        report.written.append(written)
         report.images += 1
         report.instances += len(lines)
     check(cancel)
@@ -176,8 +180,7 @@ def _line_geometry(coords: np.ndarray, width: int, height: int) -> Geometry | No
         cx, cy, w, h = coords * np.array([width, height, width, height])
         geom: Geometry | None = box(cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
     else:
-        points = coords.reshape(-1, 2) * np.array([width, height], dtype=float)
-        geom = even_odd_geometry(points)
+        geom = exact_geometry(ultralytics_mask(coords, width, height))
     if geom is None or geom.is_empty:
         return None
     x0, y0, x1, y1 = geom.bounds
@@ -187,8 +190,8 @@ def _line_geometry(coords: np.ndarray, width: int, height: int) -> Geometry | No
 
 
 def parse_line(line: str, width: int, height: int) -> tuple[int, Geometry | None]:
-    """Class id and geometry (pixels) of one label line: a segmentation polygon (bridges
-    removed, holes restored) or, for a 5-value detection line, its box; clipped to the image.
+    """Class id and geometry (pixels) of one label line: the mask Ultralytics draws of a
+    segmentation polygon or, for a 5-value detection line, its box; clipped to the image.
     The values' range is not checked here (see ``out_of_range``)."""
     class_id, coords = _line_values(line)
     return class_id, _line_geometry(coords, width, height)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from app.core.errors import FormatError
 from app.core.formats.labelme import export_labelme, read_labelme
+from app.core.formats.readers import labelme_shape_to_mask
 from app.core.geometry import geometry_to_mask
 
 KEYS = {"version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth"}
@@ -101,6 +102,9 @@ def test_reads_rectangles_circles_and_windows_paths(tmp_path: Path):
     data = read_labelme(tmp_path)
     assert [r.path for r in data.images] == ["x.png"]
     assert [i.label for i in data.instances] == ["box", "disc"]
-    assert data.instances[0].geometry.bounds == (10, 20, 50, 40)
-    assert data.instances[1].geometry.area == pytest.approx(np.pi * 100, rel=0.01)
+    # as labelme draws them (PIL, the outline's pixels included): pixels 10..50 x 20..40
+    assert data.instances[0].geometry.bounds == (10, 20, 51, 41)
+    assert data.instances[1].geometry.area == pytest.approx(np.pi * 10.5 ** 2, rel=0.03)
+    drawn = labelme_shape_to_mask(100, 120, doc["shapes"][1]["points"], "circle")
+    assert (geometry_to_mask(data.instances[1].geometry, 100, 120) == drawn).all()
     assert any("point" in w for w in data.warnings)
