@@ -29,7 +29,8 @@ from app.core.types import ImageRecord, Source
 from app.ui.main_window import MainWindow
 from app.ui.workers import PredictorBridge
 
-pytestmark = pytest.mark.slow
+# on a busy 2-core machine the 500 SAM2 clicks alone can take ten minutes
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 IMAGES = 20
 SWITCHES = 2000
