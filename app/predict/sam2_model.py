@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,18 +243,27 @@ def encoder_steps(model: SAM2Base) -> list[torch.nn.Module]:
 
 
 @contextlib.contextmanager
-def cancellable_encoder(model: SAM2Base, cancel: CancelToken | None) -> Iterator[None]:
+def cancellable_encoder(model: SAM2Base, cancel: CancelToken | None,
+                        on_step: Callable[[int, int], None] | None = None) -> Iterator[None]:
     """While inside, every encoder step (trunk block, neck) first checks ``cancel`` and
-    raises Cancelled: a stale encode stops within one block. The hooks are removed on exit."""
-    if cancel is None:
+    raises Cancelled: a stale encode stops within one block; and ``on_step(done, total)``
+    is told how many steps are done before each one starts (the encode's progress). The
+    hooks are removed on exit."""
+    if cancel is None and on_step is None:
         yield
         return
-    token = cancel
+    steps = encoder_steps(model)
+    total = len(steps)
 
-    def hook(module: torch.nn.Module, args: object) -> None:
-        token.raise_if_cancelled()
+    def hook_for(index: int) -> Callable[[torch.nn.Module, object], None]:
+        def hook(module: torch.nn.Module, args: object) -> None:
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+            if on_step is not None:
+                on_step(index, total)
+        return hook
 
-    handles = [step.register_forward_pre_hook(hook) for step in encoder_steps(model)]
+    handles = [step.register_forward_pre_hook(hook_for(i)) for i, step in enumerate(steps)]
     try:
         yield
     finally:

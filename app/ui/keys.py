@@ -59,6 +59,10 @@ def install(w: MainWindow) -> None:
     add("subtract", "Subtract from first selected", "Shift+M", lambda: ops.subtract_selected(w),
         edit_menu)
     add("everything", "Segment everything", "Ctrl+Shift+S", w.proposals.request, edit_menu)
+    add("accept_here", "Accept the proposal under the pointer", "Y",
+        lambda: w.proposals.take_under_pointer(True), edit_menu)
+    add("reject_here", "Discard the proposal under the pointer", "N",
+        lambda: w.proposals.take_under_pointer(False), edit_menu)
 
     tools_menu = bar.addMenu("&Tools")
     toolbar = w.addToolBar("Tools")
@@ -79,12 +83,25 @@ def install(w: MainWindow) -> None:
     add("brush_bigger", "Bigger brush", "]", lambda: w.edit_tool.resize_brush(1), tools_menu)
 
     image_menu = bar.addMenu("&Image")
-    add("next", "Next image", "D", lambda: w.step_image(1), image_menu)
-    add("prev", "Previous image", "A", lambda: w.step_image(-1), image_menu)
+    add("next", "Next image", "D", lambda: w.nav.step(1), image_menu)
+    add("prev", "Previous image", "A", lambda: w.nav.step(-1), image_menu)
+    add("next_new", "Next image without instances", "Shift+D", lambda: w.nav.step_new(1),
+        image_menu)
+    add("prev_new", "Previous image without instances", "Shift+A",
+        lambda: w.nav.step_new(-1), image_menu)
     add("done", "Mark done", "Ctrl+D", w.mark_done, image_menu)
+    add("done_next", "Mark done, next image to label", "Ctrl+Shift+D", w.nav.done_next,
+        image_menu)
+    add("skip", "Skip image (mark skipped, next image to label)", "Ctrl+K", w.nav.skip,
+        image_menu)
+    image_menu.addSeparator()
     add("fit", "Fit to window", "F", w.canvas.fit, image_menu)
+    add("zoom_selection", "Zoom to the selection / the mask", "Z", w.nav.zoom_to_selection,
+        image_menu)
     add("zoom_in", "Zoom in", ["Ctrl++", "Ctrl+="], lambda: w.canvas.zoom_by(1.25), image_menu)
     add("zoom_out", "Zoom out", "Ctrl+-", lambda: w.canvas.zoom_by(0.8), image_menu)
+    add("toggle_instances", "Hide / show all instances", "H", w.nav.toggle_instances,
+        image_menu)
 
     label_menu = bar.addMenu("&Labels")
     add("add_label", "Add label…", "Ctrl+L", w.labels_panel.add_label, label_menu)
@@ -92,7 +109,7 @@ def install(w: MainWindow) -> None:
         add(f"label_{k}", f"Label {k}", str(k), lambda k=k: ops.label_hotkey(w, str(k)), label_menu)
 
     help_menu = bar.addMenu("&Help")
-    add("shortcuts", "Keyboard shortcuts", "F1", lambda: dialogs.shortcuts(w), help_menu)
+    add("shortcuts", "Keys and mouse", "F1", lambda: dialogs.shortcuts(w), help_menu)
     add("models", "Get a SAM2 model…", "", lambda: dialogs.settings(w), help_menu)
 
 

@@ -15,8 +15,15 @@ from app.core.types import ImageRecord, ImageStatus
 from app.ui import dialogs, keys
 from app.ui.canvas.convert import rgb_to_display_qimage
 from app.ui.canvas.layers import BrushCursor, HandlesItem, InstanceLayer, MarksItem, MaskLayer
+from app.ui.canvas.shades import instance_shades
 from app.ui.canvas.view import CanvasTool, CanvasView
+from app.ui.feedback import ClickFeedback
 from app.ui.find_all import FindAllBox
+from app.ui.guide import show_guide
+from app.ui.hover import HoverPreview
+from app.ui.label_popup import LabelChooser
+from app.ui.layout import ResponsivePanels
+from app.ui.navigation import FocusKeeper, Navigator
 from app.ui.panels.images_panel import ImagesPanel
 from app.ui.panels.instances_panel import InstancesPanel
 from app.ui.panels.labels_panel import LabelsPanel
@@ -109,15 +116,24 @@ class MainWindow(QMainWindow):
         self.find_all_box.submitted.connect(self.find_all)
         self.actions_by_name: dict[str, QAction] = {}
         self.find_all_action: QAction | None = None
+        self.nav = Navigator(self)
+        self.labelling = LabelChooser(self)  # the label popup on accept
+        self.polygon_tool.on_shape = self.box_tool.on_shape = self.labelling.store_shape
         keys.install(self)  # menus, toolbar (with the find-all box), shortcuts
         self._show_find_all(bridge)
         self._connect()
+        self.feedback = ClickFeedback(self)  # a ring at a click being answered
+        self.hover = HoverPreview(self)
         self.set_tool("sam")
         self._restore_layout()
+        self.panels = ResponsivePanels(self)  # collapse to icons on small screens
+        self.focus_keeper = FocusKeeper(self, [self.images_panel, self.labels_panel,
+                                               self.instances_panel, self.find_all_box])
         self.images_panel.problems = known_problems(project)  # then checked in the background
         self.images_panel.check(lambda **kw: check_images(project, **kw))
         self.refresh_images()
         self._open_first_image()
+        self.guide = show_guide(self)  # first run only
 
     # -- construction helpers ----------------------------------------------------------------
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
@@ -138,10 +154,13 @@ class MainWindow(QMainWindow):
     def set_bridge(self, bridge: PredictorBridge) -> None:
         """Switch to another predictor; the current image is encoded again with it."""
         self._connect_bridge(self.bridge, connect=False)
+        self.feedback.connect_bridge(self.bridge, connect=False)
         self.bridge = bridge
         self._connect_bridge(bridge)
+        self.feedback.connect_bridge(bridge)
         self.sam_tool.set_bridge(bridge)
         self.proposals.set_bridge(bridge)
+        self.hover.set_bridge(bridge)
         self.encode_label.setText("")
         if self.session.image is not None:  # the picture stays; only the encoding is redone
             self.sam_tool.reset()
@@ -167,17 +186,23 @@ class MainWindow(QMainWindow):
         s.images_changed.connect(self.refresh_images)
         s.current_label_changed.connect(lambda name: self.show_message(f"Label: {name}"))
         s.image_changed.connect(lambda _: self.status.new_image())
+        s.image_changed.connect(lambda _: self.nav.update_counter())
+        s.saved.connect(lambda: self.status.saved_now(self.project.path.name))
         self._connect_bridge(self.bridge)
         self.sam_tool.answered.connect(self.status.answered)
         self.images_panel.activated.connect(self._on_image_activated)
         ip = self.instances_panel
-        ip.selection_changed.connect(self._on_list_selection)
-        ip.visibility_changed.connect(self._on_visibility)
-        ip.opacity_changed.connect(self._on_opacity)
+        ip.selection_changed.connect(lambda ids: ops.list_selection(self, ids))
+        ip.visibility_changed.connect(lambda iid, on: ops.set_visible(self, iid, on))
+        ip.opacity_changed.connect(lambda opacity: ops.set_opacity(self, opacity))
         ip.tolerance_changed.connect(lambda t: ops.simplify_selected(self, t))
         ip.delete_clicked.connect(self.edit_tool.delete_vertex_or_instance)
         ip.merge_clicked.connect(lambda: ops.merge_selected(self))
         ip.subtract_clicked.connect(lambda: ops.subtract_selected(self))
+        ip.relabel_requested.connect(self.session.relabel)
+        ip.delete_requested.connect(lambda ids: ops.delete_instances(self, ids))
+        ip.hide_requested.connect(ip.set_hidden)
+        ip.zoom_requested.connect(self.nav.zoom_to_instances)
         self.edit_tool.selection_changed.connect(ip.select)
 
     # -- tools -------------------------------------------------------------------------------
@@ -217,6 +242,7 @@ class MainWindow(QMainWindow):
                                      self.project.image_root)
         if self.session.image is not None:
             self.images_panel.show_current(self.session.image.id)
+        self.nav.update_counter()
 
     def _open_first_image(self) -> None:
         records = self.project.images()
@@ -279,17 +305,6 @@ class MainWindow(QMainWindow):
             self.canvas.set_message(f"Cannot show {record.path}:\n{exc}")
             self.show_message(str(exc))
 
-    def step_image(self, delta: int) -> None:
-        """Next (D) / previous (A) image in the (filtered) list."""
-        records = self.images_panel.visible_records()
-        if not records:
-            return
-        ids = [r.id for r in records]
-        cur = self.session.image.id if self.session.image else None
-        i = ids.index(cur) + delta if cur in ids else 0
-        if 0 <= i < len(records):
-            self.show_image(records[i])
-
     def mark_done(self) -> None:
         self.session.set_status(ImageStatus.DONE)
         self.show_message("Marked done")
@@ -298,33 +313,21 @@ class MainWindow(QMainWindow):
     def refresh_instances(self) -> None:
         instances = self.session.instances() if self.canvas.image_size else []
         hidden = self.instances_panel.hidden
+        shades = instance_shades(instances, self.session.colour_of)  # one per instance
         self.instance_layer.set_instances(
-            (i.id, i.geometry, self.session.colour_of(i.label), i.id not in hidden)
+            (i.id, i.geometry, shades[i.id], i.id not in hidden)
             for i in instances if i.id is not None)
         self.instance_layer.set_selected(self.edit_tool.selected_ids())
-        self.instances_panel.set_instances(instances)
+        self.instances_panel.set_instances(instances, shades)
         self.edit_tool.refresh()
         self.instances_panel.select(self.edit_tool.selected_ids())
         self.instance_layer.set_selected(self.edit_tool.selected_ids())
-
-    def _on_list_selection(self, ids: list[int]) -> None:
-        self.edit_tool.select(ids[0] if ids else None)
-        self.edit_tool.extra = ids[1:]
-        self.instance_layer.set_selected(ids)
-
-    def _on_visibility(self, iid: int, visible: bool) -> None:
-        self.instance_layer.set_visible(iid, visible)
-        self.edit_tool.refresh()
-
-    def _on_opacity(self, opacity: float) -> None:
-        self.instance_layer.set_opacity(opacity)
-        self.settings.opacity = opacity
 
     # -- keys shared by tools ----------------------------------------------------------------
     def accept(self) -> None:
         tool = self.canvas.tool
         if tool is self.sam_tool:
-            self.sam_tool.accept()
+            self.labelling.accept_candidate()  # asks for the label (the popup), then stores
         elif tool is self.polygon_tool:
             self.polygon_tool.accept()
         elif self.proposals.active:
@@ -363,8 +366,9 @@ class MainWindow(QMainWindow):
     def _restore_layout(self) -> None:
         if self.settings.geometry:
             self.restoreGeometry(QByteArray.fromBase64(self.settings.geometry.encode()))
-        else:
-            self.resize(1280, 820)
+        else:  # the first start: as large as fits the screen, up to 1280 x 820
+            area = dialogs.screen_area(self)
+            self.resize(min(1280, area.width()), min(820, area.height() - 40))
         if self.settings.state:
             self.restoreState(QByteArray.fromBase64(self.settings.state.encode()))
 

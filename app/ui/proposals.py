@@ -1,8 +1,10 @@
 """Segment everything and "find all: TEXT": the predictor's proposals shown as dashed
-suggestions. Click one to accept it (right click discards it); Enter accepts all that are
-left, Esc discards them. Accepted suggestions get the CURRENT label, also those found by
-text (the text is a query, the label stays the person's choice: pick or add the label first,
-e.g. "person", to store them under it)."""
+suggestions. Click one to accept it (right click discards it), or point at it and press Y
+(accept) or N (discard); Enter accepts all that are left, Esc discards them. The proposal
+under the pointer is highlighted, and a banner over the canvas says the keys for as long as
+proposals are shown (and the progress while they are computed). Accepted suggestions get the
+CURRENT label, also those found by text (the text is a query, the label stays the person's
+choice: pick or add the label first, e.g. "person", to store them under it)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene
 from shapely.geometry import Point as ShapelyPoint
 
 from app.core.types import Geometry, MaskProposal, Source
+from app.ui.canvas.banner import Banner
 from app.ui.canvas.convert import geometry_path
 from app.ui.canvas.layers import cosmetic_pen
 from app.ui.interaction.events import Button, PointerEvent
@@ -47,6 +50,10 @@ class ProposalsController(QObject):
         self._query: str | None = None  # the text of a find-all request, None for everything
         self._previous_tool: str | None = None
         self._bridge: PredictorBridge | None = None
+        self.banner = Banner(window.canvas)
+        self._hover: int | None = None  # index of the proposal under the pointer
+        self._pointer: tuple[float, float] | None = None
+        window.canvas.cursor_moved.connect(self._moved)
         self.set_bridge(window.bridge)
 
     def set_bridge(self, bridge: PredictorBridge) -> None:
@@ -54,9 +61,11 @@ class ProposalsController(QObject):
             self.clear()
             self._bridge.proposals_ready.disconnect(self._on_ready)
             self._bridge.failed.disconnect(self._on_failed)
+            self._bridge.progress.disconnect(self._on_progress)
         self._bridge = bridge
         bridge.proposals_ready.connect(self._on_ready)
         bridge.failed.connect(self._on_failed)
+        bridge.progress.connect(self._on_progress)
 
     @property
     def active(self) -> bool:
@@ -77,6 +86,7 @@ class ProposalsController(QObject):
         self._request = self.w.bridge.segment_everything(
             points_per_side=self.w.bridge.everything_grid)
         self.w.show_message("Segmenting everything… (Esc cancels)")
+        self.banner.say("Segmenting everything… (Esc cancels)")
 
     def find_all(self, text: str) -> None:
         """Every instance of ``text`` (a text-capable backend), run on the prediction worker."""
@@ -93,15 +103,22 @@ class ProposalsController(QObject):
         self._query = text
         self._request = self.w.bridge.find_all(text)
         self.w.show_message(f"Finding all {text!r}… (Esc cancels)")
+        self.banner.say(f"Finding all {text!r}… (Esc cancels)")
 
     def cancel(self) -> None:
         if self._request is not None:
             self.w.bridge.cancel_everything()
             self._request = None
+            self.banner.say("")
+
+    def _on_progress(self, message: str, done: int, total: int) -> None:
+        if self._request is not None and total > 1 and "everything" in message:
+            self.banner.say(f"Segmenting everything… {100 * done // total}% (Esc cancels)")
 
     def _on_failed(self, kind: str, request_id: int, message: str) -> None:
         if kind == "everything" and request_id == self._request:
             self._request = None
+            self.banner.say("")
             what = f"Find all {self._query!r}" if self._query else "Segment everything"
             self.w.show_message(f"{what} failed: {message}")
 
@@ -131,17 +148,29 @@ class ProposalsController(QObject):
             self.w.canvas.tool = self
         found = f" of {self._query!r}" if self._query else ""
         if not self.items:
+            self.banner.say("")
             self.w.show_message(f"No proposals{found}")
             return
-        self.w.show_message(f"{len(self.items)} proposals{found} (label "
-                            f"{self.w.session.current_label!r}): click to accept, right click "
-                            "to discard, Enter accepts all, Esc discards all")
+        self._say_keys()
+        if self._pointer is not None:
+            self._highlight(*self._pointer)
+
+    def _say_keys(self) -> None:
+        found = f" of {self._query!r}" if self._query else ""
+        text = (f"{len(self.items)} proposals{found} for label "
+                f"{self.w.session.current_label!r}: click or Y accepts the one under the "
+                "pointer, right click or N discards it · Enter accepts all · Esc discards all")
+        self.banner.say(text)
+        self.w.show_message(text)
 
     def clear(self) -> None:
         self.cancel()
         for item, _, _ in self.items:
             self.scene.removeItem(item)
         self.items.clear()
+        self._hover = None
+        if self._request is None:
+            self.banner.say("")
         if self._previous_tool is not None and self.w.canvas.tool is self:
             self.w.set_tool(self._previous_tool)
         self._previous_tool = None
@@ -159,17 +188,53 @@ class ProposalsController(QObject):
         hits = [i for i, (_, g, _) in enumerate(self.items) if g.covers(pt)]
         return min(hits, key=lambda i: self.items[i][1].area) if hits else None
 
-    # -- CanvasTool ------------------------------------------------------------------------
-    def press(self, ev: PointerEvent) -> None:
-        i = self._at(ev.x, ev.y)
-        if i is None:
-            return
+    def take(self, i: int, accept: bool) -> None:
+        """Accept (or discard) proposal ``i``; the last one taken ends the suggestions."""
         item, geom, score = self.items.pop(i)
         self.scene.removeItem(item)
-        if ev.button == Button.LEFT:
+        self._hover = None
+        if accept:
             self.w.session.add_instance(geom, self._source(), score)
         if not self.items:
             self.clear()
+        else:
+            self._say_keys()
+            if self._pointer is not None:
+                self._highlight(*self._pointer)
+
+    def take_under_pointer(self, accept: bool) -> None:
+        """Y (accept) / N (discard): the proposal under the pointer."""
+        if not self.active:
+            return
+        i = self._at(*self._pointer) if self._pointer is not None else None
+        if i is None:
+            self.w.show_message("Point at a proposal first", 3000)
+            return
+        self.take(i, accept)
+
+    def _highlight(self, x: float, y: float) -> None:
+        i = self._at(x, y)
+        if i == self._hover:
+            return
+        for k, (item, _, _) in enumerate(self.items):
+            on = k == i
+            item.setPen(cosmetic_pen(QColor(255, 220, 0), 3.0 if on else 1.5,
+                                     Qt.PenStyle.SolidLine if on else Qt.PenStyle.DashLine))
+            fill = QColor(255, 220, 0)
+            fill.setAlphaF(0.3 if on else 0.12)
+            item.setBrush(fill)
+        self._hover = i
+
+    # -- CanvasTool ------------------------------------------------------------------------
+    def press(self, ev: PointerEvent) -> None:
+        i = self._at(ev.x, ev.y)
+        if i is not None:
+            self.take(i, ev.button == Button.LEFT)
+
+    def _moved(self, x: float, y: float) -> None:
+        self._pointer = (x, y)
+        if self.items:
+            self._highlight(x, y)
 
     def move(self, ev: PointerEvent) -> None:
         pass

@@ -23,6 +23,7 @@ class AnnotationSession(QObject):
     labels_changed = Signal()
     images_changed = Signal()  # statuses or the image list
     current_label_changed = Signal(str)
+    saved = Signal()  # an edit is in the project file (one committed transaction each)
 
     def __init__(self, project: Project, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -64,6 +65,7 @@ class AnnotationSession(QObject):
         self.project.set_status(self.image.id, status)
         self.image = self.project.image(self.image.id)
         self.images_changed.emit()
+        self.saved.emit()
 
     # -- instances -------------------------------------------------------------------------
     def instances(self) -> list[Instance]:
@@ -91,6 +93,7 @@ class AnnotationSession(QObject):
         if len(self.project.labels()) != labels:
             self.labels_changed.emit()
         self.instances_changed.emit()
+        self.saved.emit()
 
     def add_instance(self, geom: Geometry, source: Source, score: float | None = None,
                      label: str | None = None) -> None:
@@ -167,6 +170,7 @@ class AnnotationSession(QObject):
         colour = colour or PALETTE[len(existing) % len(PALETTE)]
         label = self.project.add_label(Label(name, colour, hotkey))
         self.labels_changed.emit()
+        self.saved.emit()
         return label
 
     def update_label(self, name: str, *, new_name: str | None = None,
@@ -176,6 +180,7 @@ class AnnotationSession(QObject):
             self.current_label = new_name
         self.labels_changed.emit()
         self.instances_changed.emit()
+        self.saved.emit()
 
     def label_for_hotkey(self, key: str) -> str | None:
         for lab in self.project.labels():

@@ -39,6 +39,9 @@ class GuiSettings:
     cache_mb: int = 1024
     tolerance: float = DEFAULT_TOLERANCE  # polygon simplification, pixels
     opacity: float = 0.4
+    label_popup: bool = True  # Enter asks for the label (off: the current label at once)
+    hover_preview: bool = True  # the mask under a resting pointer (fast backends only)
+    guide_done: bool = False  # the first-run guide was shown to the end or dismissed
     recent: list[str] = field(default_factory=list)
     geometry: str = ""  # base64 of QMainWindow.saveGeometry()
     state: str = ""  # base64 of QMainWindow.saveState()

@@ -91,6 +91,10 @@ class LoadingPredictor:
         predictor.close()
         return False
 
+    def wait_loaded(self, cancel: CancelToken | None) -> Predictor:
+        """The real predictor, once it is there (cancellable)."""
+        return self._wait(cancel)
+
     def _wait(self, cancel: CancelToken | None) -> Predictor:
         while not self._ready.wait(POLL_S):
             check(cancel)

@@ -1,4 +1,6 @@
-"""The status bar: messages, the encoding state, the last click's latency and the backend.
+"""The status bar: messages, the image counter ("image 3 / 15"), the encoding state (with
+the encoder's progress, block by block, when the backend tells it), the last click's
+latency, whether the work is saved, and the backend.
 
 What is about one image (its error, the latency of a click on it, a candidate's scores)
 is cleared when another image is shown (``new_image``), so nothing of the previous image
@@ -8,8 +10,10 @@ about the app, not the image, and stays.
 
 from __future__ import annotations
 
+import time
+
 from PySide6.QtCore import QObject, Slot
-from PySide6.QtWidgets import QLabel, QStatusBar
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
 MESSAGE_MS = 8000
 
@@ -21,11 +25,22 @@ class StatusLine(QObject):
         super().__init__(bar)
         self.bar = bar
         self.backend = QLabel(backend)
+        self.counter = QLabel("")
+        self.counter.setToolTip("The image shown / the images in the list (with its filter)")
         self.encode = QLabel("")
+        self.encode_bar = QProgressBar()
+        self.encode_bar.setRange(0, 100)
+        self.encode_bar.setMaximumWidth(90)
+        self.encode_bar.setMaximumHeight(14)
+        self.encode_bar.setTextVisible(False)
+        self.encode_bar.setVisible(False)
         self.latency = QLabel("")
-        for w in (self.encode, self.latency, self.backend):
+        self.saved = QLabel("")
+        for w in (self.counter, self.encode, self.encode_bar, self.latency, self.saved,
+                  self.backend):
             bar.addPermanentWidget(w)
         self._lasting: str | None = None  # the message shown without a timeout, if any
+        self.encode_fraction: float | None = None  # of the current image's encode, if told
 
     def show(self, text: str, ms: int = MESSAGE_MS) -> None:
         self._lasting = text if ms == 0 else None
@@ -38,17 +53,40 @@ class StatusLine(QObject):
         self.latency.setText("")
 
     # -- predictor signals -------------------------------------------------------------------
+    def set_counter(self, text: str) -> None:
+        self.counter.setText(text)
+
+    def saved_now(self, where: str) -> None:
+        """An edit is in the project file (each edit is one committed transaction)."""
+        self.saved.setText(f"✓ saved {time.strftime('%H:%M:%S')}")
+        self.saved.setToolTip(f"Every change is written to {where} at once")
+
     @Slot(str, int, int)
     def progress(self, message: str, done: int, total: int) -> None:
         if message == "encoding image":
-            self.encode.setText("encoding…")
+            if total > 1:  # the encoder's blocks
+                self.encode_fraction = done / total
+                self.encode.setText(f"encoding {100 * done // total}%")
+                self.encode_bar.setValue(100 * done // total)
+                self.encode_bar.setVisible(True)
+            else:
+                self.encode_fraction = None
+                self.encode.setText("encoding…")
+            return
+        if message == "image encoded":
+            self._encode_done()
         elif total and done < total:
             self.encode.setText(f"{message} {done}/{total}")
-        elif message != "image encoded":
+        else:
             self.encode.setText("")
+
+    def _encode_done(self) -> None:
+        self.encode_fraction = None
+        self.encode_bar.setVisible(False)
 
     @Slot(object, float)
     def embedded(self, key: object, seconds: float) -> None:
+        self._encode_done()
         self.encode.setText(f"ready ({seconds:.1f} s)")
 
     @Slot(float)
@@ -58,6 +96,7 @@ class StatusLine(QObject):
     @Slot(str, int, str)
     def failed(self, kind: str, request_id: int, message: str) -> None:
         if kind == "embed":
+            self._encode_done()
             self.encode.setText("encoding failed")
             self.show(f"Encoding failed: {message}")
         # "predict": the SAM tool says; "everything" (segment everything, find all): the

@@ -19,6 +19,7 @@ from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
 from app.predict.base import Predictor
 from app.predict.service import Job, JobKind, PredictionService, ServiceCallbacks
+from app.ui.encode_progress import EncodeProgress
 
 BACKGROUND_NICE = 10  # how much less CPU priority the non-GUI threads get (Linux)
 
@@ -165,6 +166,8 @@ class PredictorBridge(QObject):
         self._unreadable_lock = threading.Lock()
         self._job_failed.connect(self._deliver_failure)
         served: Any = TextQueries(predictor) if self.supports_text else predictor
+        served = EncodeProgress(served, self._encode_step,
+                                lambda image_hash: image_hash == self.current_hash)
         self.service = PredictionService(served, ServiceCallbacks(
             on_embedding_ready=self._embedded,
             on_mask=self._mask,
@@ -292,6 +295,10 @@ class PredictorBridge(QObject):
                 and image_hash != self.current_hash:
             return
         self.failed.emit(kind, generation, message)
+
+    def _encode_step(self, done: int, total: int) -> None:
+        """(worker thread) The current image's encoder is at step ``done`` of ``total``."""
+        self.progress.emit("encoding image", int(done), int(total))
 
     def _progress(self, message: str, done: int, total: int) -> None:
         self.progress.emit(str(message), int(done), int(total))

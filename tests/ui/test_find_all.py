@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 from ui_helpers import TIMEOUT, click, key, open_window
 
@@ -92,6 +93,10 @@ def test_find_all_proposals_accept_one(qtbot: QtBot, image_folder: Path,
     qtbot.waitUntil(lambda: w.proposals.active, timeout=TIMEOUT)
     key(qtbot, w, Qt.Key.Key_Return)
     assert len(w.session.instances()) == 3 and not w.proposals.active
+    # Esc in the box gives the keyboard back to the canvas (issue 13)
+    w.find_all_box.edit.setFocus()
+    qtbot.keyClick(w.find_all_box.edit, Qt.Key.Key_Escape)
+    assert QApplication.focusWidget() is w.canvas
     w.close()
 
 

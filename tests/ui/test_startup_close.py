@@ -73,7 +73,8 @@ def start_loading(qtbot: QtBot, folder: Path, build: Callable[[], Predictor],
                   ) -> tuple[Launcher, LoadingPredictor]:
     """What ``run`` does with a StartupBuild: the window opens on a stand-in predictor."""
     loading = LoadingPredictor("SAM2 test")
-    launcher = Launcher(PredictorBridge(loading), GuiSettings(), interactive=False)
+    launcher = Launcher(PredictorBridge(loading), GuiSettings(label_popup=False),
+                        interactive=False)
     load_in_background(launcher, loading, StartupBuild("SAM2 test", build, ClassicalPredictor))
     launcher.open(folder)
     qtbot.waitUntil(lambda: launcher.window is not None, timeout=TIMEOUT)

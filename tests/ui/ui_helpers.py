@@ -17,9 +17,10 @@ TIMEOUT = 15000
 
 
 def open_window(qtbot: QtBot, target: Path | None, bridge: PredictorBridge,
-                timeout: int = TIMEOUT) -> MainWindow:
-    """Open ``target`` like the app does and wait until its first image is on the canvas."""
-    launcher = Launcher(bridge, GuiSettings(), interactive=False)
+                timeout: int = TIMEOUT, *, label_popup: bool = False) -> MainWindow:
+    """Open ``target`` like the app does and wait until its first image is on the canvas.
+    Enter stores the current label at once unless ``label_popup`` (the app's default)."""
+    launcher = Launcher(bridge, GuiSettings(label_popup=label_popup), interactive=False)
     launcher.open(target)
     qtbot.waitUntil(lambda: launcher.window is not None, timeout=timeout)
     window = launcher.window
@@ -29,6 +30,7 @@ def open_window(qtbot: QtBot, target: Path | None, bridge: PredictorBridge,
     qtbot.waitUntil(lambda: window.canvas.image_size is not None
                     or bool(window.canvas.message()) and "Loading" not in
                     window.canvas.message(), timeout=timeout)
+    qtbot.wait(20)  # the layout after the resize (panels collapse below 1200 px) settles
     window.canvas.fit()
     return window
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 
 from app.core.types import Box, Geometry, Point
 from app.ui.canvas.convert import LiveOverlay, geometry_path, live_overlay
+from app.ui.canvas.shades import outline_colour
 from app.ui.interaction.rings import Shape
 
 Z_INSTANCES, Z_MASK, Z_HANDLES, Z_MARKS = 1, 2, 3, 4
@@ -80,26 +81,51 @@ class MaskLayer:
         self.pixels = 0
 
 
+class InstanceItem(QGraphicsPathItem):
+    """An instance: its shade's translucent fill, then a thin outline over a light halo
+    (visible on any background); the selected ones a wider line and a dashed ring."""
+
+    def __init__(self, path: QPainterPath) -> None:
+        super().__init__(path)
+        self.pens: list[QPen] = []
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        path = self.path()
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(self.brush())
+        painter.drawPath(path)
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        for pen in self.pens:
+            painter.setPen(pen)
+            painter.drawPath(path)
+
+
 class InstanceLayer:
-    """One filled, outlined path per instance; holes show through (odd-even fill)."""
+    """One filled, outlined path per instance; holes show through (odd-even fill). Each
+    instance has its own shade of its label's colour (see shades.py)."""
 
     def __init__(self, scene: QGraphicsScene) -> None:
         self.scene = scene
-        self.items: dict[int, QGraphicsPathItem] = {}
+        self.items: dict[int, InstanceItem] = {}
         self.opacity = 0.4
         self.selected: set[int] = set()
+        self.all_hidden = False  # H: every instance hidden (the list's ticks are kept)
         self._colours: dict[int, QColor] = {}
+        self._visible: dict[int, bool] = {}
 
-    def set_instances(self, rows: Iterable[tuple[int, Geometry, str, bool]]) -> None:
+    def set_instances(self, rows: Iterable[tuple[int, Geometry, str | QColor, bool]]) -> None:
         """Replace everything: rows of (instance id, geometry, colour, visible)."""
         for item in self.items.values():
             self.scene.removeItem(item)
         self.items.clear()
         self._colours.clear()
+        self._visible.clear()
         for iid, geom, colour, visible in rows:
-            item = QGraphicsPathItem(geometry_path(geom))
+            item = InstanceItem(geometry_path(geom))
             item.setZValue(Z_INSTANCES)
-            item.setVisible(visible)
+            self._visible[iid] = visible
+            item.setVisible(visible and not self.all_hidden)
             self.scene.addItem(item)
             self.items[iid] = item
             self._colours[iid] = QColor(colour)
@@ -123,16 +149,33 @@ class InstanceLayer:
 
     def set_visible(self, iid: int, visible: bool) -> None:
         if iid in self.items:
-            self.items[iid].setVisible(visible)
+            self._visible[iid] = visible
+            self.items[iid].setVisible(visible and not self.all_hidden)
+
+    def set_all_hidden(self, hidden: bool) -> None:
+        self.all_hidden = hidden
+        for iid, item in self.items.items():
+            item.setVisible(self._visible.get(iid, True) and not hidden)
+
+    def colour(self, iid: int) -> QColor | None:
+        return self._colours.get(iid)
 
     def _style(self, iid: int) -> None:
         item, colour = self.items[iid], QColor(self._colours[iid])
+        selected = iid in self.selected
         fill = QColor(colour)
-        fill.setAlphaF(min(1.0, self.opacity * (1.4 if iid in self.selected else 1.0)))
+        fill.setAlphaF(min(1.0, self.opacity * (1.5 if selected else 1.0)))
         item.setBrush(QBrush(fill))
-        width = 3.0 if iid in self.selected else 1.5
-        pen_colour = QColor(255, 255, 255) if iid in self.selected else colour
-        item.setPen(cosmetic_pen(pen_colour, width))
+        line = outline_colour(colour)
+        if selected:
+            ants = cosmetic_pen(QColor(20, 20, 20), 1.5, Qt.PenStyle.DashLine)
+            item.pens = [cosmetic_pen(QColor(255, 255, 255), 4.5), cosmetic_pen(colour, 2.0),
+                         ants]
+        else:
+            halo = QColor(255, 255, 255, 150)
+            item.pens = [cosmetic_pen(halo, 2.6), cosmetic_pen(line, 1.2)]
+        item.setPen(item.pens[0])  # the widest: Qt's bounding rect leaves room for it
+        item.update()
 
 
 class BrushCursor(QGraphicsItem):

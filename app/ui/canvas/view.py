@@ -13,6 +13,7 @@ from PySide6.QtGui import (
     QMouseEvent,
     QPainter,
     QPixmap,
+    QResizeEvent,
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
@@ -81,6 +82,8 @@ class CanvasView(QGraphicsView):
         self._pan_from: QPointF | None = None
         self._space = False
         self.image_size: tuple[int, int] | None = None  # (width, height)
+        # the person zoomed or panned: a resize keeps their view (else it refits)
+        self.user_zoomed = False
         # keys that reach the canvas unhandled go here (the window's shortcuts); True = used
         self.key_fallback: Callable[[QKeyEvent], bool] | None = None
 
@@ -116,11 +119,31 @@ class CanvasView(QGraphicsView):
         return float(self.transform().m11())
 
     def fit(self) -> None:
-        """Fit the whole image in the window (F)."""
+        """Fit the whole image in the window (F); a resize refits it again."""
+        self.user_zoomed = False
         if self.image_size:
             w, h = self.image_size
             self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
             self.zoom_changed.emit(self.scale_factor())
+
+    def zoom_to(self, rect: QRectF, margin: float = 0.25, max_scale: float = 8.0) -> None:
+        """Show ``rect`` (image coordinates) with ``margin`` of its size around it, no closer
+        than ``max_scale`` screen pixels per image pixel; a resize keeps this view."""
+        if rect.isNull() or not self.image_size:
+            return
+        dx, dy = rect.width() * margin, rect.height() * margin
+        target = rect.adjusted(-dx, -dy, dx, dy)
+        self.fitInView(target, Qt.AspectRatioMode.KeepAspectRatio)
+        if self.scale_factor() > max_scale:
+            self.zoom_by(max_scale / self.scale_factor())
+            self.centerOn(rect.center())
+        self.user_zoomed = True
+        self.zoom_changed.emit(self.scale_factor())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if self.image_size and not self.user_zoomed:
+            self.fit()
 
     def zoom_by(self, factor: float, anchor: QPointF | None = None) -> None:
         """Zoom by ``factor`` keeping the image point under ``anchor`` (viewport
@@ -130,6 +153,7 @@ class CanvasView(QGraphicsView):
         at = anchor if anchor is not None else QPointF(self.viewport().rect().center())
         fixed = self.mapToScene(at.toPoint())
         self.scale(factor, factor)
+        self.user_zoomed = True
         moved = self.mapFromScene(fixed) - at.toPoint()
         self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() + moved.x())
         self.verticalScrollBar().setValue(self.verticalScrollBar().value() + moved.y())
@@ -174,6 +198,7 @@ class CanvasView(QGraphicsView):
         if self._pan_from is not None:
             d = event.position() - self._pan_from
             self._pan_from = event.position()
+            self.user_zoomed = True
             self.horizontalScrollBar().setValue(self.horizontalScrollBar().value() - int(d.x()))
             self.verticalScrollBar().setValue(self.verticalScrollBar().value() - int(d.y()))
             event.accept()

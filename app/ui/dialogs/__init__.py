@@ -5,10 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from PySide6.QtCore import QRect
+from PySide6.QtWidgets import QFileDialog, QWidget
 
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
+
+
+def screen_area(widget: QWidget) -> QRect:
+    """The free area of the screen ``widget`` is on."""
+    from app.ui.dialogs.fit import available
+
+    return available(widget)
 
 
 def _open(w: MainWindow, path: Path) -> None:
@@ -38,7 +46,10 @@ def open_recent(w: MainWindow, path: str) -> None:
 def export(w: MainWindow) -> None:
     from app.ui.dialogs.export_dialog import ExportDialog
 
-    ExportDialog(w.project, w.tasks, w).exec()
+    panel = w.images_panel
+    ExportDialog(w.project, w.tasks, w,
+                 shown_ids=[int(r.id or 0) for r in panel.visible_records()],
+                 selected_ids=[int(r.id or 0) for r in panel.selected_records()]).exec()
 
 
 def settings(w: MainWindow) -> None:
@@ -61,6 +72,7 @@ def apply_settings(w: MainWindow, before: tuple[object, ...]) -> None:
     """Save the settings; switch the backend when its choice changed."""
     w.settings.save()
     w.sam_tool.tolerance = w.settings.tolerance
+    w.hover.enabled = w.settings.hover_preview
     w.instances_panel.set_tolerance(w.settings.tolerance)
     if backend_choice(w.settings) == before:
         w.show_message("Settings saved")
@@ -72,12 +84,7 @@ def apply_settings(w: MainWindow, before: tuple[object, ...]) -> None:
 
 
 def shortcuts(w: MainWindow) -> None:
-    from app.ui.keys import shortcut_table
+    """F1: the table of every key and mouse action."""
+    from app.ui.help_dialog import show_help
 
-    text = "\n".join(f"{keys:<22} {name}" for name, keys in shortcut_table(w))
-    box = QMessageBox(w)
-    box.setWindowTitle("Keyboard shortcuts")
-    box.setText("Left click: positive point · Right/Shift click: negative point · "
-                "Drag: box · Wheel: zoom · Middle drag or Space+drag: pan")
-    box.setDetailedText(text)
-    box.exec()
+    w.help_dialog = show_help(w)

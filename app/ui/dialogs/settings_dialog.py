@@ -1,12 +1,14 @@
 """Settings: backend (local SAM2, classical, a MaskLoop server, Roboflow, fal, Segmind),
 model (with a Download button), checkpoint file, device, server URL, key and mode, hosted-API
-keys, cache size, simplification default; the shortcuts are listed. Only the rows of the
-chosen backend are shown. Keys live in the settings file (see app.ui.settings), never in logs
+keys, cache size, simplification default, the label popup and the hover preview (the keys
+are in F1's table). Only the rows of the chosen backend are shown; it fits a 1366 x 768
+screen. Keys live in the settings file (see app.ui.settings), never in logs
 or the status bar."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.core.errors import Cancelled
 from app.predict.models import REGISTRY, installed_checkpoint
+from app.ui.dialogs.fit import fit_to_screen
 from app.ui.settings import GuiSettings, settings_path
 from app.ui.tasks import Task, TaskRunner
 
@@ -107,6 +110,11 @@ class SettingsDialog(QDialog):
         self.tolerance.setSingleStep(0.1)
         self.tolerance.setSuffix(" px")
         self.tolerance.setValue(settings.tolerance)
+        self.label_popup = QCheckBox("Ask for the label when a mask is accepted (Enter)")
+        self.label_popup.setToolTip("Off: Enter stores the current label (keys 1-9) at once")
+        self.label_popup.setChecked(settings.label_popup)
+        self.hover_preview = QCheckBox("Preview the mask under the pointer (fast backends)")
+        self.hover_preview.setChecked(settings.hover_preview)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
                                    | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
@@ -127,17 +135,15 @@ class SettingsDialog(QDialog):
         form.addRow(self.key_note)
         form.addRow("Embedding cache", self.cache_mb)
         form.addRow("Simplification", self.tolerance)
-        if parent is not None and hasattr(parent, "actions_by_name"):
-            from app.ui.keys import shortcut_table
-
-            keys = QLabel("\n".join(f"{k}: {n}" for n, k in shortcut_table(parent)))  # type: ignore[arg-type]
-            keys.setWordWrap(True)
-            form.addRow("Shortcuts", keys)
+        form.addRow(self.label_popup)
+        form.addRow(self.hover_preview)
+        form.addRow(QLabel("Every key: Help > Keys and mouse (F1)"))
         form.addRow(buttons)
         self.form = form
         self.backend.currentIndexChanged.connect(lambda _: self._show_backend_rows())
         self._show_backend_rows()
         self._model_state()
+        fit_to_screen(self)
 
     def _show_backend_rows(self) -> None:
         """Show the remote rows of the chosen backend only."""
@@ -204,6 +210,8 @@ class SettingsDialog(QDialog):
             setattr(s, attr, self.hosted_keys[name].text().strip())
         s.cache_mb = self.cache_mb.value()
         s.tolerance = self.tolerance.value()
+        s.label_popup = self.label_popup.isChecked()
+        s.hover_preview = self.hover_preview.isChecked()
         super().accept()
 
     def reject(self) -> None:

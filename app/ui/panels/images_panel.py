@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
+    QApplication,
     QComboBox,
     QLineEdit,
     QListWidget,
@@ -62,10 +63,13 @@ class ImagesPanel(QWidget):
         self.filter_text.setPlaceholderText("filter by name")
         self.list = QListWidget()
         self.list.setIconSize(QSize(THUMB, THUMB))
+        # Ctrl/Shift+click selects several (Export: "the selected images")
+        self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.list.itemActivated.connect(self._activated)
-        self.list.itemClicked.connect(self._activated)
+        self.list.itemClicked.connect(self._clicked)
         self.filter_status.currentTextChanged.connect(lambda _: self._apply_filter())
         self.filter_text.textChanged.connect(lambda _: self._apply_filter())
+        self.filter_text.returnPressed.connect(self._open_first_shown)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.filter_status)
@@ -130,8 +134,11 @@ class ImagesPanel(QWidget):
         for row in range(self.list.count()):
             rec = self.list.item(row).data(Qt.ItemDataRole.UserRole)
             if isinstance(rec, ImageRecord) and rec.id == image_id:
+                keep = QItemSelectionModel.SelectionFlag.NoUpdate  # a multiple selection
+                flag = keep if self.list.item(row).isSelected() else \
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect
                 self.list.blockSignals(True)
-                self.list.setCurrentRow(row)
+                self.list.setCurrentRow(row, flag)
                 self.list.blockSignals(False)
                 return
 
@@ -144,6 +151,24 @@ class ImagesPanel(QWidget):
                 out.append(rec)
         return out
 
+    def selected_records(self) -> list[ImageRecord]:
+        """The images selected in the list (Ctrl/Shift+click), in list order."""
+        out = []
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            rec = item.data(Qt.ItemDataRole.UserRole)
+            if item.isSelected() and isinstance(rec, ImageRecord) and not item.isHidden():
+                out.append(rec)
+        return out
+
+    def _open_first_shown(self) -> None:
+        """Enter in the filter box: open the first image it lets through, unless the one
+        shown already passes."""
+        shown = self.visible_records()
+        current = self.current_id()
+        if shown and current not in [r.id for r in shown]:
+            self.activated.emit(shown[0])
+
     def _apply_filter(self) -> None:
         status = self.filter_status.currentText()
         text = self.filter_text.text().lower()
@@ -155,6 +180,12 @@ class ImagesPanel(QWidget):
             if isinstance(rec, ImageRecord) and status != "all":
                 ok = ok and rec.status == status
             item.setHidden(not ok)
+
+    def _clicked(self, item: QListWidgetItem) -> None:
+        """A plain click opens the image; Ctrl/Shift+click only selects (for Export)."""
+        mods = QApplication.keyboardModifiers()
+        if not mods & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier):
+            self._activated(item)
 
     def _activated(self, item: QListWidgetItem) -> None:
         self.activated.emit(item.data(Qt.ItemDataRole.UserRole))

@@ -1,14 +1,18 @@
 """The instances of the current image: visibility, opacity, selection, delete/merge/subtract,
-and the simplification slider (pixels) applied to the selected instances."""
+and the simplification slider (pixels) applied to the selected instances. Each row shows the
+instance's own shade; a right click offers relabel, delete, hide and zoom, a double click
+zooms to the instance."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QPoint, Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QPushButton,
     QSlider,
     QVBoxLayout,
@@ -31,6 +35,10 @@ class InstancesPanel(QWidget):
     delete_clicked = Signal()
     merge_clicked = Signal()
     subtract_clicked = Signal()
+    relabel_requested = Signal(list, str)  # ids, label
+    delete_requested = Signal(list)
+    hide_requested = Signal(list, bool)  # ids, hidden
+    zoom_requested = Signal(list)
 
     def __init__(self, session: AnnotationSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -40,6 +48,11 @@ class InstancesPanel(QWidget):
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.list.itemSelectionChanged.connect(self._selection)
         self.list.itemChanged.connect(self._checked)
+        self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.customContextMenuRequested.connect(self._context_menu)
+        self.list.itemDoubleClicked.connect(
+            lambda item: self.zoom_requested.emit([item.data(Qt.ItemDataRole.UserRole)]))
+        self.menu: QMenu | None = None  # the open context menu (tests drive it)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(40)
@@ -56,6 +69,7 @@ class InstancesPanel(QWidget):
         for text, signal in (("Delete", self.delete_clicked), ("Merge", self.merge_clicked),
                              ("Subtract", self.subtract_clicked)):
             b = QPushButton(text)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the keyboard stays on the canvas
             b.clicked.connect(signal.emit)
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
@@ -66,6 +80,8 @@ class InstancesPanel(QWidget):
         layout.addWidget(self.opacity)
         layout.addWidget(self.tolerance_label)
         layout.addWidget(self.tolerance)
+        for slider in (self.opacity, self.tolerance):
+            slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self._updating = False
 
     def _show_tolerance(self, value: int) -> None:
@@ -74,12 +90,15 @@ class InstancesPanel(QWidget):
     def set_tolerance(self, pixels: float) -> None:
         self.tolerance.setValue(round(pixels * STEPS))
 
-    def set_instances(self, instances: list[Instance]) -> None:
+    def set_instances(self, instances: list[Instance],
+                      shades: dict[int, QColor] | None = None) -> None:
+        """List ``instances``, each with its shade on the canvas (default: its label's)."""
         self._updating = True
         self.list.clear()
         for inst in instances:
             score = f"  {inst.score:.2f}" if inst.score is not None else ""
-            item = QListWidgetItem(colour_icon(self.session.colour_of(inst.label)),
+            colour = (shades or {}).get(int(inst.id or 0)) or self.session.colour_of(inst.label)
+            item = QListWidgetItem(colour_icon(QColor(colour).name()),
                                    f"#{inst.id} {inst.label}  ({inst.source.value}){score}")
             item.setData(Qt.ItemDataRole.UserRole, inst.id)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
@@ -107,3 +126,38 @@ class InstancesPanel(QWidget):
         visible = item.checkState() == Qt.CheckState.Checked
         (self.hidden.discard if visible else self.hidden.add)(iid)
         self.visibility_changed.emit(iid, visible)
+
+    def ids(self) -> list[int]:
+        return [self.list.item(r).data(Qt.ItemDataRole.UserRole)
+                for r in range(self.list.count())]
+
+    def _context_menu(self, pos: QPoint) -> None:
+        """Relabel, delete, hide / show, zoom to: the instance under the pointer, or the
+        selection when the pointer is on a selected row."""
+        item = self.list.itemAt(pos)
+        if item is None:
+            return
+        if not item.isSelected():
+            self.list.clearSelection()
+            item.setSelected(True)  # the selection follows (selection_changed)
+        ids = [i.data(Qt.ItemDataRole.UserRole) for i in self.list.selectedItems()]
+        self.menu = menu = QMenu(self)
+        relabel = menu.addMenu("Relabel")
+        for lab in self.session.labels():
+            key = f"\t{lab.hotkey}" if lab.hotkey else ""
+            action = relabel.addAction(colour_icon(lab.colour), f"{lab.name}{key}")
+            action.triggered.connect(lambda *_, n=lab.name: self.relabel_requested.emit(ids, n))
+        menu.addAction("Delete", lambda: self.delete_requested.emit(ids))
+        hidden = all(i in self.hidden for i in ids)
+        menu.addAction("Show" if hidden else "Hide",
+                       lambda: self.hide_requested.emit(ids, not hidden))
+        menu.addAction("Zoom to (double click)", lambda: self.zoom_requested.emit(ids))
+        menu.popup(self.list.viewport().mapToGlobal(pos))
+
+    def set_hidden(self, ids: list[int], hidden: bool) -> None:
+        """Tick or untick rows (as a click on their box would)."""
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) in ids:
+                item.setCheckState(Qt.CheckState.Unchecked if hidden
+                                   else Qt.CheckState.Checked)

@@ -69,9 +69,11 @@ class LabelsPanel(QWidget):
         name, ok = QInputDialog.getText(self, "New label", "Label name:")
         if ok and name.strip():
             try:
-                self.session.add_label(name.strip())
+                label = self.session.add_label(name.strip())
             except MaskLoopError as exc:
                 self.message.emit(str(exc))
+                return
+            self.session.set_current_label(label.name)  # the new label is the one used next
 
     def rename_label(self) -> None:
         old = self._selected_name()

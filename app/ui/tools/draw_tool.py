@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QObject, Signal
 
 from app.core.types import Box, Geometry, Source
@@ -21,6 +23,9 @@ class PolygonTool(QObject):
         super().__init__(parent)
         self.session, self.marks = session, marks
         self.state = PolygonDrawer()
+        # given a finished shape and how to draw it again: stores it (the label popup);
+        # None: stored at once with the current label
+        self.on_shape: Callable[[Geometry, Callable[[], None] | None], None] | None = None
 
     def press(self, ev: PointerEvent) -> None:
         self._done(self.state.press(ev))
@@ -56,8 +61,20 @@ class PolygonTool(QObject):
         self.clear()
 
     def _done(self, geom: Geometry | None) -> None:
-        if geom is not None:
+        if geom is None:
+            return
+        if self.on_shape is not None:
+            self.on_shape(geom, lambda: self.restore(geom))
+        else:
             self.session.add_instance(geom, Source.MANUAL)
+
+    def restore(self, geom: Geometry) -> None:
+        """Draw ``geom``'s outline again as the polygon being drawn (its label was not
+        given: Enter finishes it again, Esc drops it)."""
+        ring = getattr(geom, "exterior", None)
+        if ring is not None:
+            self.state.vertices = [(float(x), float(y)) for x, y in list(ring.coords)[:-1]]
+            self._draw()
 
     def _draw(self) -> None:
         pts = list(self.state.vertices)
@@ -76,6 +93,7 @@ class BoxTool(QObject):
         super().__init__(parent)
         self.session, self.marks = session, marks
         self.state = BoxDrawer()
+        self.on_shape: Callable[[Geometry, Callable[[], None] | None], None] | None = None
 
     def press(self, ev: PointerEvent) -> None:
         self.state.press(ev)
@@ -88,7 +106,9 @@ class BoxTool(QObject):
     def release(self, ev: PointerEvent) -> None:
         geom = self.state.release(ev)
         self.marks.set_marks()
-        if geom is not None:
+        if geom is not None and self.on_shape is not None:
+            self.on_shape(geom, None)
+        elif geom is not None:
             self.session.add_instance(geom, Source.MANUAL)
 
     def double_click(self, ev: PointerEvent) -> None:

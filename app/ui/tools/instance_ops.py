@@ -1,4 +1,5 @@
-"""Operations on the selected instances: relabel by hotkey, merge, subtract, re-simplify."""
+"""Operations on the selected instances: relabel by hotkey, merge, subtract, re-simplify;
+and what the instance list asks for (selection, visibility, opacity, delete)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,29 @@ def label_hotkey(w: MainWindow, key: str) -> None:
         w.session.relabel(ids, name)
     elif w.sam_tool.state.result is not None:
         w.sam_tool.redraw()
+
+
+def list_selection(w: MainWindow, ids: list[int]) -> None:
+    w.edit_tool.select(ids[0] if ids else None)
+    w.edit_tool.extra = ids[1:]
+    w.instance_layer.set_selected(ids)
+
+
+def set_visible(w: MainWindow, iid: int, visible: bool) -> None:
+    w.instance_layer.set_visible(iid, visible)
+    w.edit_tool.refresh()
+
+
+def set_opacity(w: MainWindow, opacity: float) -> None:
+    w.instance_layer.set_opacity(opacity)
+    w.settings.opacity = opacity
+
+
+def delete_instances(w: MainWindow, ids: list[int]) -> None:
+    """The instance list's "Delete": these instances (undoable)."""
+    if ids:
+        w.edit_tool.select(None)
+        w.session.delete(ids)
 
 
 def merge_selected(w: MainWindow) -> None:

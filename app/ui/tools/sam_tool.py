@@ -3,11 +3,13 @@ as a translucent overlay; Enter turns it into an instance."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor
 
-from app.core.types import Geometry, MaskResult
+from app.core.types import Geometry, MaskResult, Prompt
 from app.ui.canvas.convert import LiveOverlay, live_overlay
 from app.ui.canvas.layers import MarksItem, MaskLayer
 from app.ui.interaction.events import PointerEvent
@@ -23,6 +25,8 @@ class SamTool(QObject):
     message = Signal(str)
     accepted = Signal()
     answered = Signal(float)  # a prediction for the current prompt is shown: latency in ms
+    requested = Signal(float, float)  # a prediction was asked for (at this image point)
+    settled = Signal()  # nothing is awaited any more (answered, failed or dropped)
 
     def __init__(self, bridge: PredictorBridge, session: AnnotationSession, mask: MaskLayer,
                  marks: MarksItem, tasks: TaskRunner, parent: QObject | None = None) -> None:
@@ -35,6 +39,8 @@ class SamTool(QObject):
         self._connected: PredictorBridge | None = None
         self._shown = 0  # increases with every overlay asked for: late ones are dropped
         self._scores_shown = False  # the status bar shows a candidate's scores
+        # a result for a prompt already at hand (the hover preview's), or None: asked first
+        self.instant: Callable[[Prompt], MaskResult | None] | None = None
         self.set_bridge(bridge)
 
     def set_bridge(self, bridge: PredictorBridge) -> None:
@@ -73,7 +79,7 @@ class SamTool(QObject):
     def undo_last(self) -> None:
         if self.state.undo_last():
             if self.state.is_empty():
-                self._pending = None
+                self._settle()
                 self._clear_mask()
                 self._forget_scores()
             else:
@@ -84,7 +90,7 @@ class SamTool(QObject):
         """Forget the prompt and its candidates (Esc, Enter, another image), and their
         scores in the status bar."""
         self.state.clear()
-        self._pending = None
+        self._settle()
         self._clear_mask()
         self._draw_marks()
         self._forget_scores()
@@ -94,8 +100,9 @@ class SamTool(QObject):
             self._scores_shown = False
             self.message.emit("")
 
-    def accept(self) -> bool:
-        """Store the chosen candidate as an instance of the current label."""
+    def accept(self, label: str | None = None) -> bool:
+        """Store the chosen candidate as an instance of ``label`` (default: the current
+        label)."""
         from app.core.geometry import mask_to_geometry
 
         mask = self.state.chosen_mask()
@@ -104,7 +111,7 @@ class SamTool(QObject):
             self.message.emit("Nothing to accept: click on an object first")
             return False
         source = self.bridge.source
-        score, label = self.state.chosen_score(), self.session.current_label
+        score, label = self.state.chosen_score(), label or self.session.current_label
 
         def store(geom: Geometry | None) -> None:
             if geom is None:
@@ -130,18 +137,44 @@ class SamTool(QObject):
         self.clear()
 
     # -- predictions -----------------------------------------------------------------------
+    @property
+    def pending(self) -> bool:
+        """A prediction was asked for and is not answered yet."""
+        return self._pending is not None
+
     def _request(self) -> None:
-        self._pending = self.bridge.predict(self.state.prompt())
+        prompt = self.state.prompt()
+        ready = self.instant(prompt) if self.instant is not None else None
+        if ready is not None:  # the hover preview had it: no wait at all
+            self._settle()
+            self.state.set_result(ready)
+            self._show(0.0)
+            self.answered.emit(0.0)
+            return
+        self._pending = self.bridge.predict(prompt)
+        if prompt.points:
+            at = prompt.points[-1]
+            self.requested.emit(at.x, at.y)
+        elif prompt.box is not None:
+            b = prompt.box
+            self.requested.emit((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2)
+
+    def _settle(self) -> None:
+        if self._pending is not None:
+            self._pending = None
+            self.settled.emit()
 
     def _on_predicted(self, request_id: int, result: MaskResult, latency_ms: float) -> None:
         if request_id != self._pending:
             return  # a newer click is on its way
+        self._settle()
         self.state.set_result(result)
         self._show(latency_ms)
         self.answered.emit(latency_ms)
 
     def _on_failed(self, kind: str, request_id: int, message: str) -> None:
         if kind == "predict" and request_id == self._pending:
+            self._settle()
             self.message.emit(f"Prediction failed: {message}")
 
     def _show(self, latency_ms: float | None = None) -> None:

@@ -1,0 +1,47 @@
+"""Per-instance shades of a label's colour, so that two touching instances of one label are
+told apart on the canvas and in the instance list (the same shade in both)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from PySide6.QtGui import QColor
+
+from app.core.types import Instance
+
+# per instance of a label, in turn: (hue shift in degrees, lightness step); the lightness
+# steps spread over LIGHT_RANGE like a van der Corput sequence (any two differ by 1/16 of it
+# at least) and wrap around inside it, so shades never collapse onto each other at an end
+STEPS = [(0, 0.0), (12, 0.5), (-12, 0.25), (20, 0.75), (-20, 0.125), (8, 0.625),
+         (-8, 0.375), (16, 0.875), (-16, 0.0625), (4, 0.5625), (-4, 0.3125), (24, 0.8125)]
+LIGHT_RANGE = (0.28, 0.8)
+
+
+def shade(colour: str | QColor, index: int) -> QColor:
+    """The ``index``-th shade of ``colour`` (0: the colour itself)."""
+    base = QColor(colour)
+    if index <= 0:
+        return base
+    dh, step = STEPS[index % len(STEPS)]
+    h, s, lightness, a = base.getHslF()
+    lo, hi = LIGHT_RANGE
+    lightness = lo + (min(max(lightness, lo), hi) - lo + step * (hi - lo)) % (hi - lo)
+    hue = ((h if h >= 0 else 0.0) * 360 + dh + 3 * (index // len(STEPS))) % 360 / 360
+    return QColor.fromHslF(hue, s, lightness, a)
+
+
+def instance_shades(instances: Iterable[Instance], colour_of: Callable[[str], str]
+                    ) -> dict[int, QColor]:
+    """Instance id -> its shade: the n-th instance of a label (by id) gets shade n."""
+    counts: dict[str, int] = {}
+    out: dict[int, QColor] = {}
+    for inst in sorted((i for i in instances if i.id is not None), key=lambda i: i.id or 0):
+        n = counts.get(inst.label, 0)
+        counts[inst.label] = n + 1
+        out[int(inst.id or 0)] = shade(colour_of(inst.label), n)
+    return out
+
+
+def outline_colour(fill: QColor) -> QColor:
+    """A line that stands out from the fill: darker for light colours, lighter for dark."""
+    return fill.darker(185) if fill.lightnessF() > 0.45 else fill.lighter(190)
