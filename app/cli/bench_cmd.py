@@ -60,10 +60,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from app.cli.bench_remote_cmd import add_remote_bench_args
 
     add_remote_bench_args(parser)
+    from app.cli.bench_server_cmd import add_server_bench_args
+
+    add_server_bench_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "server_load", False):
+        from app.cli.bench_server_cmd import run_server_load
+
+        return run_server_load(args)
     if getattr(args, "remote", None):
         from app.cli.bench_remote_cmd import run_remote
 

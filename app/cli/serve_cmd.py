@@ -10,12 +10,14 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from app.cli.backend import add_model_args, predictor_from_args
 from app.server.settings import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_CACHE_BYTES,
+    DEFAULT_DISK_CACHE_BYTES,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MAX_POINTS,
@@ -23,6 +25,7 @@ from app.server.settings import (
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_URL_TIMEOUT_S,
     ServerSettings,
+    default_server_cache_dir,
 )
 
 API_KEY_ENV = "MASKLOOP_API_KEY"
@@ -55,6 +58,14 @@ def register(subparsers: Any) -> None:
                         help=f"largest request body (default {DEFAULT_MAX_REQUEST_BYTES:,})")
     parser.add_argument("--cache-bytes", metavar="N", type=int, default=DEFAULT_CACHE_BYTES,
                         help=f"memory for embeddings (default {DEFAULT_CACHE_BYTES:,})")
+    parser.add_argument("--cache-dir", metavar="DIR", type=Path, default=None,
+                        help="where embeddings (the app's file format) and image ids are kept "
+                        "across restarts (default: $MASKLOOP_CACHE_DIR/server, else the user "
+                        "cache folder's server/)")
+    parser.add_argument("--disk-cache-bytes", metavar="N", type=int,
+                        default=DEFAULT_DISK_CACHE_BYTES,
+                        help=f"disk for embeddings (default {DEFAULT_DISK_CACHE_BYTES:,}); 0 "
+                        "keeps them in memory only, forgotten on a restart")
     parser.add_argument("--max-prompts", metavar="N", type=int, default=DEFAULT_MAX_PROMPTS,
                         help=f"most prompts in one /sam2/segment_image request (default "
                         f"{DEFAULT_MAX_PROMPTS})")
@@ -85,6 +96,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             from app.core.errors import MaskLoopError
 
             raise MaskLoopError(f"--{name.replace('_', '-')} must be positive")
+    if args.disk_cache_bytes < 0:
+        from app.core.errors import MaskLoopError
+
+        raise MaskLoopError("--disk-cache-bytes must be 0 or more")
+    on_disk = args.disk_cache_bytes > 0
     return ServerSettings(
         api_key=args.api_key or None,
         allow_private_urls=bool(args.allow_private_urls),
@@ -97,6 +113,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         header_timeout_s=args.header_timeout,
         body_timeout_s=args.body_timeout,
         url_timeout_s=args.url_timeout,
+        cache_dir=(args.cache_dir or default_server_cache_dir()) if on_disk else None,
+        disk_cache_bytes=args.disk_cache_bytes,
     )
 
 
@@ -109,13 +127,15 @@ def run(args: argparse.Namespace) -> int:
     from app.server.security import RedactKeys
 
     settings = settings_from_args(args)
-    cache = EmbeddingCache(memory_bytes=settings.cache_bytes, disk_dir=None)
+    cache = EmbeddingCache(memory_bytes=settings.cache_bytes, disk_dir=settings.cache_dir,
+                           disk_bytes=settings.disk_cache_bytes)
     predictor = predictor_from_args(args, cache=cache)
     try:
         app = create_app(predictor, settings)
         auth = "API key required" if settings.api_key else "no API key"
+        kept = f"cache {settings.cache_dir}" if settings.cache_dir else "no disk cache"
         print(f"maskloop serve: {predictor.description} at http://{args.host}:{args.port} "
-              f"({auth})", file=sys.stderr, flush=True)
+              f"({auth}, {kept})", file=sys.stderr, flush=True)
         config = uvicorn_config(app, settings, host=args.host, port=args.port,
                                 log_level="info")
         logging.getLogger("uvicorn.access").addFilter(RedactKeys())  # after uvicorn's setup

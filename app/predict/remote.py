@@ -349,13 +349,17 @@ class RemotePredictor:
         if prompt.mask_input is not None:
             ref = self._results.get(_fingerprint(prompt.mask_input))
             refine = wire.Refine(*ref) if ref is not None else None
+        fresh = wire.PredictRequest(prompt, None, self.return_logits, self.mask_codec)
         request = wire.PredictRequest(prompt, refine, self.return_logits, self.mask_codec)
         response = self._post_predict(key, request)
         if response.status_code == 409:  # the server forgot that result: send the logits
             log.info("server forgot result %s; sending the mask input itself", refine)
-            response = self._post_predict(key, wire.PredictRequest(
-                prompt, None, self.return_logits, self.mask_codec))
+            request = fresh
+            response = self._post_predict(key, request)
         if response.status_code == 404 and self._reupload(key):
+            # a restarted server lost the image, and with it every earlier result: the
+            # click goes again as a fresh one (its mask input itself, not a result id)
+            request = fresh
             response = self._post_predict(key, request)
         if response.status_code != 200:
             raise self.session.status_error(response, "the click", 1)

@@ -9,7 +9,9 @@ mask decoder and the upscale to full resolution.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -92,8 +94,13 @@ class SAM2Predictor:
         self._name = name
         self._dtype = next(model.parameters()).dtype
         self._current: ImageFeatures | None = None
+        self._recent: OrderedDict[EmbeddingKey, ImageFeatures] = OrderedDict()
         self._dense_pe: torch.Tensor | None = None
         self._upscale_buf: torch.Tensor | None = None  # (1, 1, H, W) float32, reused
+        self._decode_pool: ThreadPoolExecutor | None = None  # predict_batch on a CPU
+        # told (steps done, steps) before each encoder step: the app shows the encode's
+        # progress with it (set by the owner of the worker thread, None: nobody asks)
+        self.encode_progress: Callable[[int, int], None] | None = None
 
     # -- Predictor protocol ----------------------------------------------------------------
 
@@ -223,12 +230,24 @@ class SAM2Predictor:
             progress=progress,
         )
 
+    def predict_batch(self, items: Sequence[tuple[EmbeddingKey, Prompt]]) -> list[MaskResult]:
+        """The masks of several prompts, on one or several images, decoded together (the
+        clicks of concurrent clients; see ``sam2_batch.predict_batch``): the same results as
+        ``predict`` on each."""
+        from app.predict.sam2_batch import predict_batch
+
+        return predict_batch(self, items)
+
     def close(self) -> None:
-        """Drop the current image's device tensors (and CUDA's cached blocks); the model and
+        """Drop the recent images' device tensors (and CUDA's cached blocks); the model and
         the embedding cache stay usable."""
         self._current = None
+        self._recent.clear()
         self._dense_pe = None
         self._upscale_buf = None
+        if self._decode_pool is not None:
+            self._decode_pool.shutdown(wait=True)
+            self._decode_pool = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
@@ -243,11 +262,19 @@ class SAM2Predictor:
         and a coarser grain for progress and cancel)."""
         return 64 if self.device.type == "cuda" else 16
 
+    features_kept = 4  # recent images whose device tensors are kept (16 MiB each in float32)
+
     def activate(self, key: EmbeddingKey) -> ImageFeatures:
         """Make ``key``'s image current: its float16 embedding converted to device tensors
-        once (then every click reuses them). PredictorError if it was never embedded."""
+        once (then every click reuses them; the last ``features_kept`` images stay converted).
+        PredictorError if it was never embedded."""
         if self._current is not None and self._current.key == key:
             return self._current
+        recent = self._recent.get(key)
+        if recent is not None:
+            self._recent.move_to_end(key)
+            self._current = recent
+            return recent
         if key.model_id != self._model_id:
             raise PredictorError(
                 f"embedding {key.image_hash[:12]} was made by model {key.model_id}, "
@@ -259,6 +286,9 @@ class SAM2Predictor:
                 f"image {key.image_hash[:12]} has no embedding for {self._model_id}: embed it first"
             )
         self._current = features_from_embedding(key, emb, self.device, self._dtype)
+        self._recent[key] = self._current
+        while len(self._recent) > max(1, self.features_kept):
+            self._recent.popitem(last=False)
         return self._current
 
     def decode_points(
@@ -303,7 +333,8 @@ class SAM2Predictor:
         """Run the image encoder on a batch (images may differ in size); Cancelled between
         encoder steps when ``cancel`` is set."""
         res = self.model.image_size
-        with inference(self.precision), cancellable_encoder(self.model, cancel):
+        with inference(self.precision), cancellable_encoder(self.model, cancel,
+                                                            self.encode_progress):
             batch = torch.cat([ref.preprocess(im, res, self.device) for im in images])
             feats = ref.features_from_batch(self.model, batch)
             image_embed = feats["image_embed"]

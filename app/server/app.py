@@ -35,9 +35,10 @@ from app.server import own_routes, roboflow_routes
 from app.server.errors import HTTPProblem
 from app.server.middleware import RequestGate
 from app.server.protocol import uvicorn_config
+from app.server.results import ResultStore
 from app.server.settings import ServerSettings
 from app.server.state import ServerState
-from app.server.worker import ModelWorker, ResultStore
+from app.server.worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         worker.shutdown()
+        state.rf_images.close()
 
     app = FastAPI(title="MaskLoop Server", version=__version__, lifespan=lifespan,
                   description=_DESCRIPTION)
@@ -59,14 +61,16 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
     app.include_router(roboflow_routes.router)
     app.include_router(own_routes.router)
 
+    # /info and /healthz run on the event loop and touch nothing the model holds: they
+    # answer at once however many requests wait for the model
     @app.get("/info")
-    def server_info() -> dict[str, Any]:
+    async def server_info() -> dict[str, Any]:
         return {"name": "MaskLoop Server", "version": __version__, "uuid": state.server_id,
                 "model_id": worker.model_id, "sam2_version_id": state.sam2_version,
                 "description": predictor.description}
 
     @app.get("/healthz")
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "healthy"}
 
     @app.exception_handler(HTTPProblem)
@@ -88,8 +92,11 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         what = {404: "not found", 405: "method not allowed"}.get(exc.status_code, "error")
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # every method of the path, not only its first route's
+            headers = {**(headers or {}), "Allow": _allowed(app, request.url.path)}
         return JSONResponse({"message": f"{what}: {request.method} {request.url.path}"},
-                            exc.status_code, headers=getattr(exc, "headers", None))
+                            exc.status_code, headers=headers)
 
     @app.exception_handler(Exception)
     async def on_error(_: Request, exc: Exception) -> JSONResponse:
@@ -112,6 +119,16 @@ _DESCRIPTION = (
     "side and at most 100:1, prompts per request and points per prompt, finite numbers only, "
     "image_id up to 256 characters, deadlines for headers, body and image URLs."
 )
+
+
+def _allowed(app: FastAPI, path: str) -> str:
+    """The methods of every route of ``path`` (a path can have a route per method)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return ", ".join(sorted(methods))
 
 
 def _jsonable(errors: Any) -> Any:

@@ -4,7 +4,12 @@ its file; per click a few hundred bytes of JSON in, a compact envelope out; or (
 fetch the float16 embedding once and decode clicks on the client.
 
 A predict body has at most ``--max-points`` points, finite coordinates (box too) and, when
-it sends ``mask_input``, logits of exactly (1, 256, 256) finite values."""
+it sends ``mask_input``, logits of exactly (1, 256, 256) finite values.
+
+Uploads and clicks run on the event loop and await the model (``app.server.worker``: clicks
+are decoded in batches, before encodes); decoding images and encoding masks go to the
+thread pool. Embeddings are kept in the server's cache folder (the app's file format), so a
+restarted server still has them."""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app import __version__
 from app.core import images
+from app.core.types import MaskResult
 from app.core.wire import (
     CONTENT_TYPE,
     WIRE_VERSION,
@@ -73,7 +79,7 @@ async def put_image(image_hash: str, request: Request) -> dict[str, Any]:
     actual = await run_in_threadpool(_sha256, data)
     if actual != image_hash:
         raise HTTPProblem(422, f"the body's sha256 is {actual}, not {image_hash}")
-    return await run_in_threadpool(_embed_file, st, image_hash, data)
+    return await _embed_file(st, image_hash, data)
 
 
 @router.post("/images", responses=_IMAGE_ERRORS)
@@ -82,7 +88,7 @@ async def post_image(request: Request) -> dict[str, Any]:
     st = state_of(request)
     data = await request.body()
     image_hash = await run_in_threadpool(_sha256, data)
-    return await run_in_threadpool(_embed_file, st, image_hash, data)
+    return await _embed_file(st, image_hash, data)
 
 
 @router.post("/images/{image_hash}/predict", responses=error_responses(409, 504))
@@ -98,7 +104,13 @@ async def predict(image_hash: str, request: Request) -> Response:
     if len(req.prompt.points) > st.settings.max_points:
         raise HTTPProblem(422, f"{len(req.prompt.points):,} points: this server takes at "
                                f"most {st.settings.max_points} per prompt (--max-points)")
-    content = await run_in_threadpool(_predict, st, image_hash, req)
+    t0 = time.perf_counter()
+    prompt = req.prompt
+    if req.refine is not None:
+        mask_input = st.results.logits(req.refine.result, req.refine.candidate, image_hash)
+        prompt = dataclasses.replace(prompt, mask_input=mask_input)
+    result = await st.worker.predict(st.worker.key_for(image_hash), prompt)
+    content = await run_in_threadpool(_encode_result, st, image_hash, req, result, t0)
     return Response(content, media_type=CONTENT_TYPE)
 
 
@@ -117,13 +129,8 @@ def embedding(image_hash: str, request: Request, compress: bool = False) -> Resp
     return Response(content, media_type=CONTENT_TYPE)
 
 
-def _predict(st: ServerState, image_hash: str, req: Any) -> bytes:
-    t0 = time.perf_counter()
-    prompt = req.prompt
-    if req.refine is not None:
-        mask_input = st.results.logits(req.refine.result, req.refine.candidate, image_hash)
-        prompt = dataclasses.replace(prompt, mask_input=mask_input)
-    result = st.worker.predict(st.worker.key_for(image_hash), prompt)
+def _encode_result(st: ServerState, image_hash: str, req: Any, result: MaskResult,
+                   t0: float) -> bytes:
     rid = st.results.add(image_hash, result.low_res_logits)
     return encode_prediction(
         result, rid, mask_codec=req.mask_codec,
@@ -132,13 +139,20 @@ def _predict(st: ServerState, image_hash: str, req: Any) -> bytes:
     )
 
 
-def _embed_file(st: ServerState, image_hash: str, data: bytes) -> dict[str, Any]:
+async def _embed_file(st: ServerState, image_hash: str, data: bytes) -> dict[str, Any]:
     t0 = time.perf_counter()
+    image = await run_in_threadpool(_image_unless_embedded, st, image_hash, data)
+    if image is not None:
+        await st.worker.embed(image, image_hash)
+    return await run_in_threadpool(_image_info, st, image_hash, time.perf_counter() - t0)
+
+
+def _image_unless_embedded(st: ServerState, image_hash: str, data: bytes) -> Any:
+    """The decoded image, or None when its embedding is here already (memory or disk)."""
     key = st.worker.key_for(image_hash)
-    if not st.worker.has_embedding(key) or st.worker.image_size(key) is None:
-        image = decode_image(data, st.settings.max_image_pixels)
-        st.worker.embed(image, image_hash)
-    return _image_info(st, image_hash, time.perf_counter() - t0)
+    if st.worker.has_embedding(key) and st.worker.image_size(key) is not None:
+        return None
+    return decode_image(data, st.settings.max_image_pixels)
 
 
 def _image_info(st: ServerState, image_hash: str, time_s: float) -> dict[str, Any]:

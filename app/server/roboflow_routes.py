@@ -10,6 +10,11 @@ later prompt set of the same image strictly contains a cached one (``load_logits
 a request without prompts (inference-sdk's ``prompts=None``) gets one mask of no prompt.
 Requests are bounded: at most ``--max-prompts`` prompts of at most ``--max-points`` points,
 checked before the image is decoded.
+
+The routes run on the event loop and never block it: decoding the image, fetching a URL
+and encoding the masks go to the thread pool, the model's work is awaited
+(``app.server.worker``), so a waiting request holds no thread. ``image_id``s are kept in the
+server's cache folder too (``app.server.image_ids``): a restarted server knows them.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ import time
 
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from app.core.types import Box as CoreBox
-from app.core.types import EmbeddingKey, Point, Prompt
+from app.core.types import EmbeddingKey, MaskResult, Point, Prompt
 from app.server.encoding import (
     decode_base64,
     decode_image,
@@ -50,25 +56,26 @@ router = APIRouter(dependencies=[Depends(require_key_or_body_key)], tags=["robof
 
 
 @router.post("/sam2/embed_image", response_model=Sam2EmbeddingResponse)
-def sam2_embed_image(body: Sam2EmbeddingRequest, request: Request) -> Sam2EmbeddingResponse:
+async def sam2_embed_image(body: Sam2EmbeddingRequest,
+                           request: Request) -> Sam2EmbeddingResponse:
     """Embed an image and cache it under ``image_id`` (returned)."""
     st = state_of(request)
     t0 = time.perf_counter()
-    _, image_id = resolve_image(st, body.image, body.image_id)
+    _, image_id = await resolve_image(st, body.image, body.image_id)
     return Sam2EmbeddingResponse(image_id=image_id, time=time.perf_counter() - t0)
 
 
 @router.post("/sam2/segment_image", response_model=Sam2SegmentationResponse)
-def sam2_segment_image(body: Sam2SegmentationRequest, request: Request,
-                       response: Response) -> Response | Sam2SegmentationResponse:
+async def sam2_segment_image(body: Sam2SegmentationRequest, request: Request,
+                             response: Response) -> Response | Sam2SegmentationResponse:
     """One best mask per prompt, as polygons ("json"), COCO RLE ("rle") or an npz ("binary")."""
     st = state_of(request)
     t0 = time.perf_counter()
     unprompted = body.prompts.prompts is None  # left out or null, as inference-sdk sends
     prompts = check_prompts(st, body.prompts)
-    key, image_id = resolve_image(st, body.image, body.image_id)
+    key, image_id = await resolve_image(st, body.image, body.image_id)
     if unprompted:
-        results = [st.worker.predict_unprompted(key, body.multimask_output)]
+        results = [await st.worker.predict_unprompted(key, body.multimask_output)]
     else:
         mask_inputs = None
         if body.load_logits_from_cache:
@@ -76,7 +83,17 @@ def sam2_segment_image(body: Sam2SegmentationRequest, request: Request,
         core = [to_core_prompt(p, body.multimask_output,
                                None if mask_inputs is None else mask_inputs[i])
                 for i, p in enumerate(prompts)]
-        results = st.worker.predict_many(key, core)
+        results = await st.worker.predict_many(key, core)
+    answer = await run_in_threadpool(_answer, st, body, results, image_id, unprompted, t0)
+    if isinstance(answer, Response):
+        return answer
+    response.headers.update({"X-MaskLoop-Model": st.worker.model_id})
+    return answer
+
+
+def _answer(st: ServerState, body: Sam2SegmentationRequest, results: list[MaskResult],
+            image_id: str, unprompted: bool, t0: float) -> Response | Sam2SegmentationResponse:
+    """The reply to a segment request (masks encoded: polygons, RLE or an npz)."""
     best = [r.best for r in results]
     masks = np.stack([r.masks[b] for r, b in zip(results, best, strict=True)])
     scores = [float(r.scores[b]) for r, b in zip(results, best, strict=True)]
@@ -95,7 +112,6 @@ def sam2_segment_image(body: Sam2SegmentationRequest, request: Request,
         preds = [Sam2SegmentationPrediction(masks=mask_polygons(m), confidence=s,
                                             format="polygon")
                  for m, s in zip(masks, scores, strict=True)]
-    response.headers.update(model_header)
     return Sam2SegmentationResponse(predictions=preds, time=time.perf_counter() - t0)
 
 
@@ -119,24 +135,35 @@ def check_prompts(st: ServerState, prompt_set: Sam2PromptSet) -> list[Sam2Prompt
     return prompts
 
 
-def resolve_image(
+async def resolve_image(
     st: ServerState, image: InferenceRequestImage | None, image_id: str | None
 ) -> tuple[EmbeddingKey, str]:
-    """The embedding key and image id of a request: a cached ``image_id`` skips decoding."""
+    """The embedding key and image id of a request: a known ``image_id`` skips decoding."""
     if image_id:
-        key = st.rf_key(image_id)
-        if key is not None and st.worker.has_embedding(key):
+        key = await run_in_threadpool(_known, st, image_id)
+        if key is not None:
             return key, image_id
     if image is None:
         if image_id:
             raise HTTPProblem(400, f"image_id {image_id!r} is not in this server's embedding "
                                    "cache: send the image too")
         raise HTTPProblem(422, "give an image (or the image_id of an embedded one)")
-    pixels = load_request_image(st, image)
-    key = st.worker.embed(pixels, pixels_hash(pixels))
+    pixels, digest = await run_in_threadpool(_pixels, st, image)
+    key = await st.worker.embed(pixels, digest)
     image_id = image_id or roboflow_image_id(pixels)
-    st.rf_images.put(image_id, key)
+    await run_in_threadpool(st.rf_images.put, image_id, key)
     return key, image_id
+
+
+def _known(st: ServerState, image_id: str) -> EmbeddingKey | None:
+    """The key of an image_id whose embedding is still here (memory or disk)."""
+    key = st.rf_key(image_id)
+    return key if key is not None and st.worker.has_embedding(key) else None
+
+
+def _pixels(st: ServerState, image: InferenceRequestImage) -> tuple[np.ndarray, str]:
+    pixels = load_request_image(st, image)
+    return pixels, pixels_hash(pixels)
 
 
 def load_request_image(st: ServerState, image: InferenceRequestImage) -> np.ndarray:

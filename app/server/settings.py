@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
 
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000  # 40 megapixels
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_CACHE_BYTES = 2 * 1024**3  # about 256 SAM2 embeddings (8 MiB each)
+DEFAULT_DISK_CACHE_BYTES = 20 * 1024**3  # about 2,500 SAM2 embeddings on disk
+DEFAULT_ID_DISK_BYTES = 64 * 1024**2  # Roboflow image ids on disk (about 250,000)
 DEFAULT_LOGITS_BYTES = 64 * 1024**2  # recent results' low-res logits (float16)
 DEFAULT_ID_BYTES = 4 * 1024**2  # Roboflow image ids -> embedding keys
 DEFAULT_MAX_PROMPTS = 64  # prompts in one /sam2/segment_image request
@@ -24,7 +30,7 @@ class ServerSettings:
     Every limit bounds the memory or the model time one request can take: pixels (and, in
     ``app.core.images``, the sides and aspect of an image), request bytes, prompts and points,
     and deadlines for the request's headers, its body and a fetched image URL (each a total,
-    not per read); caches are bounded by bytes."""
+    not per read); caches are bounded by bytes, in memory and in ``cache_dir``."""
 
     api_key: str | None = None
     allow_private_urls: bool = False
@@ -40,3 +46,16 @@ class ServerSettings:
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S  # the request body, in all
     url_timeout_s: float = DEFAULT_URL_TIMEOUT_S  # fetching an image URL, in all
     max_redirects: int = 3
+    # embeddings (the app's file format) and image ids on disk; None: in memory only
+    cache_dir: Path | None = None
+    disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES
+    id_disk_bytes: int = DEFAULT_ID_DISK_BYTES
+
+
+def default_server_cache_dir() -> Path:
+    """Where ``maskloop serve`` keeps embeddings and image ids: $MASKLOOP_CACHE_DIR/server,
+    else <user cache dir>/server (the app's own embeddings are in .../embeddings)."""
+    override = os.environ.get("MASKLOOP_CACHE_DIR")
+    if override:
+        return Path(override) / "server"
+    return Path(platformdirs.user_cache_dir("maskloop")) / "server"

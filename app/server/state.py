@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import re
-import threading
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 import numpy as np
 from fastapi import Request
 
 from app.core.types import EmbeddingKey
+from app.server.image_ids import ImageIds
+from app.server.lru import BytesLRU
 from app.server.middleware import SCOPE_AUTHENTICATED, body_key
+from app.server.results import ResultStore
 from app.server.schemas import Sam2PromptSet
 from app.server.security import UrlPolicy, bearer_token, key_matches, unauthorized
 from app.server.settings import ServerSettings
-from app.server.worker import ModelWorker, ResultStore
+from app.server.worker import ModelWorker
 
-K = TypeVar("K")
-V = TypeVar("V")
+__all__ = ["BytesLRU", "ServerState", "sam2_version_of", "state_of"]
 
 _VERSION_PATTERNS = (
     ("hiera_tiny", r"hiera[_-]?t(iny)?\b|hiera_t\.|tiny"),
@@ -42,54 +40,7 @@ def sam2_version_of(*names: str | None) -> str | None:
     return None
 
 
-class BytesLRU(Generic[K, V]):
-    """A thread-safe LRU dict bounded by bytes: ``size_of(key, value)`` of every entry adds
-    up to at most ``max_bytes`` (an entry larger than that alone is not kept)."""
-
-    def __init__(self, max_bytes: int, size_of: Callable[[K, V], int]) -> None:
-        self.max_bytes = max_bytes
-        self._size_of = size_of
-        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None:
-                return None
-            self._items.move_to_end(key)
-            return item[0]
-
-    def put(self, key: K, value: V) -> None:
-        size = self._size_of(key, value)
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[1]
-            if size > self.max_bytes:
-                return
-            self._items[key] = (value, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, (_, dropped) = self._items.popitem(last=False)
-                self._bytes -= dropped
-
-    def items(self) -> list[tuple[K, V]]:
-        with self._lock:
-            return [(k, v) for k, (v, _) in self._items.items()]
-
-    @property
-    def nbytes(self) -> int:
-        with self._lock:
-            return self._bytes
-
-
 _ENTRY_OVERHEAD = 256  # bytes of dict entry, tuple and objects around each cached value
-
-
-def _id_size(image_id: str, _: EmbeddingKey) -> int:
-    return len(image_id) + 2 * 64 + _ENTRY_OVERHEAD  # the id, the key's hash and model id
 
 
 def _logits_size(key: tuple[str, str], value: tuple[Sam2PromptSet, np.ndarray]) -> int:
@@ -103,13 +54,15 @@ class ServerState:
     settings: ServerSettings
     worker: ModelWorker
     results: ResultStore
-    # Roboflow image_id -> embedding key; (image_id, prompt-set hash) -> (prompt set, logits)
-    rf_images: BytesLRU[str, EmbeddingKey] = field(init=False)
+    # Roboflow image_id -> embedding key (in the cache folder too, so it survives restarts);
+    # (image_id, prompt-set hash) -> (prompt set, logits)
+    rf_images: ImageIds = field(init=False)
     rf_logits: BytesLRU[tuple[str, str], tuple[Sam2PromptSet, np.ndarray]] = field(init=False)
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
-        self.rf_images = BytesLRU(self.settings.id_bytes, _id_size)
+        self.rf_images = ImageIds(self.settings.id_bytes, self.settings.cache_dir,
+                                  self.settings.id_disk_bytes)
         self.rf_logits = BytesLRU(self.settings.logits_bytes, _logits_size)
 
     @property
@@ -124,7 +77,8 @@ class ServerState:
         return sam2_version_of(p.model_id, getattr(p, "config", None))
 
     def rf_key(self, image_id: str) -> EmbeddingKey | None:
-        return self.rf_images.get(image_id)
+        """The embedding key of a Roboflow image_id (a file read after a restart)."""
+        return self.rf_images.get(image_id, self.worker.model_id)
 
 
 def state_of(request: Request) -> ServerState:

@@ -1,32 +1,78 @@
-"""The one worker that owns the model, and the server's bounded memories of recent results.
+"""The one thread that owns the model, and how requests wait for it.
 
-The Predictor is not thread-safe, so every call into it goes through ``ModelWorker``: a
-single-thread executor, with a timeout on the wait (a request that waited too long gets 504;
-its job is dropped if it has not started, and stopped if it has: an embedding between two
-encoder blocks, a set of prompts between two prompts). Request threads do the decoding and
-encoding of images and masks themselves, in parallel, outside the worker.
+The Predictor is not thread-safe, so every call into it runs on ``ModelWorker``'s thread.
+Work is taken in the order of the app's ``PredictionService`` (clicks before encodes, a
+click waits at most one encoder block), for many clients at once:
+
+1. clicks: every click queued when the thread looks is decoded in ONE batch
+   (``predictor.predict_batch`` when it has one: SAM2 decodes the prompts of several
+   clients and images together, ``app.predict.sam2_batch``; else one ``predict`` each);
+2. everything else, in arrival order: encodes, decodes of no prompt.
+
+An encode polls its CancelToken between encoder blocks (SAM2's does); the worker's token
+(``_ServeClicks``) serves the clicks queued at that moment there, then lets the encoder
+go on. So a click waits for at most one encoder block (and the batch before it), and an
+encode advances at least one block between two batches: a stream of clicks never starves
+it, and no encoder work is thrown away. Unlike the app's service, no click is dropped as
+stale: each one is some client's.
+
+Requests wait without holding a thread: the routes ``await`` a job's future, so the event
+loop stays free for ``/healthz`` and for reading other requests. A request that waited
+``timeout_s`` gets 504; its job is dropped if it has not started, and stopped if it has (an
+encode within one block). Request threads decode and encode images and masks themselves,
+in parallel, outside the worker.
 """
 
 from __future__ import annotations
 
-import itertools
+import asyncio
+import logging
 import threading
-from collections import OrderedDict
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
 
-from app.core.jobs import CancelToken, check
+from app.core.jobs import CancelToken
 from app.core.types import Box, EmbeddingKey, MaskResult, Prompt
 from app.predict.base import Predictor, PredictorError
 from app.predict.cache import Embedding, EmbeddingCache
 from app.server.errors import HTTPProblem
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 64  # prompts decoded in one batch (a request with more is still taken whole)
+
+
+@dataclass(eq=False)
+class _Decode:
+    items: list[tuple[EmbeddingKey, Prompt]]
+    future: Future[list[MaskResult]]
+    run: Callable[[], list[MaskResult]] | None = None  # a decode of its own (no prompt)
+
+
+@dataclass(eq=False)
+class _Job:
+    fn: Callable[[], Any]
+    future: Future[Any]
+
+
+class _ServeClicks(CancelToken):
+    """A job's CancelToken: each poll between two steps of the job (SAM2's encoder blocks)
+    first serves the clicks waiting then, on the model thread."""
+
+    def __init__(self, worker: ModelWorker) -> None:
+        super().__init__()
+        self._worker = worker
+
+    def raise_if_cancelled(self) -> None:
+        self._worker.serve_waiting_clicks()
+        super().raise_if_cancelled()
 
 
 class ModelWorker:
@@ -36,11 +82,18 @@ class ModelWorker:
                  remember: int = 4096) -> None:
         self.predictor = predictor
         self.timeout_s = timeout_s
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskloop-model")
+        self._cond = threading.Condition()
+        self._clicks: deque[_Decode] = deque()
+        self._jobs: deque[_Job] = deque()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._serving = False  # the model thread is serving clicks inside a job
         self._lock = threading.Lock()
         self._sizes: OrderedDict[EmbeddingKey, tuple[int, int]] = OrderedDict()
         self._remember = remember
         self.jobs_done = 0
+        self.batches = 0  # click batches decoded
+        self.prompts_decoded = 0
 
     @property
     def model_id(self) -> str:
@@ -52,72 +105,105 @@ class ModelWorker:
         cache = getattr(self.predictor, "cache", None)
         return cache if isinstance(cache, EmbeddingCache) else None
 
-    def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None,
-            cancel: CancelToken | None = None) -> T:
-        """``fn(*args)`` on the model thread; HTTPProblem 504 if it takes too long (the job
-        is then dropped if it has not started, and ``cancel`` is set for ``fn`` to stop)."""
-        fut: Future[T] = self._pool.submit(self._counted, fn, *args)
+    # -- submitting and waiting (any thread) -----------------------------------------------
+
+    def submit(self, fn: Callable[[CancelToken], T]) -> tuple[Future[T], CancelToken]:
+        """Queue ``fn(token)`` behind the clicks; its token serves clicks when polled."""
+        token = _ServeClicks(self)
+        future: Future[T] = Future()
+        self._queue(self._jobs, _Job(lambda: fn(token), future))
+        return future, token
+
+    def submit_decode(self, items: Sequence[tuple[EmbeddingKey, Prompt]],
+                      run: Callable[[], list[MaskResult]] | None = None
+                      ) -> Future[list[MaskResult]]:
+        """Queue prompts to decode with the next batch of clicks (or ``run`` then)."""
+        future: Future[list[MaskResult]] = Future()
+        self._queue(self._clicks, _Decode(list(items), future, run))
+        return future
+
+    def _queue(self, queue: deque[Any], entry: Any) -> None:
+        with self._cond:
+            if self._stopping:
+                raise HTTPProblem(504, "the server is stopping; try again")
+            queue.append(entry)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="maskloop-model",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    async def wait(self, future: Future[T], token: CancelToken | None = None,
+                   timeout: float | None = None) -> T:
+        """The job's result, awaited on the event loop; HTTPProblem 504 after the timeout
+        (the job is then dropped if it has not started, and told to stop if it has)."""
         limit = self.timeout_s if timeout is None else timeout
         try:
-            return fut.result(timeout=limit)
+            return await asyncio.wait_for(asyncio.wrap_future(future), limit)
+        except TimeoutError:
+            raise self._too_late(future, token, limit) from None
+
+    def run(self, fn: Callable[..., T], *args: Any, timeout: float | None = None,
+            cancel: CancelToken | None = None) -> T:
+        """``fn(*args)`` on the model thread, waited for here (scripts and tests); 504 as
+        ``wait`` (then ``cancel`` is set too)."""
+        future, token = self.submit(lambda _: fn(*args))
+        limit = self.timeout_s if timeout is None else timeout
+        try:
+            return future.result(timeout=limit)
         except FutureTimeout:
-            fut.cancel()
             if cancel is not None:
                 cancel.cancel()
-            raise HTTPProblem(504, f"the model did not answer within {limit:g} s "
-                                   "(server busy); try again") from None
+            raise self._too_late(future, token, limit) from None
 
-    def _counted(self, fn: Callable[..., T], *args: Any) -> T:
-        out = fn(*args)
-        self.jobs_done += 1
-        return out
+    @staticmethod
+    def _too_late(future: Future[Any], token: CancelToken | None, limit: float) -> HTTPProblem:
+        future.cancel()
+        if token is not None:
+            token.cancel()
+        return HTTPProblem(504, f"the model did not answer within {limit:g} s (server busy); "
+                                "try again")
 
-    def embed(self, image: np.ndarray, image_hash: str) -> EmbeddingKey:
+    # -- what the routes ask -----------------------------------------------------------------
+
+    async def embed(self, image: np.ndarray, image_hash: str) -> EmbeddingKey:
         """Embed ``image`` (or find it cached) under ``image_hash``."""
-        token = CancelToken()
-        key = self.run(lambda: self.predictor.embed(image, image_hash, cancel=token),
-                       cancel=token)
+        future, token = self.submit(
+            lambda t: self.predictor.embed(image, image_hash, cancel=t))
+        key = await self.wait(future, token)
         self._note(key, (int(image.shape[0]), int(image.shape[1])))
         return key
 
-    def predict(self, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
+    async def predict(self, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
         """Decode one prompt; HTTPProblem 404 if the embedding is gone, 422 if it is empty."""
-        return self.predict_many(key, [prompt])[0]
+        return (await self.predict_many(key, [prompt]))[0]
 
-    def predict_many(self, key: EmbeddingKey, prompts: list[Prompt]) -> list[MaskResult]:
-        """Decode several prompts in one turn of the worker (same errors as ``predict``)."""
+    async def predict_many(self, key: EmbeddingKey, prompts: list[Prompt]) -> list[MaskResult]:
+        """Decode several prompts in one batch of the worker (same errors as ``predict``)."""
         if any(p.is_empty() for p in prompts):
             raise HTTPProblem(422, "empty prompt: give at least one point or a box")
-        token = CancelToken()
+        return await self._decoding(key, self.submit_decode([(key, p) for p in prompts]))
 
-        def decode_all() -> list[MaskResult]:
-            out = []
-            for p in prompts:
-                check(token)
-                out.append(self.predictor.predict(key, p))
-            return out
-
-        return self._decoding(key, decode_all, token)
-
-    def predict_unprompted(self, key: EmbeddingKey, multimask: bool) -> MaskResult:
+    async def predict_unprompted(self, key: EmbeddingKey, multimask: bool) -> MaskResult:
         """The masks of no prompt at all, as Roboflow's server answers a request without
         prompts: SAM2's decoder with no point and no box; a box of the whole image for a
         backend without that (GrabCut)."""
         unprompted = getattr(self.predictor, "predict_unprompted", None)
         if callable(unprompted):
-            return self._decoding(key, lambda: unprompted(key, multimask), None)
+            future = self.submit_decode([], run=lambda: [unprompted(key, multimask)])
+            return (await self._decoding(key, future))[0]
         size = self.image_size(key)
         if size is None:
             raise HTTPProblem(404, f"image {key.image_hash[:16]} is not embedded on this "
                                    "server (or was evicted): send the image again")
         h, w = size
-        box = Prompt(box=Box(0.0, 0.0, float(w), float(h)), multimask=multimask)
-        return self.predict(key, box)
+        return await self.predict(key, Prompt(box=Box(0.0, 0.0, float(w), float(h)),
+                                              multimask=multimask))
 
-    def _decoding(self, key: EmbeddingKey, fn: Callable[[], T], token: CancelToken | None) -> T:
-        """``fn`` on the model thread; a missing embedding is HTTPProblem 404."""
+    async def _decoding(self, key: EmbeddingKey, future: Future[list[MaskResult]]
+                        ) -> list[MaskResult]:
         try:
-            return self.run(fn, cancel=token)
+            return await self.wait(future)
         except PredictorError as exc:  # the prompts are not empty: the embedding is missing
             with self._lock:
                 self._sizes.pop(key, None)
@@ -157,56 +243,111 @@ class ModelWorker:
                 self._sizes.popitem(last=False)
 
     def shutdown(self) -> None:
-        """Stop the model thread (queued jobs are cancelled); the predictor stays open."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the model thread after the job it is running (queued ones are cancelled);
+        the predictor stays open."""
+        with self._cond:
+            self._stopping = True
+            pending: list[_Decode | _Job] = [*self._clicks, *self._jobs]
+            self._clicks.clear()
+            self._jobs.clear()
+            self._cond.notify_all()
+            thread = self._thread
+        for entry in pending:
+            entry.future.cancel()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
+    # -- the model thread ----------------------------------------------------------------
 
-@dataclass
-class StoredResult:
-    image_hash: str
-    logits: np.ndarray  # (N, 256, 256) float16
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._clicks or self._jobs or self._stopping):
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                batch = self._take_clicks_locked()
+                job = self._jobs.popleft() if not batch and self._jobs else None
+            if batch:
+                self._decode(batch)
+            elif job is not None:
+                self._run_job(job)
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.logits.nbytes)
+    def serve_waiting_clicks(self) -> None:
+        """On the model thread, inside a job: decode the clicks queued now (one batch)."""
+        if threading.current_thread() is not self._thread or self._serving:
+            return
+        with self._cond:
+            batch = self._take_clicks_locked()
+        if batch:
+            self._serving = True
+            try:
+                self._decode(batch)
+            finally:
+                self._serving = False
 
+    def _take_clicks_locked(self) -> list[_Decode]:
+        batch: list[_Decode] = []
+        count = 0
+        while self._clicks and (not batch or count + len(self._clicks[0].items) <= MAX_BATCH):
+            entry = self._clicks.popleft()
+            if entry.future.set_running_or_notify_cancel():  # False: its request gave up
+                batch.append(entry)
+                count += len(entry.items)
+        return batch
 
-class ResultStore:
-    """Recent results' low-res logits (float16) by result id, bounded by bytes (LRU), so a
-    click can say "refine candidate k of result r" instead of sending the logits."""
+    def _run_job(self, job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = job.fn()
+        except BaseException as exc:  # the request's to raise, never the worker's
+            job.future.set_exception(exc)
+        else:
+            job.future.set_result(result)
+            with self._cond:
+                self.jobs_done += 1
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[int, StoredResult] = OrderedDict()
-        self._bytes = 0
-        self._ids = itertools.count(1)
-        self._lock = threading.Lock()
+    def _decode(self, batch: list[_Decode]) -> None:
+        plain = [d for d in batch if d.run is None]
+        items = [item for d in plain for item in d.items]
+        outcome = self._predict_items(items) if items else []
+        start = 0
+        for d in plain:
+            part = outcome[start:start + len(d.items)]
+            start += len(d.items)
+            error = next((r for r in part if isinstance(r, BaseException)), None)
+            if error is not None:
+                d.future.set_exception(error)
+            else:
+                d.future.set_result([r for r in part if isinstance(r, MaskResult)])
+        for d in batch:
+            if d.run is not None:
+                try:
+                    d.future.set_result(d.run())
+                except Exception as exc:
+                    d.future.set_exception(exc)
+        with self._cond:
+            self.jobs_done += len(batch)
+            self.batches += 1
+            self.prompts_decoded += len(items)
 
-    def add(self, image_hash: str, logits: np.ndarray) -> int:
-        item = StoredResult(image_hash, np.asarray(logits, dtype=np.float16))
-        with self._lock:
-            rid = next(self._ids)
-            self._items[rid] = item
-            self._bytes += item.nbytes
-            while self._bytes > self.max_bytes and len(self._items) > 1:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
-        return rid
-
-    def logits(self, result_id: int, candidate: int, image_hash: str) -> np.ndarray:
-        """(1, 256, 256) float32 logits of a stored candidate; HTTPProblem 409 if forgotten."""
-        with self._lock:
-            item = self._items.get(result_id)
-            if item is not None:
-                self._items.move_to_end(result_id)
-        if item is None or item.image_hash != image_hash:
-            raise HTTPProblem(409, f"result {result_id} is not known for this image (expired):"
-                                   " send mask_input or click without refinement")
-        if not 0 <= candidate < item.logits.shape[0]:
-            raise HTTPProblem(422, f"result {result_id} has no candidate {candidate}")
-        return item.logits[candidate][None].astype(np.float32)
-
-    @property
-    def nbytes(self) -> int:
-        with self._lock:
-            return self._bytes
+    def _predict_items(self, items: list[tuple[EmbeddingKey, Prompt]]
+                       ) -> list[MaskResult | BaseException]:
+        """Every item's masks, in one batch when the predictor can; when the batch fails
+        (an image gone, a bad mask input), one by one, so each error goes to its request."""
+        batch = getattr(self.predictor, "predict_batch", None)
+        if callable(batch):
+            try:
+                return list(batch(items))
+            except Exception as exc:
+                if len(items) == 1:
+                    return [exc]
+                log.debug("a batch of %d prompts failed (%s): one by one", len(items), exc)
+        out: list[MaskResult | BaseException] = []
+        for key, prompt in items:
+            try:
+                out.append(self.predictor.predict(key, prompt))
+            except Exception as exc:
+                out.append(exc)
+        return out
