@@ -108,7 +108,7 @@ def _centre_box(image: np.ndarray) -> Any:
 
 def check_classical(ctx: Context) -> str:
     from app.core.types import Prompt
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.classical.predictor import ClassicalPredictor
 
     image = ctx.need_image()
     predictor = ClassicalPredictor()
@@ -127,9 +127,9 @@ def check_classical(ctx: Context) -> str:
 
 def check_sam2(ctx: Context) -> str:
     from app.core.types import Point, Prompt
-    from app.predict.cache import EmbeddingCache
-    from app.predict.sam2_local import SAM2Predictor
-    from app.predict.sam2_model import save_random_checkpoint
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.sam2.model import save_random_checkpoint
+    from app.predict.sam2.predictor import SAM2Predictor
 
     image = ctx.need_image()
     checkpoint = save_random_checkpoint(ctx.workdir / "sam2.1_hiera_tiny_random.pt", "tiny")
@@ -214,7 +214,7 @@ def check_main_window(ctx: Context) -> str:
     use_offscreen()
     from PySide6.QtWidgets import QApplication
 
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.classical.predictor import ClassicalPredictor
     from app.ui.main_window import MainWindow
     from app.ui.settings import GuiSettings
     from app.ui.workers import PredictorBridge

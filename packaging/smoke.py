@@ -136,7 +136,7 @@ def _random_checkpoint(folder: Path) -> Path | None:
     """A random-weight SAM2 tiny checkpoint made with the source tree (None without torch)."""
     try:
         sys.path.insert(0, str(ROOT))
-        from app.predict.sam2_model import save_random_checkpoint
+        from app.predict.sam2.model import save_random_checkpoint
     except ImportError:
         return None
     return save_random_checkpoint(folder / "sam2.1_hiera_tiny_random.pt", "tiny")

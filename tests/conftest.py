@@ -1,4 +1,5 @@
-"""Shared fixtures: private user dirs for every test session, a random-weight SAM2 checkpoint."""
+"""Shared fixtures: private user dirs and no system keyring for every test session, a
+random-weight SAM2 checkpoint."""
 
 from __future__ import annotations
 
@@ -24,11 +25,24 @@ def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Non
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_system_keyring() -> Iterator[None]:
+    """Tests never read or write the user's keyring: API keys go to the settings file (the
+    fallback) unless a test sets a keyring of its own."""
+    import keyring
+    from keyring.backends import fail
+
+    before = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield
+    keyring.set_keyring(before)
+
+
 @pytest.fixture(scope="session")
 def sam2_tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(path, config) of a SAM2.1 tiny checkpoint with seeded random weights, saved as
     {"model": state_dict} like the official ones."""
-    from app.predict.sam2_model import save_random_checkpoint
+    from app.predict.sam2.model import save_random_checkpoint
 
     path = tmp_path_factory.mktemp("sam2") / "sam2.1_hiera_tiny_random.pt"
     save_random_checkpoint(path, TINY_CONFIG, seed=0)

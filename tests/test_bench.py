@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from app.bench.local import parse_size, summary_ms, synthetic_scene
 from app.cli import main
 from app.cli.bench_cmd import format_report
-from app.predict.bench import parse_size, summary_ms, synthetic_scene
 
 SUMMARY_KEYS = {"n", "mean", "p50", "p95", "min", "max"}
 

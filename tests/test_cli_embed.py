@@ -18,7 +18,8 @@ from PIL import Image
 from app.cli import main
 from app.core.images import content_hash
 from app.core.types import EmbeddingKey
-from app.predict.cache import SUFFIX, EmbeddingCache, read_embedding
+from app.predict.cache.file_format import SUFFIX, read_embedding
+from app.predict.cache.store import EmbeddingCache
 
 REPO = Path(__file__).resolve().parents[1]
 

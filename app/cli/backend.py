@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.predict.base import Predictor, PredictorError
-from app.predict.models import REGISTRY, get_model, installed_checkpoint
+from app.predict.models.registry import REGISTRY, get_model, installed_checkpoint
 
 if TYPE_CHECKING:
-    from app.predict.cache import EmbeddingCache
+    from app.predict.cache.store import EmbeddingCache
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BACKENDS = ("sam2", "classical")
@@ -100,7 +100,7 @@ def sam2_predictor(
 ) -> Predictor:
     """A local SAM2 predictor: a registry model's checkpoint (``model_name``) or a custom
     checkpoint with an optional config."""
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.sam2.predictor import SAM2Predictor
 
     if model_name is not None:
         spec = get_model(model_name)
@@ -111,15 +111,13 @@ def sam2_predictor(
 
 def random_weight_sam2(config: str = "tiny", device: str = "cpu", seed: int = 0) -> object:
     """A SAM2 model (torch module) with seeded random weights: tests and benchmarks."""
-    from app.predict import sam2_model
-
+    from app.predict.sam2 import model as sam2_model
     return sam2_model.random_weight_sam2(config, device, seed)
 
 
 def save_random_checkpoint(path: Path | str, config: str = "tiny", seed: int = 0) -> Path:
     """Write a seeded random-weight SAM2 checkpoint ({"model": state_dict}) to ``path``."""
-    from app.predict import sam2_model
-
+    from app.predict.sam2 import model as sam2_model
     return sam2_model.save_random_checkpoint(path, config, seed)
 
 
@@ -132,6 +130,6 @@ def _not_installed(name: str) -> str:
 
 
 def _classical() -> Predictor:
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.classical.predictor import ClassicalPredictor
 
     return ClassicalPredictor()

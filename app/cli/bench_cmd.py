@@ -12,7 +12,7 @@ from typing import Any
 
 
 def _size(text: str) -> tuple[int, int]:
-    from app.predict.bench import parse_size
+    from app.bench.local import parse_size
 
     try:
         return parse_size(text)
@@ -32,7 +32,7 @@ def _positive(text: str) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``bench`` subcommand."""
-    from app.predict.models import REGISTRY
+    from app.predict.models.registry import REGISTRY
 
     parser = subparsers.add_parser(
         "bench", help="measure encode time, click latency and cache speed",
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         from app.cli.bench_remote_cmd import run_remote
 
         return run_remote(args)
-    from app.predict.bench import BenchOptions, run_bench
+    from app.bench.local import BenchOptions, run_bench
 
     options = BenchOptions(
         model=args.model, device=args.device, image_size=args.image_size, clicks=args.clicks,
@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_report(result: dict[str, Any]) -> str:
     """The result as a readable table with each goal marked met / NOT met."""
-    from app.predict import bench
-
+    from app.bench import local as bench
     def ms(summary: dict[str, Any]) -> str:
         return (f"p50 {summary['p50']:.1f} ms, p95 {summary['p95']:.1f} ms, "
                 f"mean {summary['mean']:.1f} ms (n={summary['n']})")

@@ -1,6 +1,6 @@
 """``maskloop bench --remote URL [--mode server|hybrid|both] [--api-key KEY] [--json]``:
 click latency and bytes on the wire per mode through a MaskLoop server (see
-app/predict/bench_remote.py). --image-size, --clicks, --images, --warmup and
+app/bench/remote.py). --image-size, --clicks, --images, --warmup and
 --checkpoint (hybrid mode's local decoder) are shared with ``maskloop bench``."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def add_remote_bench_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_remote(args: argparse.Namespace) -> int:
-    from app.predict.bench_remote import (
+    from app.bench.remote import (
         MODES,
         RemoteBenchOptions,
         format_remote_report,

@@ -1,6 +1,6 @@
 """``maskloop bench --server-load [--clickers 20] [--encoders 2] [--duration 20]
 [--crowd 50] [--route v1|sam2] [--server-source DIR] [--json]``: a team's load on a real ``maskloop
-serve`` started on 127.0.0.1 over a random-weight SAM2 tiny (see app/server/bench_load.py).
+serve`` started on 127.0.0.1 over a random-weight SAM2 tiny (see app/bench/server_load.py).
 --image-size and --json are shared with ``maskloop bench``."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def add_server_bench_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_server_load(args: argparse.Namespace) -> int:
-    from app.server.bench_load import LoadBenchOptions, run_load_bench
+    from app.bench.server_load import LoadBenchOptions, run_load_bench
 
     if (args.clickers < 1 or args.load_images < 1 or args.encoders < 0 or args.crowd < 0
             or args.duration <= 0):

@@ -69,7 +69,7 @@ class _Item:
 def run(args: argparse.Namespace) -> int:
     """The ``embed`` command; returns 0, 1 if some images could not be read, 130 on Ctrl-C."""
     from app.core.images import list_images
-    from app.predict.cache import EmbeddingCache, default_cache_dir
+    from app.predict.cache.store import EmbeddingCache, default_cache_dir
 
     folder: Path = args.folder
     if not folder.is_dir():

@@ -19,10 +19,10 @@ from app.cli.backend import add_model_args, predictor_from_args
 from app.cli.remote_backend import HOSTED, add_remote_args, remote_predictor_from_args
 from app.core.errors import MaskLoopError
 from app.predict.base import Predictor
-from app.predict.models import REGISTRY, installed_checkpoint
+from app.predict.models.registry import REGISTRY, installed_checkpoint
 
 if TYPE_CHECKING:
-    from app.predict.cache import EmbeddingCache
+    from app.predict.cache.store import EmbeddingCache
     from app.ui.settings import GuiSettings
     from app.ui.startup import StartupBuild
 
@@ -137,7 +137,7 @@ def predictor_for_settings(settings: GuiSettings, device: str = "auto") -> Predi
 
 def _cache(settings: GuiSettings) -> EmbeddingCache:
     """The embedding cache with the memory budget chosen in the settings."""
-    from app.predict.cache import EmbeddingCache
+    from app.predict.cache.store import EmbeddingCache
 
     return EmbeddingCache(memory_bytes=max(64, settings.cache_mb) * 2**20)
 

@@ -41,7 +41,7 @@ def _human(size: int | None) -> str:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from app.predict.models import list_models
+    from app.predict.models.registry import list_models
 
     rows = list_models(getattr(args, "dir", None))
     print(f"{'NAME':<10} {'SIZE':>10}  {'STATUS':<18} PATH")
@@ -59,7 +59,7 @@ def _list(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.predict.models import download
+    from app.predict.models.registry import download
 
     bar: tqdm | None = None
 

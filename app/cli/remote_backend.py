@@ -45,14 +45,14 @@ def remote_predictor_from_args(args: argparse.Namespace) -> Predictor | None:
     if server and hosted:
         raise PredictorError("--server and --hosted exclude each other")
     if server:
-        from app.predict.remote import RemotePredictor
+        from app.predict.remote.predictor import RemotePredictor
 
         mode = getattr(args, "remote_mode", None) or "server"
         decoder = getattr(args, "checkpoint", None) if mode == "hybrid" else None
         return RemotePredictor(server, key or os.environ.get(SERVER_KEY_ENV) or None, mode,
                                decoder=decoder)
     if hosted:
-        from app.predict.hosted import hosted_predictor
+        from app.predict.hosted.factory import hosted_predictor
 
         return hosted_predictor(hosted, api_key=key, url=getattr(args, "hosted_url", None))
     return None

@@ -1,7 +1,7 @@
 """``maskloop serve``: the inference server (FastAPI + uvicorn) over one local model.
 
 Roboflow-compatible ``/sam2/embed_image`` and ``/sam2/segment_image``, MaskLoop's own ``/v1``
-routes for the desktop app (see ``app.core.wire``), ``/info`` and ``/healthz``.
+routes for the desktop app (see ``app.wire.messages``), ``/info`` and ``/healthz``.
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.predict.cache import EmbeddingCache
+    from app.predict.cache.store import EmbeddingCache
     from app.server.app import create_app
     from app.server.protocol import uvicorn_config
     from app.server.security import RedactKeys

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from app.core.errors import ImageError, MaskLoopError
+from app.core.geometry import mask_iou
 from app.core.images import load_image, sniff_format
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskResult, Point, Prompt
@@ -72,10 +73,7 @@ class GroundTruth:
 
 def iou(pred: np.ndarray, gt: GroundTruth) -> float:
     """IoU of ``pred`` with the object, ignored pixels excluded (1.0 when both are empty)."""
-    valid = ~gt.ignore
-    inter = np.count_nonzero(pred & gt.mask & valid)
-    union = np.count_nonzero((pred | gt.mask) & valid)
-    return 1.0 if union == 0 else float(inter / union)
+    return mask_iou(pred, gt.mask, gt.ignore)
 
 
 def _padded_distance(region: np.ndarray) -> np.ndarray:

@@ -7,8 +7,8 @@ edges, so its shapely area equals the pixel count; rasterising fills a pixel iff
 belongs to the region below that edge (right of it, for a vertical edge), as in pycocotools,
 so polygons that share an edge never share a pixel.
 
-Hit-testing and the pure edit functions for the polygon editor live in
-`app.core.geometry_edit`, the removal of slivers in `app.core.geometry_clean`, both
+Hit-testing and the pure vertex edits of the polygon editor live in
+`app.core.geometry_edit`; the removal of slivers in `app.core.geometry_clean` is
 re-exported here; the rasteriser behind `geometry_to_mask` is
 `app.core.geometry_raster`, the vectorised tracing behind `mask_to_geometry` is
 `app.core.geometry_trace`.
@@ -342,37 +342,21 @@ def geometry_to_mask(geom: BaseGeometry | None, height: int, width: int) -> np.n
     return polygons_to_mask(polygons_of(geom), height, width)
 
 
-# Cleaning, hit-testing and edits (re-exported; they build on the functions above).
+# Cleaning (re-exported; it builds on the functions above).
 from app.core.geometry_clean import MIN_AREA, MIN_WIDTH, drop_slivers  # noqa: E402
-from app.core.geometry_edit import (  # noqa: E402
-    contains,
-    delete_vertex,
-    insert_vertex,
-    move_vertex,
-    nearest_edge,
-    nearest_vertex,
-    translate,
-)
 
 __all__ = [
     "DEFAULT_TOLERANCE",
     "MIN_AREA",
     "MIN_WIDTH",
     "bbox",
-    "contains",
-    "delete_vertex",
     "difference",
     "drop_slivers",
     "geometry_to_mask",
-    "insert_vertex",
     "make_valid_polygonal",
     "mask_iou",
     "mask_to_geometry",
-    "move_vertex",
-    "nearest_edge",
-    "nearest_vertex",
     "polygons_of",
     "simplify",
-    "translate",
     "union",
 ]

@@ -1,174 +1,164 @@
-"""Hit-testing and pure edits of (Multi)Polygons for the polygon editor.
+"""Editable vertex lists of a (Multi)Polygon for the polygon editor: hit-testing and pure
+vertex edits.
 
-A vertex or edge is addressed by (polygon index, ring index, index):
-- polygon index: position in `polygons_of(geom)` (0 for a Polygon, the part of a MultiPolygon);
-- ring index: 0 is the exterior, k >= 1 is the hole `polygon.interiors[k - 1]`;
-- vertex index i: the i-th coordinate of the ring, without the repeated closing point;
-  edge index i goes from vertex i to vertex i + 1 (the last edge closes the ring).
-Every edit returns a new valid geometry (or None when nothing polygonal is left); the input is
-never changed. Use `app.core.geometry`, which re-exports these functions.
+A ``Shape`` is a list of polygons (the parts of a MultiPolygon, in order), each a list of
+rings (exterior first, then the holes in ``polygon.interiors`` order), each a list of (x, y)
+vertices without the closing repeat. ``VertexRef(polygon, ring, index)`` addresses one
+vertex; edge ``index`` of a ring goes from vertex ``index`` to vertex ``index + 1`` (the last
+edge closes the ring). Edits return a new shape and never change their input;
+``to_geometry`` turns a shape back into a valid Polygon/MultiPolygon.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
+from shapely.validation import make_valid
 
 from app.core.types import Geometry
 
-VertexRef = tuple[int, int, int]
-"""(polygon index, ring index, vertex index)."""
-
-EdgeHit = tuple[int, int, int, tuple[float, float]]
-"""(polygon index, ring index, edge index, nearest point on that edge)."""
+Ring = list[tuple[float, float]]
+Shape = list[list[Ring]]
 
 
-def _polygons(geom: BaseGeometry | None) -> list[Polygon]:
-    from app.core.geometry import polygons_of
+@dataclass(frozen=True)
+class VertexRef:
+    """One vertex of a shape (or the first vertex of one edge)."""
 
-    return polygons_of(geom)
-
-
-def _rings(polygon: Polygon) -> list[np.ndarray]:
-    """Each ring's vertices (n, 2) without the closing point, exterior first."""
-    return [np.asarray(r.coords, dtype=float)[:-1] for r in (polygon.exterior, *polygon.interiors)]
+    polygon: int
+    ring: int
+    index: int
 
 
-RingArrays = Iterable[tuple[int, int, np.ndarray]]
-"""(polygon index, ring index, (n, 2) vertices without the closing point) for each ring."""
+def to_shape(geom: Geometry) -> Shape:
+    """Vertex lists of a Polygon or MultiPolygon (holes included)."""
+    polys = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
+    shape: Shape = []
+    for poly in polys:
+        if poly.is_empty:
+            continue
+        rings = [poly.exterior, *poly.interiors]
+        shape.append([[(float(x), float(y)) for x, y in list(r.coords)[:-1]] for r in rings])
+    return shape
 
 
-def nearest_vertex_in(rings: RingArrays, x: float, y: float,
-                      radius: float) -> VertexRef | None:
-    """The vertex closest to (x, y) within `radius` among `rings`; on a tie the first wins."""
+def to_geometry(shape: Shape) -> Geometry | None:
+    """A valid Polygon/MultiPolygon from vertex lists; None when nothing with area is left."""
+    polys: list[Polygon] = []
+    for rings in shape:
+        if not rings or len(rings[0]) < 3:
+            continue
+        holes = [r for r in rings[1:] if len(r) >= 3]
+        polys.append(Polygon(rings[0], holes))
+    if not polys:
+        return None
+    geom = polys[0] if len(polys) == 1 else MultiPolygon(polys)
+    if not geom.is_valid:
+        geom = make_valid(geom)
+    parts = _polygonal_parts(geom)
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
+
+
+def _polygonal_parts(geom: object) -> list[Polygon]:
+    if isinstance(geom, Polygon):
+        return [geom] if geom.area > 0 else []
+    parts: list[Polygon] = []
+    for g in getattr(geom, "geoms", []):
+        parts.extend(_polygonal_parts(g))
+    return parts
+
+
+def vertex(shape: Shape, ref: VertexRef) -> tuple[float, float]:
+    return shape[ref.polygon][ref.ring][ref.index]
+
+
+def _ring_arrays(shape: Shape) -> Iterator[tuple[int, int, np.ndarray]]:
+    for p, rings in enumerate(shape):
+        for r, ring in enumerate(rings):
+            yield p, r, np.asarray(ring, dtype=float).reshape(-1, 2)
+
+
+def nearest_vertex(shape: Shape, x: float, y: float, radius: float) -> VertexRef | None:
+    """The vertex closest to (x, y) within ``radius``, or None; on a tie the first wins."""
     best: VertexRef | None = None
     best_d2 = radius * radius
-    for pi, ri, ring in rings:
+    for pi, ri, ring in _ring_arrays(shape):
         if len(ring) == 0:
             continue
         d2 = (ring[:, 0] - x) ** 2 + (ring[:, 1] - y) ** 2
         vi = int(np.argmin(d2))
         if d2[vi] <= best_d2 and (best is None or d2[vi] < best_d2):
-            best, best_d2 = (pi, ri, vi), float(d2[vi])
+            best, best_d2 = VertexRef(pi, ri, vi), float(d2[vi])
     return best
 
 
-def nearest_edge_in(rings: RingArrays, x: float, y: float, radius: float) -> EdgeHit | None:
-    """The edge closest to (x, y) within `radius` among `rings`, with the closest point on it."""
-    best: EdgeHit | None = None
+def nearest_edge(
+    shape: Shape, x: float, y: float, radius: float
+) -> tuple[VertexRef, tuple[float, float]] | None:
+    """The edge closest to (x, y) within ``radius``: (ref of its first vertex, the closest
+    point on it), or None."""
+    best: tuple[VertexRef, tuple[float, float]] | None = None
     best_d2 = radius * radius
     p = np.array([x, y], dtype=float)
-    for pi, ri, ring in rings:
+    for pi, ri, ring in _ring_arrays(shape):
         if len(ring) < 2:
             continue
-        a = ring
-        ab = np.roll(ring, -1, axis=0) - a
+        ab = np.roll(ring, -1, axis=0) - ring
         length2 = np.einsum("ij,ij->i", ab, ab)
-        t = np.einsum("ij,ij->i", p - a, ab) / np.where(length2 > 0, length2, 1.0)
-        proj = a + np.clip(t, 0.0, 1.0)[:, None] * ab
+        t = np.einsum("ij,ij->i", p - ring, ab) / np.where(length2 > 0, length2, 1.0)
+        proj = ring + np.clip(t, 0.0, 1.0)[:, None] * ab
         d2 = np.einsum("ij,ij->i", proj - p, proj - p)
         ei = int(np.argmin(d2))
         if d2[ei] <= best_d2 and (best is None or d2[ei] < best_d2):
             best_d2 = float(d2[ei])
-            best = (pi, ri, ei, (float(proj[ei, 0]), float(proj[ei, 1])))
+            best = (VertexRef(pi, ri, ei), (float(proj[ei, 0]), float(proj[ei, 1])))
     return best
 
 
-def _geometry_rings(geom: BaseGeometry | None) -> Iterator[tuple[int, int, np.ndarray]]:
-    for pi, polygon in enumerate(_polygons(geom)):
-        for ri, ring in enumerate(_rings(polygon)):
-            yield pi, ri, ring
-
-
-def nearest_vertex(
-    geom: BaseGeometry | None, x: float, y: float, radius: float
-) -> VertexRef | None:
-    """The vertex closest to (x, y) within `radius` pixels, or None."""
-    return nearest_vertex_in(_geometry_rings(geom), x, y, radius)
-
-
-def nearest_edge(geom: BaseGeometry | None, x: float, y: float, radius: float) -> EdgeHit | None:
-    """The edge closest to (x, y) within `radius` pixels and the closest point on it, or None."""
-    return nearest_edge_in(_geometry_rings(geom), x, y, radius)
-
-
 def contains(geom: BaseGeometry | None, x: float, y: float) -> bool:
-    """True if (x, y) is inside `geom` or on its boundary (a click on an outline selects it)."""
+    """True if (x, y) is inside ``geom`` or on its boundary (a click on an outline selects it)."""
     if geom is None or geom.is_empty:
         return False
     return bool(shapely.intersects_xy(geom, x, y))
 
 
-def _with_ring(
-    geom: BaseGeometry, poly: int, ring: int, edit: object
-) -> Geometry | None:
-    """Rebuild `geom` with ring (poly, ring) replaced by edit(vertices), then make it valid."""
-    from app.core.geometry import make_valid_polygonal
-
-    polygons = _polygons(geom)
-    if not 0 <= poly < len(polygons):
-        raise IndexError(f"polygon index {poly} out of range (0..{len(polygons) - 1})")
-    rings = _rings(polygons[poly])
-    if not 0 <= ring < len(rings):
-        raise IndexError(f"ring index {ring} out of range (0..{len(rings) - 1})")
-    rings[ring] = edit(rings[ring])  # type: ignore[operator]
-    polygons[poly] = Polygon(rings[0], rings[1:])
-    rebuilt = polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
-    return make_valid_polygonal(rebuilt)
+def copy_shape(shape: Shape) -> Shape:
+    return [[list(ring) for ring in rings] for rings in shape]
 
 
-def _check_vertex(vertices: np.ndarray, vertex: int) -> None:
-    if not 0 <= vertex < len(vertices):
-        raise IndexError(f"vertex index {vertex} out of range (0..{len(vertices) - 1})")
+def move_vertex(shape: Shape, ref: VertexRef, x: float, y: float) -> Shape:
+    out = copy_shape(shape)
+    out[ref.polygon][ref.ring][ref.index] = (x, y)
+    return out
 
 
-def move_vertex(
-    geom: BaseGeometry, poly: int, ring: int, vertex: int, x: float, y: float
-) -> Geometry | None:
-    """`geom` with one vertex moved to (x, y); a move that crosses edges is made valid."""
-
-    def edit(vertices: np.ndarray) -> np.ndarray:
-        _check_vertex(vertices, vertex)
-        out = vertices.copy()
-        out[vertex] = (x, y)
-        return out
-
-    return _with_ring(geom, poly, ring, edit)
+def insert_vertex(shape: Shape, after: VertexRef, x: float, y: float) -> Shape:
+    """A new vertex (x, y) on the edge that starts at ``after``."""
+    out = copy_shape(shape)
+    out[after.polygon][after.ring].insert(after.index + 1, (x, y))
+    return out
 
 
-def insert_vertex(
-    geom: BaseGeometry, poly: int, ring: int, edge: int, x: float, y: float
-) -> Geometry | None:
-    """`geom` with a vertex (x, y) inserted on edge `edge` (it becomes vertex edge + 1)."""
-
-    def edit(vertices: np.ndarray) -> np.ndarray:
-        _check_vertex(vertices, edge)
-        return np.insert(vertices, edge + 1, (x, y), axis=0)
-
-    return _with_ring(geom, poly, ring, edit)
-
-
-def delete_vertex(geom: BaseGeometry, poly: int, ring: int, vertex: int) -> Geometry | None:
-    """`geom` without one vertex. Raises ValueError if the ring would have fewer than 3."""
-
-    def edit(vertices: np.ndarray) -> np.ndarray:
-        _check_vertex(vertices, vertex)
-        if len(vertices) <= 3:
-            raise ValueError("a ring needs at least 3 vertices; this one has only 3")
-        return np.delete(vertices, vertex, axis=0)
-
-    return _with_ring(geom, poly, ring, edit)
+def delete_vertex(shape: Shape, ref: VertexRef) -> Shape:
+    """Remove a vertex; a ring left with fewer than 3 vertices is removed (a hole disappears,
+    an exterior takes its polygon with it)."""
+    out = copy_shape(shape)
+    ring = out[ref.polygon][ref.ring]
+    del ring[ref.index]
+    if len(ring) < 3:
+        if ref.ring == 0:
+            del out[ref.polygon]
+        else:
+            del out[ref.polygon][ref.ring]
+    return out
 
 
-def translate(geom: BaseGeometry, dx: float, dy: float) -> Geometry | None:
-    """`geom` moved by (dx, dy) pixels."""
-    from app.core.geometry import make_valid_polygonal
-
-    if geom is None or geom.is_empty:
-        return None
-    offset = np.array([dx, dy], dtype=float)
-    return make_valid_polygonal(shapely.transform(geom, lambda xy: xy + offset))
+def translate(shape: Shape, dx: float, dy: float) -> Shape:
+    return [[[(x + dx, y + dy) for x, y in ring] for ring in rings] for rings in shape]

@@ -2,17 +2,54 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from app.core.errors import MaskLoopError
 from app.core.jobs import CancelToken, Progress
-from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
+from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
 
 
 class PredictorError(MaskLoopError):
     """A prediction failed (bad checkpoint, server down, unknown embedding...)."""
+
+
+class SourceKind(StrEnum):
+    """What kind of backend a predictor is."""
+
+    SAM2 = "sam2"  # SAM2 on this machine
+    CLASSICAL = "classical"  # no network, no model: GrabCut and watershed
+    REMOTE = "remote"  # MaskLoop's own server
+    HOSTED = "hosted"  # a hosted SAM API (Roboflow, fal, Segmind)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend is and can do, declared by the backend (never guessed from names).
+
+    ``device``: where masks are decoded ("cpu", "cuda", "mps"; "remote" for a server or an
+    API). ``text_prompts``: ``find_all(key, text)`` works. ``exemplar_prompts``: prompts by
+    example regions (none yet). ``video``: propagation through a sequence (none yet).
+    ``batched_decode``: ``predict_batch`` decodes several prompts at once.
+    """
+
+    kind: SourceKind
+    device: str = "cpu"
+    text_prompts: bool = False
+    exemplar_prompts: bool = False
+    video: bool = False
+    batched_decode: bool = False
+
+    @property
+    def source(self) -> Source:
+        """The ``Source`` recorded on the instances this backend makes."""
+        return {
+            SourceKind.SAM2: Source.SAM2,
+            SourceKind.CLASSICAL: Source.CLASSICAL,
+        }.get(self.kind, Source.REMOTE)
 
 
 @runtime_checkable
@@ -30,6 +67,11 @@ class Predictor(Protocol):
     @property
     def description(self) -> str:
         """Short human text for the status bar, e.g. "SAM2.1 tiny on cuda (bf16)"."""
+        ...
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend is and can do (the UI offers only what it declares)."""
         ...
 
     def embed(
@@ -61,6 +103,11 @@ class Predictor(Protocol):
         progress: Progress | None = None,
     ) -> list[MaskProposal]:
         """Propose every object of the image (after non-maximum suppression), largest first."""
+        ...
+
+    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
+        """Every instance of ``text`` (e.g. "person") in the image; PredictorError unless
+        ``capabilities.text_prompts``."""
         ...
 
     def close(self) -> None:

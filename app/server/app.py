@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app import __version__
-from app.core.wire import WireError
+from app.core.errors import WireError
 from app.predict.base import Predictor
 from app.server import own_routes, roboflow_routes
 from app.server.errors import HTTPProblem

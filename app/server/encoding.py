@@ -1,6 +1,6 @@
 """Server-side codecs: image bytes -> RGB array (with limits), base64 / data URIs, and the
 Roboflow-compatible mask outputs (polygons, COCO RLE, npz). Codecs the client also needs live
-in ``app.core.wire``."""
+in ``app.wire.messages``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import io
 import cv2
 import numpy as np
 
-from app.core import images
+from app.core import images, rle
 from app.core.errors import ImageError
-from app.core.wire import rle_encode
 from app.server.errors import HTTPProblem
 
 
@@ -82,7 +81,7 @@ def mask_polygons(mask: np.ndarray) -> list[list[list[int]]]:
 
 def mask_rle(mask: np.ndarray) -> dict[str, object]:
     """Roboflow's "rle" masks: COCO compressed RLE {"size": [h, w], "counts": str}."""
-    return rle_encode(mask)
+    return rle.encode_json(mask)
 
 
 def masks_npz(masks: np.ndarray, low_res_logits: np.ndarray) -> bytes:

@@ -1,5 +1,5 @@
 """MaskLoop's own routes for the desktop client, designed for bytes and latency (the wire
-format is documented in ``app.core.wire``): upload each image once, keyed by the sha256 of
+format is documented in ``app.wire.messages``): upload each image once, keyed by the sha256 of
 its file; per click a few hundred bytes of JSON in, a compact envelope out; or (hybrid mode)
 fetch the float16 embedding once and decode clicks on the client.
 
@@ -26,16 +26,16 @@ from starlette.concurrency import run_in_threadpool
 from app import __version__
 from app.core import images
 from app.core.types import MaskResult
-from app.core.wire import (
+from app.server.encoding import decode_image
+from app.server.errors import HTTPProblem, error_responses
+from app.server.state import ServerState, require_key, state_of
+from app.wire.messages import (
     CONTENT_TYPE,
     WIRE_VERSION,
     encode_embedding,
     encode_prediction,
     prompt_from_wire,
 )
-from app.server.encoding import decode_image
-from app.server.errors import HTTPProblem, error_responses
-from app.server.state import ServerState, require_key, state_of
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["maskloop"],
                    responses=error_responses(401, 404, 408, 422, 500))
@@ -93,7 +93,7 @@ async def post_image(request: Request) -> dict[str, Any]:
 
 @router.post("/images/{image_hash}/predict", responses=error_responses(409, 504))
 async def predict(image_hash: str, request: Request) -> Response:
-    """One click: JSON prompt in (``app.core.wire.prompt_to_wire``), envelope out."""
+    """One click: JSON prompt in (``app.wire.messages.prompt_to_wire``), envelope out."""
     st = state_of(request)
     _checked_hash(image_hash)
     raw = await request.body()
@@ -116,7 +116,7 @@ async def predict(image_hash: str, request: Request) -> Response:
 
 @router.get("/images/{image_hash}/embedding", responses=error_responses(501))
 def embedding(image_hash: str, request: Request, compress: bool = False) -> Response:
-    """Hybrid mode: the image's float16 embedding (``app.core.wire.encode_embedding``)."""
+    """Hybrid mode: the image's float16 embedding (``app.wire.messages.encode_embedding``)."""
     st = state_of(request)
     key = st.worker.key_for(_checked_hash(image_hash))
     if st.worker.cache is None:

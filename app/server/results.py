@@ -27,7 +27,7 @@ class ResultStore:
     """Recent results' low-res logits (float16) by result id, bounded by bytes (LRU), so a
     click can say "refine candidate k of result r" instead of sending the logits. Kept in
     memory only: after a restart a refinement is answered 409, and the app's client sends
-    the click again with its mask input (``app.predict.remote``). Ids start at a random
+    the click again with its mask input (``app.predict.remote.predictor``). Ids start at a random
     number, so a restarted server (which still has the images) never takes a client's old
     id for one of its new results."""
 

@@ -6,7 +6,7 @@ click waits at most one encoder block), for many clients at once:
 
 1. clicks: every click queued when the thread looks is decoded in ONE batch
    (``predictor.predict_batch`` when it has one: SAM2 decodes the prompts of several
-   clients and images together, ``app.predict.sam2_batch``; else one ``predict`` each);
+   clients and images together, ``app.predict.sam2.batch``; else one ``predict`` each);
 2. everything else, in arrival order: encodes, decodes of no prompt.
 
 An encode polls its CancelToken between encoder blocks (SAM2's does); the worker's token
@@ -40,7 +40,8 @@ import numpy as np
 from app.core.jobs import CancelToken
 from app.core.types import Box, EmbeddingKey, MaskResult, Prompt
 from app.predict.base import Predictor, PredictorError
-from app.predict.cache import Embedding, EmbeddingCache
+from app.predict.cache.file_format import Embedding
+from app.predict.cache.store import EmbeddingCache
 from app.server.errors import HTTPProblem
 
 T = TypeVar("T")

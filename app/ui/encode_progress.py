@@ -29,9 +29,8 @@ class EncodeProgress:
 
     def _real(self, cancel: CancelToken | None) -> Any:
         """The predictor doing the encode (a stand-in's, once loaded; see startup.py)."""
-        inner = getattr(self.predictor, "predictor", self.predictor)  # TextQueries
-        wait = getattr(inner, "wait_loaded", None)
-        return wait(cancel) if wait is not None else inner
+        wait = getattr(self.predictor, "wait_loaded", None)
+        return wait(cancel) if wait is not None else self.predictor
 
     def embed(self, image: np.ndarray, image_hash: str | None = None,
               cancel: CancelToken | None = None) -> EmbeddingKey:

@@ -13,6 +13,7 @@ from app.core.image_checks import check_images, known_problems
 from app.core.project import Project
 from app.core.types import ImageRecord, ImageStatus
 from app.ui import dialogs, keys
+from app.ui.app_state import AppState
 from app.ui.canvas.convert import rgb_to_display_qimage
 from app.ui.canvas.layers import BrushCursor, HandlesItem, InstanceLayer, MarksItem, MaskLayer
 from app.ui.canvas.shades import instance_shades
@@ -33,7 +34,7 @@ from app.ui.settings import GuiSettings
 from app.ui.status import StatusLine
 from app.ui.tasks import TaskRunner
 from app.ui.tools import instance_ops as ops
-from app.ui.tools.draw_tool import BoxTool, PolygonTool
+from app.ui.tools.drawing_qt import BoxTool, PolygonTool
 from app.ui.tools.edit_tool import EditTool
 from app.ui.tools.sam_tool import SamTool
 from app.ui.workers import PredictorBridge
@@ -55,6 +56,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.project, self.bridge = project, bridge
         self.settings = settings or GuiSettings()
+        self.app_state = AppState(self.settings, self)
         self.unreadable = list(unreadable or [])
         self.open_path = open_path
         self.switch_backend = switch_backend  # builds a new predictor, then calls set_bridge
@@ -79,8 +81,7 @@ class MainWindow(QMainWindow):
 
         # tools
         self.sam_tool = SamTool(bridge, self.session, self.mask_layer, self.marks, self.tasks,
-                                self)
-        self.sam_tool.tolerance = self.settings.tolerance
+                                self.app_state, self)
         self.edit_tool = EditTool(self.session, self.instance_layer, self.handles, self.marks,
                                   self, brush_cursor=self.brush_cursor)
         self.polygon_tool = PolygonTool(self.session, self.marks, self)
@@ -93,8 +94,7 @@ class MainWindow(QMainWindow):
         self.images_panel = ImagesPanel()
         self.labels_panel = LabelsPanel(self.session)
         self.labels_panel.message.connect(self.show_message)
-        self.instances_panel = InstancesPanel(self.session)
-        self.instances_panel.set_tolerance(self.settings.tolerance)
+        self.instances_panel = InstancesPanel(self.session, self.app_state)
         self.instances_panel.opacity.setValue(round(self.settings.opacity * 100))
         self._dock("Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Labels", self.labels_panel, Qt.DockWidgetArea.RightDockWidgetArea)

@@ -16,10 +16,10 @@ from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene
 from shapely.geometry import Point as ShapelyPoint
 
 from app.core.types import Geometry, MaskProposal, Source
+from app.interaction.events import Button, PointerEvent
 from app.ui.canvas.banner import Banner
 from app.ui.canvas.convert import geometry_path
 from app.ui.canvas.layers import cosmetic_pen
-from app.ui.interaction.events import Button, PointerEvent
 from app.ui.workers import PredictorBridge
 
 if TYPE_CHECKING:
@@ -127,7 +127,7 @@ class ProposalsController(QObject):
             return
         self._request = None
         image = self.w.session.image
-        self.w.tasks.start(proposals_to_geometries, proposals, self.w.sam_tool.tolerance,
+        self.w.tasks.start(proposals_to_geometries, proposals, self.w.app_state.tolerance,
                            on_result=lambda geoms: self._show(image, geoms))
 
     def _show(self, image: object, geoms: list[tuple[Geometry, float]]) -> None:

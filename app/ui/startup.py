@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Predictor
+from app.predict.base import Capabilities, Predictor, SourceKind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,10 +62,13 @@ def build_or_fallback(build: StartupBuild) -> Loaded:
 
 class LoadingPredictor:
     """A Predictor standing in for one being built: every call waits (cancellably) until
-    ``attach`` hands in the real predictor, then goes to it. Thread-safe."""
+    ``attach`` hands in the real predictor, then goes to it. Thread-safe. Its capabilities
+    are ``expected`` until then (the startup build is a local SAM2 on a device not yet
+    chosen), the real predictor's after."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, expected: Capabilities | None = None) -> None:
         self.name = name
+        self.expected = expected or Capabilities(SourceKind.SAM2, device="unknown")
         self.loaded: Predictor | None = None
         self._ready = threading.Event()
         self._lock = threading.Lock()
@@ -80,6 +83,11 @@ class LoadingPredictor:
         if self.loaded is not None:
             return str(getattr(self.loaded, "description", self.loaded.model_id))
         return f"Loading {self.name}…"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        loaded = self.loaded
+        return loaded.capabilities if loaded is not None else self.expected
 
     def attach(self, predictor: Predictor) -> bool:
         """Hand in the real predictor; False (and it is closed) when this one was closed."""
@@ -113,6 +121,9 @@ class LoadingPredictor:
     def segment_everything(self, image: EmbeddingKey | np.ndarray, **knobs: Any
                            ) -> list[MaskProposal]:
         return self._wait(knobs.get("cancel")).segment_everything(image, **knobs)
+
+    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
+        return self._wait(None).find_all(image, text)
 
     def close(self) -> None:
         with self._lock:

@@ -9,16 +9,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from app.core.errors import ImageError
-from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
-from app.predict.base import Predictor
-from app.predict.service import Job, JobKind, PredictionService, ServiceCallbacks
+from app.predict.base import Capabilities, Predictor, SourceKind
+from app.predict.service.service import PredictionService
+from app.predict.service.types import Job, JobKind, ServiceCallbacks
 from app.ui.encode_progress import EncodeProgress
 
 BACKGROUND_NICE = 10  # how much less CPU priority the non-GUI threads get (Linux)
@@ -100,40 +99,14 @@ class ImageStore:
         return lambda: self.get(image_hash, path)
 
 
-class TextQueries:
-    """A text-capable predictor as the prediction service sees it: ``segment_everything``
-    with a ``text`` knob runs ``find_all(image, text)`` instead, so "find all: person" goes
-    through the service's one worker like segment everything does (queued after the
-    current encode, stale requests dropped, cancellable before it starts). Every other
-    attribute is the predictor's own."""
-
-    def __init__(self, predictor: Predictor) -> None:
-        self.predictor = predictor
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.predictor, name)
-
-    def segment_everything(self, image: EmbeddingKey | np.ndarray, *, text: str | None = None,
-                           cancel: CancelToken | None = None, progress: Progress | None = None,
-                           **knobs: Any) -> list[MaskProposal]:
-        if text is None:
-            return self.predictor.segment_everything(image, cancel=cancel, progress=progress,
-                                                     **knobs)
-        check(cancel)
-        if progress is not None:
-            progress(0, 1, f"finding {text!r}")
-        found: list[MaskProposal] = self.predictor.find_all(image, text)  # type: ignore[attr-defined]
-        check(cancel)
-        return found
-
-
 class PredictorBridge(QObject):
     """Qt face of ``PredictionService``.
 
     Requests (GUI thread, return at once): ``set_image``, ``predict`` (returns its request
     id), ``segment_everything`` and ``find_all`` (return their request id; answered by
     ``proposals_ready`` or ``failed`` with kind "everything"), ``cancel_everything``,
-    ``close``. ``supports_text``: the predictor can ``find_all`` by text (Roboflow SAM3,
+    ``close``. What the backend is and can do is what the predictor declares
+    (``capabilities``; ``supports_text``: it can ``find_all`` by text, e.g. Roboflow SAM3,
     Segmind).
     Signals (delivered on the GUI thread when connected to QObject slots):
       embedding_ready(key, seconds), predicted(request_id, MaskResult, latency_ms),
@@ -157,7 +130,6 @@ class PredictorBridge(QObject):
         # made on the GUI thread: remember it, so the worker can yield the CPU to it
         self._gui_thread = threading.get_native_id() if favour_gui else None
         self.images = images or ImageStore()
-        self.supports_text = bool(getattr(predictor, "supports_text", False))
         self._generation = 0
         self.current_hash: str | None = None
         # images that could not be read, by hash: the file's version then (not prefetched
@@ -165,8 +137,7 @@ class PredictorBridge(QObject):
         self._unreadable: dict[str, FileVersion] = {}
         self._unreadable_lock = threading.Lock()
         self._job_failed.connect(self._deliver_failure)
-        served: Any = TextQueries(predictor) if self.supports_text else predictor
-        served = EncodeProgress(served, self._encode_step,
+        served = EncodeProgress(predictor, self._encode_step,
                                 lambda image_hash: image_hash == self.current_hash)
         self.service = PredictionService(served, ServiceCallbacks(
             on_embedding_ready=self._embedded,
@@ -182,26 +153,30 @@ class PredictorBridge(QObject):
         return str(getattr(self.predictor, "description", self.predictor.model_id))
 
     @property
+    def capabilities(self) -> Capabilities:
+        """What the predictor declares it is and can do (a stand-in's while loading)."""
+        return self.predictor.capabilities
+
+    @property
     def is_classical(self) -> bool:
-        return "classical" in self.predictor.model_id.lower()
+        return self.capabilities.kind is SourceKind.CLASSICAL
+
+    @property
+    def supports_text(self) -> bool:
+        """The predictor can ``find_all`` by text."""
+        return self.capabilities.text_prompts
 
     @property
     def source(self) -> Source:
         """Recorded on the instances this backend makes."""
-        if self.is_classical:
-            return Source.CLASSICAL
-        p = getattr(self.predictor, "loaded", None) or self.predictor  # startup stand-in
-        hosted = hasattr(p, "provider")  # the hosted-API clients
-        return (Source.REMOTE if hosted or "remote" in type(p).__name__.lower()
-                else Source.SAM2)
+        return self.capabilities.source
 
     @property
     def everything_grid(self) -> int:
-        """Points per side for "segment everything": SAM's 32 on a GPU, 16 on a CPU, where a
-        32 x 32 grid of SAM2 decodes takes minutes (16 x 16 about a quarter of that)."""
-        p = getattr(self.predictor, "loaded", None) or self.predictor
-        device = getattr(p, "device", None)
-        return 16 if getattr(device, "type", device) == "cpu" else 32
+        """Points per side for "segment everything": SAM's 32 on a GPU, 16 for SAM2 on a CPU,
+        where a 32 x 32 grid of decodes takes minutes (16 x 16 about a quarter of that)."""
+        caps = self.capabilities
+        return 16 if caps.kind is SourceKind.SAM2 and caps.device == "cpu" else 32
 
     # -- requests --------------------------------------------------------------------------
     def set_image(self, image_hash: str, path: Path,
@@ -257,7 +232,7 @@ class PredictorBridge(QObject):
         """Every instance of ``text`` in the current image (``supports_text`` only); the
         answer comes like segment everything's."""
         self._generation += 1
-        self.service.segment_everything(self._generation, text=text)
+        self.service.find_all(self._generation, text)
         return self._generation
 
     def cancel_everything(self) -> None:
@@ -283,7 +258,8 @@ class PredictorBridge(QObject):
         self.predicted.emit(int(generation), result, float(latency_ms))
 
     def _error(self, exc: BaseException, job: Job) -> None:
-        kind = job.kind.value if isinstance(job.kind, JobKind) else str(job.kind)
+        # find all is answered like segment everything, its failures too
+        kind = JobKind.EVERYTHING.value if job.kind is JobKind.FIND_ALL else job.kind.value
         gen = job.generation if job.generation is not None else -1
         self._job_failed.emit(kind, int(gen), str(exc) or type(exc).__name__, job.image_hash)
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.cli.backend import add_model_args, predictor_from_args
 from app.predict.base import PredictorError
-from app.predict.models import get_model
+from app.predict.models.registry import get_model
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -45,7 +45,7 @@ def test_missing_registry_model_says_how_to_get_it(models_dir: Path) -> None:
 
 
 def test_without_models_the_default_is_classical(models_dir: Path) -> None:
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.classical.predictor import ClassicalPredictor
 
     assert isinstance(predictor_from_args(parse()), ClassicalPredictor)
     assert isinstance(predictor_from_args(parse(), backend="classical"), ClassicalPredictor)
@@ -66,8 +66,8 @@ def test_inconsistent_options(models_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_installed_model_is_picked(models_dir: Path, sam2_tiny_checkpoint) -> None:
-    from app.predict.cache import EmbeddingCache
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.sam2.predictor import SAM2Predictor
 
     spec = get_model("tiny")
     (models_dir / spec.filename).symlink_to(sam2_tiny_checkpoint[0])
@@ -81,7 +81,7 @@ def test_installed_model_is_picked(models_dir: Path, sam2_tiny_checkpoint) -> No
 
 @pytest.mark.slow
 def test_checkpoint_config_is_guessed(sam2_tiny_checkpoint) -> None:
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.sam2.predictor import SAM2Predictor
 
     pred = predictor_from_args(parse("--checkpoint", str(sam2_tiny_checkpoint[0]),
                                      "--device", "cpu"), backend="sam2")

@@ -21,7 +21,7 @@ from app.core.evaluation import (
 )
 from app.core.jobs import CancelToken
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Point, Prompt
-from app.predict.base import Predictor, PredictorError
+from app.predict.base import Capabilities, Predictor, PredictorError, SourceKind
 
 
 def disc(shape: tuple[int, int], centre: tuple[int, int], radius: int) -> np.ndarray:
@@ -127,6 +127,8 @@ class RowsPredictor:
         self.prompts: list[Prompt] = []
         self.embedded: set[EmbeddingKey] = set()
 
+    capabilities = Capabilities(SourceKind.SAM2, "test")
+
     @property
     def model_id(self) -> str:
         return "toy-rows"
@@ -158,6 +160,9 @@ class RowsPredictor:
     def segment_everything(self, image: EmbeddingKey | np.ndarray, **kwargs: object
                            ) -> list[MaskProposal]:
         return []
+
+    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
+        raise PredictorError("no text prompts")
 
     def close(self) -> None:
         pass

@@ -1,4 +1,5 @@
-"""Geometry: mask <-> polygon round trips, the pixel convention, validity, hit-tests and edits."""
+"""Geometry: mask <-> polygon round trips, the pixel convention and validity (hit-tests and
+vertex edits: test_geometry_edit.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pycocotools import mask as mask_utils
 from shapely.geometry import MultiPolygon, Polygon, box
 
 from app.core import geometry as G
+from app.core.geometry_edit import contains
 
 GRABCUT_MASKS = sorted((Path(__file__).parents[2] / "data/grabcut/masks").glob("*.png"))
 
@@ -172,7 +174,7 @@ def test_pixel_convention():
     one[5, 3] = True  # row 5, column 3
     geom = G.mask_to_geometry(one, tolerance=0)
     assert geom.equals(box(3, 5, 4, 6))
-    assert G.contains(geom, 3.5, 5.5) and not G.contains(geom, 2.5, 5.5)
+    assert contains(geom, 3.5, 5.5) and not contains(geom, 2.5, 5.5)
 
 
 def test_polygons_sharing_an_edge_share_no_pixel():
@@ -252,65 +254,6 @@ def test_simplify_bbox_and_iou():
     ignore = np.zeros_like(a)
     ignore[0, 0] = ignore[0, 2] = True
     assert G.mask_iou(a, b, ignore) == 1.0
-
-
-# -- hit-testing and edits --------------------------------------------------------------------
-
-
-def _holed() -> Polygon:
-    return Polygon([(0, 0), (10, 0), (10, 10), (0, 10)], [[(4, 4), (6, 4), (6, 6), (4, 6)]])
-
-
-def test_nearest_vertex_and_edge():
-    geom = MultiPolygon([_holed(), box(20, 0, 30, 10)])
-    assert G.nearest_vertex(geom, 9.6, 0.3, radius=1) == (0, 0, 1)
-    assert G.nearest_vertex(geom, 6.2, 5.9, radius=1) == (0, 1, 2)  # hole: ring 1
-    assert G.nearest_vertex(geom, 5, 2, radius=1) is None
-    hit = G.nearest_vertex(geom, 29.8, 9.9, radius=2)
-    assert hit is not None and hit[0] == 1
-    poly, ring, edge, point = G.nearest_edge(geom, 5, 0.4, radius=1)
-    assert (poly, ring, edge) == (0, 0, 0) and point == (5.0, 0.0)
-    assert G.nearest_edge(geom, 5, 3.7, radius=0.5)[:3] == (0, 1, 0)
-    assert G.nearest_edge(geom, 15, 5, radius=1) is None
-
-
-def test_contains():
-    geom = _holed()
-    assert G.contains(geom, 1, 1)
-    assert not G.contains(geom, 5, 5)  # in the hole
-    assert G.contains(geom, 0, 5)  # on the outline
-    assert not G.contains(geom, 11, 5)
-    assert not G.contains(None, 1, 1)
-
-
-def test_edits_return_new_valid_geometries():
-    geom = _holed()
-    moved = G.move_vertex(geom, 0, 0, 2, 12, 12)
-    assert moved.is_valid and moved.area == pytest.approx(100 + 20 - 4)
-    assert geom.exterior.coords[2] == (10.0, 10.0)  # the input is unchanged
-
-    inserted = G.insert_vertex(geom, 0, 0, 0, 5, -2)  # on edge 0, pulled outward
-    assert list(inserted.exterior.coords)[1] == (5.0, -2.0)
-    assert inserted.area == pytest.approx(96 + 10)
-
-    hole_moved = G.move_vertex(geom, 0, 1, 0, 3, 3)
-    assert hole_moved.area < geom.area
-
-    deleted = G.delete_vertex(inserted, 0, 0, 1)
-    assert deleted.equals(geom)
-    triangle = Polygon([(0, 0), (4, 0), (0, 4)])
-    with pytest.raises(ValueError, match="at least 3"):
-        G.delete_vertex(triangle, 0, 0, 0)
-    with pytest.raises(IndexError):
-        G.move_vertex(geom, 1, 0, 0, 1, 1)
-    with pytest.raises(IndexError):
-        G.move_vertex(geom, 0, 2, 0, 1, 1)
-
-    crossing = G.move_vertex(box(0, 0, 4, 4), 0, 0, 0, -2, 6)  # drags across: a bow tie
-    assert crossing is not None and crossing.is_valid
-
-    shifted = G.translate(geom, 2.5, -1)
-    assert shifted.bounds == (2.5, -1.0, 12.5, 9.0) and shifted.area == geom.area
 
 
 # -- a big mask ---------------------------------------------------------------------------------

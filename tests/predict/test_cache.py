@@ -13,16 +13,15 @@ import numpy as np
 import pytest
 
 from app.core.types import EmbeddingKey
-from app.predict.cache import (
+from app.predict.cache.file_format import (
     FORMAT_VERSION,
     MAGIC,
     SUFFIX,
     Embedding,
-    EmbeddingCache,
-    default_cache_dir,
     read_embedding,
     write_embedding,
 )
+from app.predict.cache.store import EmbeddingCache, default_cache_dir
 
 
 def make_embedding(seed: int = 0, side: int = 16) -> Embedding:
@@ -189,7 +188,7 @@ def test_corrupt_file_is_ignored_deleted_and_rebuilt(tmp_path: Path, caplog, cor
     corrupt(path)
 
     cache = EmbeddingCache(disk_dir=tmp_path)
-    with caplog.at_level(logging.WARNING, logger="app.predict.cache"):
+    with caplog.at_level(logging.WARNING, logger="app.predict.cache.store"):
         assert cache.get(KEY) is None
     assert str(path) in caplog.text and "rebuilt" in caplog.text
     assert not path.exists()
@@ -264,7 +263,7 @@ def test_unwritable_disk_dir_is_reported_not_raised(tmp_path: Path, caplog) -> N
     blocker = tmp_path / "file"
     blocker.write_text("a file where the folder should be")
     cache = EmbeddingCache(disk_dir=blocker / "embeddings")
-    with caplog.at_level(logging.WARNING, logger="app.predict.cache"):
+    with caplog.at_level(logging.WARNING, logger="app.predict.cache.store"):
         cache.put(KEY, make_embedding())
     assert cache.in_memory(KEY) and cache.stats.disk_errors == 1
     assert "could not write" in caplog.text
@@ -319,7 +318,7 @@ def test_new_process_reads_the_disk_cache(tmp_path: Path) -> None:
     code = (
         "import sys, numpy as np\n"
         "from app.core.types import EmbeddingKey\n"
-        "from app.predict.cache import EmbeddingCache\n"
+        "from app.predict.cache.store import EmbeddingCache\n"
         f"emb = EmbeddingCache().get(EmbeddingKey({KEY.image_hash!r}, {KEY.model_id!r}))\n"
         "print(emb.image_size, float(emb.arrays['image_embed'].astype(np.float32).sum()))\n"
     )

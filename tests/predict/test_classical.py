@@ -9,8 +9,8 @@ from app.core.errors import Cancelled
 from app.core.jobs import CancelToken
 from app.core.types import Box, EmbeddingKey, Point, Prompt
 from app.predict.base import Predictor, PredictorError
-from app.predict.classical import MODEL_ID, ClassicalPredictor
-from app.predict.classical_ops import logits_to_frame, mask_to_logits
+from app.predict.classical.ops import logits_to_frame, mask_to_logits
+from app.predict.classical.predictor import MODEL_ID, ClassicalPredictor
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:

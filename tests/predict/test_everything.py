@@ -14,10 +14,9 @@ from sam2.utils import amg
 
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken
-from app.predict.everything import (
-    box_iou,
+from app.core.nms import box_iou, box_nms, mask_nms
+from app.predict.sam2.everything import (
     mask_boxes,
-    nms,
     point_grid,
     remove_small_regions,
     segment_everything,
@@ -27,22 +26,32 @@ from app.predict.everything import (
 # -- nms ----------------------------------------------------------------------------------
 
 
+def test_mask_nms_keeps_the_best_of_overlapping_masks() -> None:
+    a = np.zeros((10, 10), bool)
+    a[:5] = True
+    b = a.copy()
+    b[5] = True  # IoU with a: 5/6
+    c = ~a
+    assert mask_nms([a, b, c], [0.5, 0.9, 0.1], 0.7).tolist() == [1, 2]
+    assert mask_nms([a, b, c], [0.5, 0.9, 0.1], 0.9).tolist() == [1, 0, 2]
+
+
 def test_nms_known_answer() -> None:
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10.5]])
     scores = np.array([0.9, 0.8, 0.7, 0.95])
     # box 3 wins; IoU(3, 0) = 100/105 and IoU(3, 1) = 85.5/119.5 = 0.7155 exceed 0.7
-    assert nms(boxes, scores, 0.7).tolist() == [3, 2]
+    assert box_nms(boxes, scores, 0.7).tolist() == [3, 2]
     # IoU(0, 1) = 81/119 = 0.68: below 0.7 both survive once box 3 is gone
-    assert nms(boxes[:3], scores[:3], 0.7).tolist() == [0, 1, 2]
-    assert nms(boxes[:3], scores[:3], 0.6).tolist() == [0, 2]
+    assert box_nms(boxes[:3], scores[:3], 0.7).tolist() == [0, 1, 2]
+    assert box_nms(boxes[:3], scores[:3], 0.6).tolist() == [0, 2]
 
 
 def test_nms_threshold_is_strict_and_ties_keep_the_first() -> None:
     boxes = np.array([[0, 0, 2, 1], [1, 0, 3, 1]])  # IoU exactly 1/3
-    assert nms(boxes, np.array([0.5, 0.5]), 1 / 3).tolist() == [0, 1]
-    assert nms(boxes, np.array([0.5, 0.5]), 0.33).tolist() == [0]
-    assert nms(boxes, np.array([0.4, 0.5]), 0.33).tolist() == [1]
-    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
+    assert box_nms(boxes, np.array([0.5, 0.5]), 1 / 3).tolist() == [0, 1]
+    assert box_nms(boxes, np.array([0.5, 0.5]), 0.33).tolist() == [0]
+    assert box_nms(boxes, np.array([0.4, 0.5]), 0.33).tolist() == [1]
+    assert box_nms(np.zeros((0, 4)), np.zeros(0), 0.5).tolist() == []
 
 
 def test_box_iou_known_answers() -> None:
@@ -62,7 +71,7 @@ def test_nms_matches_a_brute_force_greedy_reference() -> None:
     for i in np.argsort(-scores):
         if all(box_iou(boxes[j], boxes[i:i + 1])[0] <= 0.5 for j in expected):
             expected.append(int(i))
-    assert nms(boxes, scores, 0.5).tolist() == expected
+    assert box_nms(boxes, scores, 0.5).tolist() == expected
 
 
 # -- stability, boxes, regions, grid --------------------------------------------------------

@@ -18,7 +18,7 @@ from app.cli import main as cli_main
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken
 from app.predict.base import PredictorError
-from app.predict.models import REGISTRY, ModelSpec, download, get_model, list_models
+from app.predict.models.registry import REGISTRY, ModelSpec, download, get_model, list_models
 
 DATA = random.Random(1234).randbytes(3 * 1024 * 1024 + 123)
 SHA = hashlib.sha256(DATA).hexdigest()

@@ -17,7 +17,7 @@ import pytest
 
 from app.core.types import Box, Point, Prompt
 from app.predict.base import Predictor, PredictorError
-from app.predict.remote import RemotePredictor
+from app.predict.remote.predictor import RemotePredictor
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +71,8 @@ def server(sam2_tiny_checkpoint, tmp_path_factory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def decoder(sam2_tiny_checkpoint):
     """The same checkpoint loaded here: hybrid mode's local decoder and the reference."""
-    from app.predict.cache import EmbeddingCache
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.sam2.predictor import SAM2Predictor
 
     checkpoint, config = sam2_tiny_checkpoint
     return SAM2Predictor(checkpoint, config, device="cpu",
@@ -171,7 +171,7 @@ def test_wrong_key_and_unreachable_server(server):
 
 def test_roboflow_client_works_against_our_server(server, image):
     """Our server's Roboflow-compatible routes with our own Roboflow client."""
-    from app.predict.hosted_roboflow import RoboflowPredictor
+    from app.predict.hosted.roboflow import RoboflowPredictor
 
     rf = RoboflowPredictor(KEY, server, sam2_version_id="hiera_tiny", backoff=0.05)
     key = rf.embed(image)
@@ -204,7 +204,7 @@ def test_predictor_from_args_picks_the_remote_backends(server, monkeypatch):
 
     from app.cli.backend import predictor_from_args
     from app.cli.remote_backend import add_remote_args
-    from app.predict.hosted_fal import FalPredictor
+    from app.predict.hosted.fal import FalPredictor
 
     parser = argparse.ArgumentParser()
     add_remote_args(parser)

@@ -13,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from app.predict.base import PredictorError
-from app.predict.remote import RemotePredictor
-from app.predict.remote_http import HttpSession, parse_retry_after, redact
+from app.predict.remote.http_session import HttpSession, parse_retry_after, redact
+from app.predict.remote.predictor import RemotePredictor
 
 
 def test_parse_retry_after_seconds_and_http_dates():

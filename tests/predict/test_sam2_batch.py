@@ -9,14 +9,14 @@ import pytest
 
 from app.core.types import Box, MaskResult, Point, Prompt
 from app.predict.base import PredictorError
-from app.predict.cache import EmbeddingCache
+from app.predict.cache.store import EmbeddingCache
 
 pytestmark = pytest.mark.slow  # two SAM2 encodes on a CPU
 
 
 @pytest.fixture(scope="module")
 def predictor(sam2_tiny_checkpoint):
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.sam2.predictor import SAM2Predictor
 
     path, config = sam2_tiny_checkpoint
     p = SAM2Predictor(path, config, device="cpu",
@@ -66,8 +66,7 @@ def test_a_batch_gives_what_one_predict_per_prompt_gives(predictor, keys) -> Non
 
 def test_one_decoder_call_across_images(predictor, keys) -> None:
     """What a GPU does: prompts of several images in one call (features concatenated)."""
-    from app.predict import sam2_batch
-
+    from app.predict.sam2 import batch as sam2_batch
     a, b = keys
     prompts = [Prompt(points=(Point(10 + i, 12),)) for i in range(3)]
     chunk = [(i, predictor.activate(k), p)
@@ -81,8 +80,7 @@ def test_one_decoder_call_across_images(predictor, keys) -> None:
 
 
 def test_more_images_than_a_wave_holds(predictor, keys, monkeypatch) -> None:
-    from app.predict import sam2_batch
-
+    from app.predict.sam2 import batch as sam2_batch
     monkeypatch.setattr(sam2_batch, "IMAGES_AT_ONCE", 1)
     a, b = keys
     items = [(a, Prompt(points=(Point(3, 4),))), (b, Prompt(points=(Point(5, 6),))),

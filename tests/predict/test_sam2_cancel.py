@@ -16,9 +16,9 @@ from app.core.errors import Cancelled
 from app.core.images import array_hash
 from app.core.jobs import CancelToken
 from app.core.types import EmbeddingKey
-from app.predict.cache import EmbeddingCache
-from app.predict.sam2_local import SAM2Predictor
-from app.predict.sam2_model import encoder_steps
+from app.predict.cache.store import EmbeddingCache
+from app.predict.sam2.model import encoder_steps
+from app.predict.sam2.predictor import SAM2Predictor
 
 pytestmark = pytest.mark.slow
 

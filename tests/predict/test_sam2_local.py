@@ -21,9 +21,9 @@ from app.core.images import array_hash
 from app.core.jobs import CancelToken
 from app.core.types import Box, EmbeddingKey, MaskResult, Point, Prompt
 from app.predict.base import Predictor, PredictorError
-from app.predict.cache import EmbeddingCache
-from app.predict.sam2_local import SAM2Predictor
-from app.predict.sam2_model import guess_config, load_sam2, read_state_dict
+from app.predict.cache.store import EmbeddingCache
+from app.predict.sam2.model import guess_config, load_sam2, read_state_dict
+from app.predict.sam2.predictor import SAM2Predictor
 
 pytestmark = pytest.mark.slow
 

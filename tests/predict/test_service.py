@@ -14,15 +14,12 @@ import pytest
 from app.core.errors import ImageError
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import Box, EmbeddingKey, MaskProposal, MaskResult, Point, Prompt
-from app.predict.base import Predictor, PredictorError
-from app.predict.cache import Embedding, EmbeddingCache
-from app.predict.classical import ClassicalPredictor
-from app.predict.service import (
-    Job,
-    JobKind,
-    PredictionService,
-    ServiceCallbacks,
-)
+from app.predict.base import Capabilities, Predictor, PredictorError, SourceKind
+from app.predict.cache.file_format import Embedding
+from app.predict.cache.store import EmbeddingCache
+from app.predict.classical.predictor import ClassicalPredictor
+from app.predict.service.service import PredictionService
+from app.predict.service.types import Job, JobKind, ServiceCallbacks
 
 WAIT = 10.0  # seconds before a test gives up waiting for an event (never reached when passing)
 
@@ -45,6 +42,7 @@ class ScriptedPredictor:
 
     model_id = "scripted"
     description = "scripted test predictor"
+    capabilities = Capabilities(SourceKind.SAM2, "test")
 
     def __init__(self) -> None:
         self.gates: dict[str, threading.Event] = {}
@@ -104,6 +102,12 @@ class ScriptedPredictor:
                 progress(i, points_per_side, "segmenting")
             out.append(MaskProposal(pixels == value, 0.9, 0.95, (0.0, 0.0, 1.0, 1.0)))
         return out
+
+    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
+        """The pixels whose grey value is ``text`` (e.g. "255")."""
+        assert isinstance(image, EmbeddingKey) and image.image_hash == self.last
+        pixels = self.images[image.image_hash][..., 0]
+        return [MaskProposal(pixels == int(text), 0.9, 0.95, (0.0, 0.0, 1.0, 1.0))]
 
     def close(self) -> None:
         self.closed_on = threading.current_thread().name
@@ -281,7 +285,7 @@ def wait_for(pred: Callable[[], bool]) -> None:
 
 
 def test_frequent_clicks_cannot_starve_a_prefetch(service, predictor, rec) -> None:
-    from app.predict.service import MAX_PREEMPTIONS
+    from app.predict.service.service import MAX_PREEMPTIONS
 
     predictor.gates["B"] = threading.Event()
     service.set_current_image("A", loader(10), prefetch=[("B", loader(20))])
@@ -380,6 +384,27 @@ def test_new_segment_everything_cancels_the_running_one(service, predictor, rec)
     predictor.gates["everything"].set()
     assert service.wait_idle(WAIT)
     assert [g for g, _ in rec.of("everything")] == [2]
+
+
+def test_find_all_is_a_job_of_its_own(service, predictor, rec) -> None:
+    predictor.gates["A"] = threading.Event()
+    service.set_current_image("A", loader(10))
+    service.segment_everything(generation=1)
+    service.find_all(generation=2, text="255")  # replaces the segment-everything request
+    predictor.gates["A"].set()
+    assert service.wait_idle(WAIT)
+    assert rec.kinds() == ["ready", "everything"]
+    gen, proposals = rec.of("everything")[0]
+    assert gen == 2 and len(proposals) == 1 and proposals[0].mask.any()
+    assert ("finding '255'", 0, 1) in rec.of("progress")
+
+
+def test_a_failed_find_all_is_reported_as_find_all(service, predictor, rec) -> None:
+    service.set_current_image("A", loader(10))
+    service.find_all(generation=3, text="not a number")
+    assert service.wait_idle(WAIT)
+    (exc, job), = rec.of("error")
+    assert isinstance(exc, ValueError) and job.kind is JobKind.FIND_ALL and job.generation == 3
 
 
 def test_cancel_all_forgets_the_current_image(service, predictor, rec) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from server_helpers import make_image, png_bytes
 
-from app.predict.cache import EmbeddingCache
+from app.predict.cache.store import EmbeddingCache
 from app.server.app import RunningServer, create_app, start_in_thread
 from app.server.settings import ServerSettings
 
@@ -30,7 +30,7 @@ def image_png(image: np.ndarray) -> bytes:
 def sam2_predictor(sam2_tiny_checkpoint: tuple[Path, str]) -> Iterator[Any]:
     """One random-weight SAM2 tiny for every server test (its embedding cache is shared,
     so each test image is encoded once per session)."""
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.sam2.predictor import SAM2Predictor
 
     path, config = sam2_tiny_checkpoint
     predictor = SAM2Predictor(path, config, device="cpu",
@@ -41,7 +41,7 @@ def sam2_predictor(sam2_tiny_checkpoint: tuple[Path, str]) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def classical_predictor() -> Any:
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.classical.predictor import ClassicalPredictor
 
     return ClassicalPredictor()
 

@@ -342,7 +342,7 @@ def test_the_encoder_resize_of_a_tall_image_needs_little_memory() -> None:
     """1 x 200,000 pixels: torch's antialiased resize alone would take 2.4 GB."""
     code = (
         "import resource, numpy as np, torch\n"
-        "from app.predict.sam2_reference import resize_square\n"
+        "from app.predict.sam2.reference import resize_square\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "x = resize_square(np.zeros((200_000, 1, 3), np.uint8), 1024, torch.device('cpu'))\n"
         "assert tuple(x.shape) == (1, 3, 1024, 1024)\n"

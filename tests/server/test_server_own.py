@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from server_helpers import b64_image
 
-from app.core import wire
 from app.core.types import Box, EmbeddingKey, Point, Prompt
-from app.predict.cache import Embedding, EmbeddingCache
+from app.predict.cache.file_format import Embedding
+from app.predict.cache.store import EmbeddingCache
+from app.wire import messages as wire
 
 pytestmark = pytest.mark.slow  # the first upload encodes the image with SAM2 on a CPU
 
@@ -111,7 +112,7 @@ def test_png_masks(client, uploaded) -> None:
 
 
 def test_hybrid_mode_embedding(client, uploaded, sam2_predictor) -> None:
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.sam2.predictor import SAM2Predictor
 
     r = client.get(f"/v1/images/{uploaded}/embedding")
     assert r.status_code == 200 and r.headers["content-type"] == wire.CONTENT_TYPE

@@ -11,7 +11,7 @@ import pytest
 from server_helpers import b64_image, make_image, png_bytes
 
 from app.core.types import Point, Prompt
-from app.predict.remote import RemotePredictor
+from app.predict.remote.predictor import RemotePredictor
 from app.server.process import ServerProcess, free_port, source_root
 
 CLICK = {"prompts": [{"points": [{"x": 30, "y": 20, "positive": True}]}]}
@@ -65,7 +65,7 @@ def _write(tmp_path, data: bytes):
 def test_a_refine_click_after_a_restart_that_lost_the_image(classical_predictor) -> None:
     """The restarted server has neither the image (404: the client uploads it again) nor
     the earlier result (409): the click is sent again as a fresh click."""
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.classical.predictor import ClassicalPredictor
     from app.server.app import create_app, start_in_thread
 
     port = free_port()

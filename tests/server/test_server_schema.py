@@ -14,7 +14,7 @@ schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, settings  # noqa: E402 (schemathesis brings hypothesis)
 from schemathesis.checks import positive_data_acceptance  # noqa: E402
 
-from app.predict.classical import ClassicalPredictor  # noqa: E402
+from app.predict.classical.predictor import ClassicalPredictor  # noqa: E402
 from app.server.app import create_app  # noqa: E402
 from app.server.settings import ServerSettings  # noqa: E402
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from server_helpers import b64_image, make_image, png_bytes
 
-from app.core import wire
 from app.core.types import Point, Prompt
 from app.server.security import bearer_token, is_public_address, key_matches
+from app.wire import messages as wire
 
 KEY = "s3cret-key"
 POINT_PROMPT = {"prompts": [{"points": [{"x": 30, "y": 20, "positive": True}]}]}

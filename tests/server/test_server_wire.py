@@ -1,4 +1,4 @@
-"""The wire codecs shared by the server and the client (app.core.wire)."""
+"""The wire codecs shared by the server and the client (app.wire.messages)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco_mask
 
-from app.core import wire
+from app.core import rle
+from app.core.errors import WireError
 from app.core.types import Box, MaskResult, Point, Prompt
+from app.wire import codecs
+from app.wire import messages as wire
 
 
 def blob_mask(h: int = 120, w: int = 160) -> np.ndarray:
@@ -25,40 +28,40 @@ def test_pack_unpack_round_trip_and_corruption() -> None:
     header, blobs = wire.unpack(data)
     assert header == {"a": 1}
     assert blobs == {"x": b"123", "y": b""}
-    with pytest.raises(wire.WireError, match="magic"):
+    with pytest.raises(WireError, match="magic"):
         wire.unpack(b"XXXX" + data[4:])
-    with pytest.raises(wire.WireError, match="truncated"):
+    with pytest.raises(WireError, match="truncated"):
         wire.unpack(data[:-1])
-    with pytest.raises(wire.WireError, match="trailing"):
+    with pytest.raises(WireError, match="trailing"):
         wire.unpack(data + b"!")
 
 
 def test_rle_is_coco_column_major_and_round_trips() -> None:
     mask = blob_mask()
-    rle = wire.rle_encode(mask)
-    assert rle["size"] == [120, 160] and isinstance(rle["counts"], str)
-    decoded = coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+    encoded = rle.encode_json(mask)
+    assert encoded["size"] == [120, 160] and isinstance(encoded["counts"], str)
+    decoded = coco_mask.decode({"size": encoded["size"], "counts": encoded["counts"].encode()})
     np.testing.assert_array_equal(decoded.astype(bool), mask)
-    np.testing.assert_array_equal(wire.rle_decode(rle), mask)
+    np.testing.assert_array_equal(rle.decode(encoded), mask)
     # column-major: a mask whose first column is set starts with 0 then h ones
     m = np.zeros((5, 4), bool)
     m[:, 0] = True
     assert coco_mask.decode(coco_mask.frPyObjects(
         {"size": [5, 4], "counts": [0, 5, 15]}, 5, 4)).astype(bool).tolist() == m.tolist()
-    np.testing.assert_array_equal(wire.rle_decode(wire.rle_encode(m)), m)
+    np.testing.assert_array_equal(rle.decode(rle.encode_json(m)), m)
 
 
 def test_png_mask_round_trip() -> None:
     mask = blob_mask()
-    np.testing.assert_array_equal(wire.png_decode(wire.png_encode(mask)), mask)
+    np.testing.assert_array_equal(codecs.png_decode(codecs.png_encode(mask)), mask)
 
 
-@pytest.mark.parametrize("codec", wire.LOGIT_CODECS)
+@pytest.mark.parametrize("codec", codecs.LOGIT_CODECS)
 def test_logit_codecs_keep_values_and_sign(codec: str) -> None:
     rng = np.random.default_rng(0)
     logits = np.clip(rng.normal(0, 8, (3, 256, 256)), -31.7, 31.7).astype(np.float32)
-    back = wire.decode_logits(wire.encode_logits(logits, codec), codec, logits.shape)
-    tolerance = wire.Q8_STEP / 2 if codec == "q8z" else 0.02
+    back = codecs.decode_logits(codecs.encode_logits(logits, codec), codec, logits.shape)
+    tolerance = codecs.Q8_STEP / 2 if codec == "q8z" else 0.02
     assert np.abs(back - logits).max() <= tolerance + 1e-6
     clear = np.abs(logits) > tolerance
     np.testing.assert_array_equal(back[clear] > 0, logits[clear] > 0)
@@ -82,7 +85,7 @@ def test_prompt_with_mask_input_travels_quantised() -> None:
     req = wire.PredictRequest(Prompt(points=(Point(1, 2),), mask_input=logits))
     back = wire.prompt_from_wire(json.loads(json.dumps(wire.prompt_to_wire(req))))
     assert back.prompt.mask_input is not None
-    assert np.abs(back.prompt.mask_input - logits).max() <= wire.Q8_STEP / 2 + 1e-6
+    assert np.abs(back.prompt.mask_input - logits).max() <= codecs.Q8_STEP / 2 + 1e-6
 
 
 @pytest.mark.parametrize("body, match", [
@@ -94,11 +97,11 @@ def test_prompt_with_mask_input_travels_quantised() -> None:
     ({"points": [[1, 2, 1]], "mask_input": {"codec": "q8z", "data": "!!"}}, "base64"),
 ])
 def test_bad_prompts_are_wire_errors(body: dict, match: str) -> None:
-    with pytest.raises(wire.WireError, match=match):
+    with pytest.raises(WireError, match=match):
         wire.prompt_from_wire(body)
 
 
-@pytest.mark.parametrize("mask_codec", wire.MASK_CODECS)
+@pytest.mark.parametrize("mask_codec", codecs.MASK_CODECS)
 def test_prediction_round_trip(mask_codec: str) -> None:
     mask = blob_mask()
     masks = np.stack([mask, ~mask, np.zeros_like(mask)])

@@ -31,7 +31,7 @@ def image_folder(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def classical_bridge(qapp: object) -> Iterator[object]:
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.classical.predictor import ClassicalPredictor
     from app.ui.workers import PredictorBridge
 
     bridge = PredictorBridge(ClassicalPredictor())

@@ -106,7 +106,7 @@ def test_settings_dialog_updates_settings(qtbot: QtBot, classical_bridge: object
 
 def test_switching_backend_from_the_settings(qtbot: QtBot, image_folder: Path) -> None:
     from app.cli.gui_cmd import predictor_for_settings
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.classical.predictor import ClassicalPredictor
     from app.ui import dialogs
     from app.ui.app import Launcher
     from app.ui.workers import PredictorBridge

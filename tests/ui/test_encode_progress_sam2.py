@@ -12,7 +12,7 @@ from PySide6.QtCore import QObject, Slot
 from pytestqt.qtbot import QtBot
 from ui_helpers import scene_image, write_png
 
-from app.predict.sam2_model import encoder_steps
+from app.predict.sam2.model import encoder_steps
 
 pytestmark = pytest.mark.slow
 
@@ -31,8 +31,8 @@ class Progress(QObject):
 
 def test_the_bridge_tells_each_encoder_step(qtbot: QtBot, tmp_path: Path,
                                             sam2_tiny_checkpoint: tuple[Path, str]) -> None:
-    from app.predict.cache import EmbeddingCache
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.sam2.predictor import SAM2Predictor
     from app.ui.workers import PredictorBridge
 
     path, config = sam2_tiny_checkpoint

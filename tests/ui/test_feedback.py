@@ -17,6 +17,7 @@ from ui_helpers import TIMEOUT, click, key, open_window, view_pos, wait_mask
 
 from app.core.jobs import CancelToken
 from app.core.types import EmbeddingKey, MaskResult, Prompt
+from app.predict.base import Capabilities, SourceKind
 from app.ui.encode_progress import EncodeProgress
 from app.ui.workers import PredictorBridge
 
@@ -30,6 +31,7 @@ class SteppedPredictor:
 
     model_id = "stepped"
     description = "stepped test predictor"
+    capabilities = Capabilities(SourceKind.SAM2, "test")
 
     def __init__(self, stepped: bool = True) -> None:
         self.encode_progress: Callable[[int, int], None] | None = None

@@ -33,7 +33,7 @@ def roboflow() -> Iterator[FakeRoboflow]:
 
 @pytest.fixture
 def roboflow_bridge(qapp: object, roboflow: FakeRoboflow) -> Iterator[PredictorBridge]:
-    from app.predict.hosted_roboflow import RoboflowPredictor
+    from app.predict.hosted.roboflow import RoboflowPredictor
 
     bridge = PredictorBridge(RoboflowPredictor(KEY, roboflow.url, sam2_version_id="hiera_tiny",
                                                backoff=0.01))

@@ -9,10 +9,10 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 from ui_helpers import TIMEOUT, click, drag, key, open_window, wait_mask
 
+from app.core.geometry_edit import to_shape
 from app.core.project import Project
 from app.core.types import ImageStatus, Source
 from app.ui.dialogs.export_dialog import ExportDialog
-from app.ui.interaction.rings import to_shape
 
 
 def test_label_an_image_end_to_end(qtbot: QtBot, image_folder: Path,

@@ -26,8 +26,8 @@ SLOW = 240000  # ms: a CPU encode takes seconds to tens of seconds on a busy 2-c
 def sam2_bridge(qapp: object, sam2_tiny_checkpoint: tuple[Path, str],
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorBridge]:
     """A fresh predictor per test: no prefetch left over from another test runs meanwhile."""
-    from app.predict.cache import EmbeddingCache
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.sam2.predictor import SAM2Predictor
 
     path, config = sam2_tiny_checkpoint
     predictor = SAM2Predictor(path, config, "random-tiny", "cpu",

@@ -65,7 +65,7 @@ def test_settings_build_the_hosted_predictor(roboflow: FakeRoboflow) -> None:
     s = GuiSettings(backend="roboflow", roboflow_key=KEY, hosted_url=roboflow.url)
     predictor = predictor_for_settings(s)
     try:
-        assert predictor.supports_text and "Roboflow" in predictor.description  # type: ignore[attr-defined]
+        assert predictor.capabilities.text_prompts and "Roboflow" in predictor.description  # type: ignore[attr-defined]
         assert KEY not in predictor.description and KEY not in repr(predictor)
     finally:
         predictor.close()

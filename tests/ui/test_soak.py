@@ -69,8 +69,8 @@ def soak_folder(tmp_path: Path) -> Path:
 @pytest.fixture
 def sam2_soak_bridge(qapp: object, sam2_tiny_checkpoint: tuple[Path, str],
                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorBridge]:
-    from app.predict.cache import EmbeddingCache
-    from app.predict.sam2_local import SAM2Predictor
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.sam2.predictor import SAM2Predictor
 
     path, config = sam2_tiny_checkpoint
     predictor = SAM2Predictor(path, config, "random-tiny", "cpu",

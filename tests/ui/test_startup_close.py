@@ -21,8 +21,8 @@ from ui_helpers import TIMEOUT, click, drag, key, open_window, wait_mask
 from app.core.jobs import CancelToken
 from app.core.project import Project
 from app.core.types import EmbeddingKey, MaskResult, Prompt, Source
-from app.predict.base import Predictor
-from app.predict.classical import ClassicalPredictor
+from app.predict.base import Capabilities, Predictor, SourceKind
+from app.predict.classical.predictor import ClassicalPredictor
 from app.ui.app import Launcher
 from app.ui.main_window import MainWindow
 from app.ui.settings import GuiSettings
@@ -38,6 +38,7 @@ class GatedPredictor:
 
     model_id = "gated"
     description = "gated test predictor"
+    capabilities = Capabilities(SourceKind.SAM2, "test")
 
     def __init__(self) -> None:
         self.gate = threading.Event()

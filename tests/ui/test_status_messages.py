@@ -58,7 +58,7 @@ class _FirstEncodeFailsLate:
     def __init__(self) -> None:
         import threading
 
-        from app.predict.classical import ClassicalPredictor
+        from app.predict.classical.predictor import ClassicalPredictor
 
         self._inner = ClassicalPredictor()
         self.release = threading.Event()

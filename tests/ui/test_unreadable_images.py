@@ -68,7 +68,7 @@ def test_an_unreadable_neighbour_does_not_leave_prefetching_in_the_status_bar(
         qtbot: QtBot, image_folder: Path, classical_bridge: PredictorBridge,
         caplog: pytest.LogCaptureFixture) -> None:
     corrupt_middle(image_folder / "img1.png")
-    caplog.set_level(logging.WARNING, logger="app.predict.service")
+    caplog.set_level(logging.WARNING, logger="app.predict.service.service")
     w = open_window(qtbot, image_folder, classical_bridge)
     settle(qtbot, classical_bridge)
     assert "prefetching" not in w.encode_label.text()

@@ -100,6 +100,14 @@ def test_instance_panel_visibility_opacity_simplify(qtbot: QtBot, image_folder: 
     w.instances_panel.tolerance_changed.emit(4.0)
     after = len(w.project.instance(iid).geometry.exterior.coords)
     assert after < before
+    # one source of truth: the slider's value is the settings' and the SAM tool's
+    assert w.settings.tolerance == w.app_state.tolerance == 4.0
+    from app.ui import dialogs
+
+    before_choice = dialogs.backend_choice(w.settings)
+    w.settings.tolerance = 1.5  # the settings dialog's field
+    dialogs.apply_settings(w, before_choice)
+    assert w.instances_panel.tolerance.value() == 30 and w.app_state.tolerance == 1.5
     w.close()
 
 
@@ -130,16 +138,15 @@ def test_gui_cmd_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_segment_everything_uses_a_smaller_grid_on_a_cpu(qtbot: QtBot) -> None:
-    from types import SimpleNamespace
-
-    from app.predict.classical import ClassicalPredictor
+    from app.predict.base import Capabilities, SourceKind
+    from app.predict.classical.predictor import ClassicalPredictor
     from app.ui.workers import PredictorBridge
 
-    class OnCpu(ClassicalPredictor):
-        device = SimpleNamespace(type="cpu")
+    class OnCpu(ClassicalPredictor):  # declares itself a SAM2 on a CPU
+        capabilities = Capabilities(SourceKind.SAM2, "cpu")
 
     class OnGpu(ClassicalPredictor):
-        device = SimpleNamespace(type="cuda")
+        capabilities = Capabilities(SourceKind.SAM2, "cuda")
 
     for predictor, grid in ((OnCpu(), 16), (OnGpu(), 32), (ClassicalPredictor(), 32)):
         bridge = PredictorBridge(predictor, favour_gui=False)

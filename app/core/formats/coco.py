@@ -26,7 +26,6 @@ Import lives in ``app.core.formats.coco_read``.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from app.core import rle as rle_codec
 from app.core.formats.common import (
     ExportItem,
     ExportReport,
@@ -51,15 +51,7 @@ from app.core.geometry import geometry_to_mask, polygons_of
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import Geometry, ImageRecord, Instance, Label
 
-RLE = dict[str, Any]
 SPLITS = ("train", "val")
-
-
-def decode_rle(rle: RLE) -> np.ndarray:
-    """Bool mask of a compressed RLE (pycocotools' numpy-2 DeprecationWarning silenced)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return mask_utils.decode(rle).astype(bool)
 
 
 def _ring(coords: Any) -> list[float] | None:
@@ -75,35 +67,32 @@ def geometry_to_polygons(geom: Geometry) -> list[list[float]]:
     return [r for r in rings if r is not None]
 
 
-def _polygons_rle(rings: list[list[float]], height: int, width: int) -> RLE:
+def _polygons_rle(rings: list[list[float]], height: int, width: int) -> rle_codec.RLE:
     if not rings:
         return mask_utils.encode(np.zeros((height, width), dtype=np.uint8, order="F"))
     return mask_utils.merge(mask_utils.frPyObjects(rings, height, width))
 
 
-def mask_to_rle(mask: np.ndarray) -> RLE:
-    """Compressed RLE of a boolean mask."""
-    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
-
-
-def geometry_to_rle(geom: Geometry, height: int, width: int) -> RLE:
+def geometry_to_rle(geom: Geometry, height: int, width: int) -> rle_codec.RLE:
     """Compressed RLE of the project's mask of ``geom`` (holes kept)."""
-    return mask_to_rle(geometry_to_mask(geom, height, width))
+    return rle_codec.encode(geometry_to_mask(geom, height, width))
 
 
 def has_holes(geom: Geometry) -> bool:
     return any(len(p.interiors) for p in polygons_of(geom))
 
 
-def _segmentation(geom: Geometry, height: int, width: int, rle: bool) -> tuple[Any, RLE]:
+def _segmentation(
+    geom: Geometry, height: int, width: int, rle: bool
+) -> tuple[Any, rle_codec.RLE]:
     """(segmentation, its RLE) that pycocotools turns into exactly the project's mask of
     ``geom``: the project's polygons when pycocotools fills exactly that mask from them, else
     the polygons traced from the mask (``placement.EXACT_TOLERANCE``, whose outline keeps
     clear of every pixel centre by more than pycocotools' rounding), else (a hole, or ``rle``)
     the mask's RLE."""
-    exact = mask_to_rle(geometry_to_mask(geom, height, width))
+    exact = rle_codec.encode(geometry_to_mask(geom, height, width))
     if not rle and not has_holes(geom):
-        for candidate in (geom, exact_geometry(decode_rle(exact))):
+        for candidate in (geom, exact_geometry(rle_codec.decode(exact))):
             polygons = geometry_to_polygons(candidate)
             encoded = _polygons_rle(polygons, height, width)
             if encoded["counts"] == exact["counts"]:

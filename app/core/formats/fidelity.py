@@ -31,7 +31,7 @@ from app.core.formats.readers import (
     read_yolo_masks,
     ultralytics_duplicates,
 )
-from app.core.geometry import geometry_to_mask
+from app.core.geometry import geometry_to_mask, mask_iou
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import ImageRecord, Instance
 
@@ -102,11 +102,6 @@ class FidelityReport:
                                                   f"{r.iou:.4f}" for r in shown))
         lines += [f"  problem: {p}" for p in self.problems]
         return lines
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = int(np.count_nonzero(a | b))
-    return int(np.count_nonzero(a & b)) / union if union else 1.0
 
 
 class ReadBack:
@@ -186,9 +181,9 @@ def _compare(result: FidelityReport, record: ImageRecord, instances: list[Instan
         truth_union |= truth
         if not truth.any():
             continue  # covers no pixel in the project: not exported, nothing to compare
-        iou = 0.0 if mask is None or (label and label != inst.label) else _iou(truth, mask)
+        iou = 0.0 if mask is None or (label and label != inst.label) else mask_iou(truth, mask)
         result.instances.append(InstanceResult(record.path, index, inst.label, iou))
-    result.images.append((record.path, _iou(truth_union, read_count > 0)))
+    result.images.append((record.path, mask_iou(truth_union, read_count > 0)))
     result.covered += int(np.count_nonzero(read_count))
     result.added_overlap += int(np.count_nonzero((read_count > 1) & (truth_count < 2)))
 

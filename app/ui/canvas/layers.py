@@ -17,10 +17,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.geometry_edit import Shape
 from app.core.types import Box, Geometry, Point
 from app.ui.canvas.convert import LiveOverlay, geometry_path, live_overlay
 from app.ui.canvas.shades import outline_colour
-from app.ui.interaction.rings import Shape
 
 Z_INSTANCES, Z_MASK, Z_HANDLES, Z_MARKS = 1, 2, 3, 4
 

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.ui.interaction.events import Button, PointerEvent
+from app.interaction.events import Button, PointerEvent
 
 HIT_PIXELS = 6.0  # hit-test radius on screen
 ZOOM_STEP = 1.0015  # per wheel angle-delta unit (120 per notch: about 20 %)

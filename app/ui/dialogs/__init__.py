@@ -71,9 +71,8 @@ def backend_choice(s: object) -> tuple[object, ...]:
 def apply_settings(w: MainWindow, before: tuple[object, ...]) -> None:
     """Save the settings; switch the backend when its choice changed."""
     w.settings.save()
-    w.sam_tool.tolerance = w.settings.tolerance
+    w.app_state.set_tolerance(w.settings.tolerance)
     w.hover.enabled = w.settings.hover_preview
-    w.instances_panel.set_tolerance(w.settings.tolerance)
     if backend_choice(w.settings) == before:
         w.show_message("Settings saved")
     elif w.switch_backend is not None:

@@ -2,8 +2,8 @@
 model (with a Download button), checkpoint file, device, server URL, key and mode, hosted-API
 keys, cache size, simplification default, the label popup and the hover preview (the keys
 are in F1's table). Only the rows of the chosen backend are shown; it fits a 1366 x 768
-screen. Keys live in the settings file (see app.ui.settings), never in logs
-or the status bar."""
+screen. Keys live in the system keyring, or in the settings file where there is none (see
+app.ui.settings), never in logs or the status bar."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import Cancelled
-from app.predict.models import REGISTRY, installed_checkpoint
+from app.predict.models.registry import REGISTRY, installed_checkpoint
+from app.ui import secrets
 from app.ui.dialogs.fit import fit_to_screen
 from app.ui.settings import GuiSettings, settings_path
 from app.ui.tasks import Task, TaskRunner
@@ -98,8 +99,9 @@ class SettingsDialog(QDialog):
         for name, (attr, env) in HOSTED_KEYS.items():
             self.hosted_keys[name] = _secret(getattr(settings, attr))
             self.hosted_keys[name].setPlaceholderText(f"empty: ${env}")
-        self.key_note = QLabel(f"API keys are stored in {settings_path()} (readable only by "
-                               "you); they are never logged or shown.")
+        where = (f"in the system keyring ({secrets.backend_name()})" if secrets.available()
+                 else f"in {settings_path()} (readable only by you; no system keyring found)")
+        self.key_note = QLabel(f"API keys are stored {where}; they are never logged or shown.")
         self.key_note.setWordWrap(True)
         self.cache_mb = QSpinBox()
         self.cache_mb.setRange(64, 65536)
@@ -169,7 +171,7 @@ class SettingsDialog(QDialog):
 
     def download(self) -> None:
         """Download the chosen model off the GUI thread, with progress and Cancel."""
-        from app.predict.models import download
+        from app.predict.models.registry import download
 
         self.download_progress.setVisible(True)
         self.download_button.setEnabled(False)

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.geometry import DEFAULT_TOLERANCE
 from app.core.types import Instance
+from app.ui.app_state import AppState
 from app.ui.panels.labels_panel import colour_icon
 from app.ui.session import AnnotationSession
 
@@ -40,7 +40,8 @@ class InstancesPanel(QWidget):
     hide_requested = Signal(list, bool)  # ids, hidden
     zoom_requested = Signal(list)
 
-    def __init__(self, session: AnnotationSession, parent: QWidget | None = None) -> None:
+    def __init__(self, session: AnnotationSession, app_state: AppState,
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.hidden: set[int] = set()
@@ -59,12 +60,13 @@ class InstancesPanel(QWidget):
         self.opacity.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100))
         self.tolerance = QSlider(Qt.Orientation.Horizontal)
         self.tolerance.setRange(0, 100)  # twentieths of a pixel: 0 to 5 px
-        self.tolerance.setValue(round(DEFAULT_TOLERANCE * STEPS))
         self.tolerance_label = QLabel()
         self.tolerance.valueChanged.connect(self._show_tolerance)
         self.tolerance.sliderReleased.connect(
             lambda: self.tolerance_changed.emit(self.tolerance.value() / STEPS))
         self._show_tolerance(self.tolerance.value())
+        self.set_tolerance(app_state.tolerance)
+        app_state.tolerance_changed.connect(self.set_tolerance)
         buttons = QHBoxLayout()
         for text, signal in (("Delete", self.delete_clicked), ("Merge", self.merge_clicked),
                              ("Subtract", self.subtract_clicked)):

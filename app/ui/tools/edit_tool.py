@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from PySide6.QtCore import QObject, Signal
 
+from app.core.geometry_edit import vertex
+from app.interaction.drawing import BrushStroke
+from app.interaction.events import Button, PointerEvent
+from app.interaction.polygon_edit import EditAction, EditKind, PolygonEditor
 from app.ui.canvas.layers import BrushCursor, HandlesItem, InstanceLayer, MarksItem
 from app.ui.canvas.view import HIT_PIXELS
-from app.ui.interaction.draw_tools import BrushStroke
-from app.ui.interaction.events import Button, PointerEvent
-from app.ui.interaction.polygon_edit import EditAction, EditKind, PolygonEditor
-from app.ui.interaction.rings import vertex
 from app.ui.session import AnnotationSession
 
 BRUSH_SCREEN_RADIUS = 15.0  # default brush/eraser radius in screen pixels

@@ -70,8 +70,7 @@ def simplify_selected(w: MainWindow, tolerance: float) -> None:
     the slider can go both ways); also the default for new instances."""
     from app.core.geometry import geometry_to_mask, mask_to_geometry
 
-    w.settings.tolerance = tolerance
-    w.sam_tool.tolerance = tolerance
+    w.app_state.set_tolerance(tolerance)
     img = w.session.image
     if img is None:
         return

@@ -10,10 +10,11 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor
 
 from app.core.types import Geometry, MaskResult, Prompt
+from app.interaction.events import PointerEvent
+from app.interaction.prompt_tool import PromptTool
+from app.ui.app_state import AppState
 from app.ui.canvas.convert import LiveOverlay, live_overlay
 from app.ui.canvas.layers import MarksItem, MaskLayer
-from app.ui.interaction.events import PointerEvent
-from app.ui.interaction.prompt_tool import PromptTool
 from app.ui.session import AnnotationSession
 from app.ui.tasks import TaskRunner, run_sized
 from app.ui.workers import PredictorBridge
@@ -29,12 +30,13 @@ class SamTool(QObject):
     settled = Signal()  # nothing is awaited any more (answered, failed or dropped)
 
     def __init__(self, bridge: PredictorBridge, session: AnnotationSession, mask: MaskLayer,
-                 marks: MarksItem, tasks: TaskRunner, parent: QObject | None = None) -> None:
+                 marks: MarksItem, tasks: TaskRunner, app_state: AppState,
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.bridge, self.session, self.mask, self.marks = bridge, session, mask, marks
         self.tasks = tasks
         self.state = PromptTool()
-        self.tolerance = 1.0  # simplification tolerance (pixels) used on accept
+        self.app_state = app_state  # its simplification tolerance is used on accept
         self._pending: int | None = None  # request id of the newest prediction asked for
         self._connected: PredictorBridge | None = None
         self._shown = 0  # increases with every overlay asked for: late ones are dropped
@@ -121,7 +123,8 @@ class SamTool(QObject):
                 self.accepted.emit()
 
         self.clear()  # first: what the conversion says is not cleared with the candidate
-        run_sized(self.tasks, mask.size, mask_to_geometry, mask, self.tolerance,
+        run_sized(self.tasks, mask.size, mask_to_geometry, mask,
+                  self.app_state.tolerance,
                   on_result=store, on_error=lambda exc: self.message.emit(str(exc)))
         return True
 

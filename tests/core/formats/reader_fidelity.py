@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[3]
 if str(ROOT) not in sys.path:  # run as a script
     sys.path.insert(0, str(ROOT))
 
+from app.core import rle  # noqa: E402
 from app.core.formats import read_dataset  # noqa: E402
-from app.core.formats.coco import export_coco_dataset, mask_to_rle, read_coco  # noqa: E402
+from app.core.formats.coco import export_coco_dataset, read_coco  # noqa: E402
 from app.core.formats.common import ExportItem, ExportReport  # noqa: E402
 from app.core.formats.fidelity import READERS, ReadBack  # noqa: E402
 from app.core.formats.labelme import export_labelme  # noqa: E402
@@ -104,10 +105,10 @@ def as_project(names: list[str], truth: list[list[tuple[str, np.ndarray]]],
         h, w = instances[0][1].shape
         images.append({"id": image_id, "file_name": name, "width": w, "height": h})
         for label, mask in instances:
-            rle = mask_to_rle(mask)
+            rle_ = rle.encode(mask)
             anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": cats[label],
                          "iscrowd": 0, "segmentation": {"size": [h, w],
-                                                        "counts": rle["counts"].decode()}})
+                                                        "counts": rle_["counts"].decode()}})
     path = folder / "truth.json"
     path.write_text(json.dumps({"images": images, "annotations": anns, "categories": [
         {"id": i, "name": n} for n, i in cats.items()]}))

@@ -9,8 +9,8 @@ from fakes import Reply, click_mask
 
 from app.core.types import Box, Point, Prompt
 from app.predict.base import Predictor, PredictorError
-from app.predict.hosted import hosted_predictor
-from app.predict.hosted_fal import FalPredictor
+from app.predict.hosted.factory import hosted_predictor
+from app.predict.hosted.fal import FalPredictor
 
 KEY = "secret-key-123"
 
@@ -22,7 +22,7 @@ def client(fake, **kw) -> FalPredictor:
 
 def test_click_goes_through_the_queue(fal, image):
     cl = client(fal)
-    assert isinstance(cl, Predictor) and not cl.supports_text
+    assert isinstance(cl, Predictor) and not cl.capabilities.text_prompts
     key = cl.embed(image)
     result = cl.predict(key, Prompt(points=(Point(60.5, 40.5), Point(65, 40, False))))
     np.testing.assert_array_equal(

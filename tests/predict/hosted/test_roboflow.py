@@ -9,8 +9,8 @@ from fakes import Reply, click_mask
 
 from app.core.types import Box, Point, Prompt
 from app.predict.base import Predictor, PredictorError
-from app.predict.hosted import hosted_predictor
-from app.predict.hosted_roboflow import RoboflowPredictor
+from app.predict.hosted.factory import hosted_predictor
+from app.predict.hosted.roboflow import RoboflowPredictor
 
 KEY = "secret-key-123"
 
@@ -61,7 +61,7 @@ def test_negative_point_and_refinement_flags(roboflow, image):
 
 def test_find_all_text_returns_every_instance(roboflow, image):
     rf = client(roboflow)
-    assert rf.supports_text
+    assert rf.capabilities.text_prompts
     found = rf.find_all(image, "bright square")
     assert len(found) == 2
     assert [int(p.mask.sum()) for p in found] == [1200, 600]  # largest first

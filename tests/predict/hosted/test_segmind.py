@@ -11,8 +11,8 @@ from fakes import Reply, click_mask, jpeg_bytes
 
 from app.core.types import Box, Point, Prompt
 from app.predict.base import Predictor, PredictorError
-from app.predict.hosted import hosted_predictor
-from app.predict.hosted_segmind import SegmindPredictor, coordinates
+from app.predict.hosted.factory import hosted_predictor
+from app.predict.hosted.segmind import SegmindPredictor, coordinates
 
 KEY = "secret-key-123"
 
@@ -33,7 +33,7 @@ def test_coordinates_format():
 
 def test_clicks_keep_and_remove(segmind, image):
     sm = client(segmind)
-    assert isinstance(sm, Predictor) and sm.supports_text
+    assert isinstance(sm, Predictor) and sm.capabilities.text_prompts
     result = sm.predict(sm.embed(image), Prompt(points=(Point(60, 40), Point(66, 40, False))))
     expected = click_mask((96, 128), [(60, 40)], [(66, 40)])
     assert iou(result.masks[0], expected) > 0.97  # the mask comes back as a JPEG

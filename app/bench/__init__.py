@@ -1,0 +1,1 @@
+"""Benchmarks behind ``maskloop bench``: local SAM2, a remote server, server load."""

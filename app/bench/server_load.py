@@ -1,0 +1,258 @@
+"""``maskloop bench --server-load``: a team's load on a real ``maskloop serve``.
+
+Starts the server as a subprocess on 127.0.0.1 (a free port) over a random-weight SAM2
+checkpoint (``save_random_checkpoint``, loaded as a user's ``--checkpoint``), embeds
+``images`` synthetic images, then (after 3 s of warm-up) runs three phases of
+``duration_s`` each, driven by httpx clients on threads of this process:
+
+1. ``clickers``: ``clickers`` clients click in a closed loop (one click in flight each) on the
+   pre-embedded images (client i on image i mod ``images``), through ``route`` (``v1``:
+   ``POST /v1/images/{hash}/predict``, the app's route; ``sam2``: ``POST
+   /sam2/segment_image`` by ``image_id``, as Roboflow's clients do);
+2. ``clickers_encoders``: the same, while ``encoders`` clients upload new images in a loop
+   (``PUT /v1/images/{hash}``: decode + encode on the server);
+3. ``crowd``: ``crowd`` clickers (more than the 40 threads of Starlette's pool).
+
+In each a prober asks ``GET /healthz`` every ``probe_interval_s``. Figures per phase: clicks
+per second (answered clicks / the phase's length), click latency p50 / p95 / max, errors,
+/healthz latency, and in phase 2 the encodes finished and their latency. Bounded: the
+clients stop at the phase's end and the last answers are awaited at most ``grace_s``.
+Timings only: random weights make noise-like masks.
+
+``server_source`` runs the server of another source tree (``PYTHONPATH``), so the same
+clients measure an older version of the server (``git archive HEAD | tar -x -C DIR``; then
+``maskloop bench --server-load --server-source DIR``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.bench.local import summary_ms, synthetic_image
+from app.core.jobs import Progress
+from app.server.process import TINY_CONFIG, ServerProcess, source_root
+
+ROUTES = ("v1", "sam2")
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class LoadBenchOptions:
+    clickers: int = 20
+    encoders: int = 2
+    crowd: int = 50  # clickers of phase 3 (/healthz under a crowd); 0: no phase 3
+    images: int = 5  # pre-embedded images the clickers share
+    image_size: tuple[int, int] = (1024, 768)  # (width, height)
+    duration_s: float = 20.0  # per phase
+    route: str = "v1"
+    probe_interval_s: float = 0.1
+    grace_s: float = 60.0  # waiting for the last answers after a phase's end
+    seed: int = 0
+    server_source: str | None = None  # a source tree whose server to run (default: this one)
+    server_args: tuple[str, ...] = ()  # more ``maskloop serve`` options
+
+
+@dataclass
+class _Record:
+    latencies: list[float] = field(default_factory=list)
+    finished: list[float] = field(default_factory=list)  # perf_counter of each answer
+    errors: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def ok(self, started: float) -> None:
+        now = time.perf_counter()
+        with self.lock:
+            self.latencies.append(now - started)
+            self.finished.append(now)
+
+    def error(self, what: str) -> None:
+        with self.lock:
+            self.errors[what] = self.errors.get(what, 0) + 1
+
+
+class _Load:
+    """The clients of one bench run against ``url``."""
+
+    def __init__(self, url: str, options: LoadBenchOptions,
+                 images: list[tuple[str, str, tuple[int, int]]]) -> None:
+        self.url = url
+        self.o = options
+        self.images = images  # (sha256, roboflow image_id, (w, h))
+        self.stop = threading.Event()
+
+    def click_loop(self, i: int, record: _Record) -> None:
+        rng = np.random.default_rng(self.o.seed * 1000 + i)
+        digest, image_id, (w, h) = self.images[i % len(self.images)]
+        with httpx.Client(base_url=self.url, timeout=self.o.grace_s + 120) as client:
+            while not self.stop.is_set():
+                x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
+                t0 = time.perf_counter()
+                try:
+                    if self.o.route == "v1":
+                        r = client.post(f"/v1/images/{digest}/predict",
+                                        json={"points": [[x, y, 1]]})
+                    else:
+                        r = client.post("/sam2/segment_image", json={
+                            "image_id": image_id, "format": "rle",
+                            "prompts": {"prompts": [{"points": [
+                                {"x": x, "y": y, "positive": True}]}]}})
+                except httpx.HTTPError as exc:
+                    record.error(type(exc).__name__)
+                    continue
+                if r.status_code == 200:
+                    record.ok(t0)
+                else:
+                    record.error(f"HTTP {r.status_code}")
+
+    def encode_loop(self, i: int, record: _Record) -> None:
+        w, h = self.o.image_size
+        n = 0
+        with httpx.Client(base_url=self.url, timeout=self.o.grace_s + 300) as client:
+            while not self.stop.is_set():
+                seed = (self.o.seed + 1) * 1_000_003 + i * 10_007 + n + int(time.time())
+                n += 1
+                data = png_bytes(synthetic_image(w, h, seed % 2**31))
+                digest = hashlib.sha256(data).hexdigest()
+                t0 = time.perf_counter()
+                try:
+                    r = client.put(f"/v1/images/{digest}", content=data,
+                                   headers={"Content-Type": "image/png"})
+                except httpx.HTTPError as exc:
+                    record.error(type(exc).__name__)
+                    continue
+                if r.status_code == 200:
+                    record.ok(t0)
+                else:
+                    record.error(f"HTTP {r.status_code}")
+
+    def probe_loop(self, record: _Record) -> None:
+        with httpx.Client(base_url=self.url, timeout=self.o.grace_s + 120) as client:
+            while not self.stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    r = client.get("/healthz")
+                except httpx.HTTPError as exc:
+                    record.error(type(exc).__name__)
+                else:
+                    if r.status_code == 200:
+                        record.ok(t0)
+                    else:
+                        record.error(f"HTTP {r.status_code}")
+                self.stop.wait(self.o.probe_interval_s)
+
+    def phase(self, clickers: int, encoders: int, duration_s: float) -> dict[str, Any]:
+        self.stop.clear()
+        clicks, encodes, probes = _Record(), _Record(), _Record()
+        threads = [threading.Thread(target=self.click_loop, args=(i, clicks), daemon=True)
+                   for i in range(clickers)]
+        threads += [threading.Thread(target=self.encode_loop, args=(i, encodes), daemon=True)
+                    for i in range(encoders)]
+        threads.append(threading.Thread(target=self.probe_loop, args=(probes,), daemon=True))
+        start = time.perf_counter()
+        for t in threads:
+            t.start()
+        time.sleep(duration_s)
+        self.stop.set()
+        end = start + duration_s
+        for t in threads:
+            t.join(max(0.0, end + self.o.grace_s - time.perf_counter()))
+        in_time = [f for f in clicks.finished if f <= end]
+        out: dict[str, Any] = {
+            "clickers": clickers, "encoders": encoders,
+            "duration_s": duration_s,
+            "clicks": len(clicks.latencies),
+            "clicks_per_s": round(len(in_time) / duration_s, 3),
+            "click_ms": summary_ms(clicks.latencies),
+            "click_errors": clicks.errors,
+            "healthz_ms": summary_ms(probes.latencies),
+            "healthz_errors": probes.errors,
+            "unfinished_clients": sum(t.is_alive() for t in threads),
+        }
+        if encoders:
+            out["encodes"] = len(encodes.latencies)
+            out["encode_ms"] = summary_ms(encodes.latencies)
+            out["encode_errors"] = encodes.errors
+        return out
+
+
+def _embed_images(url: str, options: LoadBenchOptions,
+                  say: Progress) -> list[tuple[str, str, tuple[int, int]]]:
+    w, h = options.image_size
+    out = []
+    with httpx.Client(base_url=url, timeout=600) as client:
+        for i in range(options.images):
+            say(i, options.images, f"embedding image {i + 1}/{options.images}")
+            data = png_bytes(synthetic_image(w, h, options.seed * 100 + i))
+            digest = hashlib.sha256(data).hexdigest()
+            client.put(f"/v1/images/{digest}", content=data).raise_for_status()
+            if options.route == "sam2":  # the Roboflow route knows images by image_id
+                import base64
+
+                r = client.post("/sam2/embed_image", json={
+                    "image": {"type": "base64", "value": base64.b64encode(data).decode()},
+                    "image_id": f"bench-{digest[:16]}"})
+                r.raise_for_status()
+            out.append((digest, f"bench-{digest[:16]}", (w, h)))
+    return out
+
+
+def run_load_bench(options: LoadBenchOptions,
+                   progress: Progress | None = None) -> dict[str, Any]:
+    """Every phase against a fresh server with an empty cache (see the module docstring)."""
+    if options.route not in ROUTES:
+        raise ValueError(f"route must be one of {ROUTES}")
+    say: Progress = progress or (lambda done, total, message: None)
+    from app.predict.sam2.model import save_random_checkpoint
+
+    source = Path(options.server_source or source_root()).resolve()
+    with tempfile.TemporaryDirectory(prefix="maskloop-load-") as tmp:
+        checkpoint = save_random_checkpoint(Path(tmp) / "sam2.1_hiera_tiny_random.pt",
+                                            TINY_CONFIG, seed=options.seed)
+        say(0, 1, f"starting the server of {source}")
+        server = ServerProcess(checkpoint, Path(tmp) / "cache", source, options.server_args)
+        try:
+            server.wait_ready()
+            images = _embed_images(server.url, options, say)
+            load = _Load(server.url, options, images)
+            say(0, 3, "warming up (clickers for 3 s, not counted)")
+            load.phase(options.clickers, 0, min(3.0, options.duration_s))
+            say(1, 3, f"{options.clickers} clickers for {options.duration_s:g} s")
+            phases = {"clickers": load.phase(options.clickers, 0, options.duration_s)}
+            say(2, 3, f"{options.clickers} clickers and {options.encoders} encoders for "
+                      f"{options.duration_s:g} s")
+            phases["clickers_encoders"] = load.phase(options.clickers, options.encoders,
+                                                     options.duration_s)
+            if options.crowd:
+                say(3, 3, f"a crowd of {options.crowd} clickers for {options.duration_s:g} s")
+                phases["crowd"] = load.phase(options.crowd, 0, options.duration_s)
+        finally:
+            server.stop()
+    ratio = None
+    alone, mixed = phases["clickers"]["click_ms"]["p95"], phases["clickers_encoders"][
+        "click_ms"]["p95"]
+    if alone and mixed:
+        ratio = round(mixed / alone, 3)
+    return {
+        "options": asdict(options), "server_source": str(source),
+        "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
+        "phases": phases,
+        "click_p95_with_encoders_over_alone": ratio,
+    }

@@ -1,0 +1,1 @@
+"""The embedding cache: its store (memory + disk) and its file format."""

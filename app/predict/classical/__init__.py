@@ -1,0 +1,1 @@
+"""Classical (no-network) segmentation: the image operations, region proposals, the predictor."""

@@ -1,0 +1,1 @@
+"""Clients for hosted SAM APIs (Roboflow, fal, Segmind) and what they share."""

@@ -1,0 +1,260 @@
+"""What every hosted-API client shares: images kept locally, masks decoded from whatever the
+API returns (PNG/JPEG mask images, polygons, COCO RLE), low-res logits made from a mask.
+
+A hosted API has no embedding we can hold: ``embed`` keeps the image (a few, most recent
+first) and ``predict`` uploads it with the prompt.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+
+from app.core import rle as rle_codec
+from app.core.images import array_hash, sniff_format
+from app.core.jobs import CancelToken, Progress, check
+from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
+from app.predict.base import Capabilities, PredictorError, SourceKind
+from app.predict.remote.http_session import HttpSession
+
+KEPT_IMAGES = 4
+LOGIT_SCALE = 10.0  # |logit| of a pixel certainly inside / outside a mask from an API
+
+
+def api_key_from(explicit: str | None, env_var: str, provider: str,
+                 settings: Mapping[str, Any] | None = None, setting: str | None = None) -> str:
+    """The key given as argument, else from ``settings[setting]``, else ``$env_var``;
+    PredictorError saying where to put it when there is none."""
+    key = explicit or (settings or {}).get(setting or "") or os.environ.get(env_var)
+    if not key:
+        raise PredictorError(
+            f"{provider} needs an API key: pass --api-key, set it in the settings, "
+            f"or set the environment variable {env_var}"
+        )
+    return str(key)
+
+
+def encode_image(image: np.ndarray, fmt: str = "jpeg", quality: int = 95) -> bytes:
+    """RGB uint8 (H, W, 3) -> JPEG or PNG file bytes."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise PredictorError(f"expected an RGB uint8 (H, W, 3) image, got {image.shape} "
+                             f"{image.dtype}")
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if fmt == "png":
+        ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    else:
+        ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise PredictorError("could not encode the image for upload")
+    return buf.tobytes()
+
+
+def image_b64(image: np.ndarray, fmt: str = "jpeg") -> str:
+    return base64.b64encode(encode_image(image, fmt)).decode("ascii")
+
+
+def data_uri(image: np.ndarray, fmt: str = "jpeg") -> str:
+    mime = "image/png" if fmt == "png" else "image/jpeg"
+    return f"data:{mime};base64,{image_b64(image, fmt)}"
+
+
+def decode_b64(text: str, what: str) -> bytes:
+    """Base64 (optionally a data URI) -> bytes; PredictorError naming ``what`` if invalid."""
+    if text.startswith("data:"):
+        text = text.split(",", 1)[-1]
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise PredictorError(f"{what} is not valid base64: {exc}") from None
+
+
+def mask_from_image_bytes(data: bytes, height: int, width: int, what: str) -> np.ndarray:
+    """A mask image (PNG/JPEG/WebP; white object on black, or alpha) -> (H, W) bool.
+    Resized (nearest) when the API returns another size."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if sniff_format(data[:16]) is None:  # OpenCV would decode any format it knows
+        raise PredictorError(f"{what} is not a JPEG, PNG, WebP, BMP, TIFF or GIF image "
+                             f"({len(data)} bytes)")
+    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise PredictorError(f"{what} is not a readable image ({len(data)} bytes)")
+    if img.ndim == 3 and img.shape[2] == 4 and img[..., 3].min() < 255:
+        gray = img[..., 3]
+    elif img.ndim == 3:
+        gray = img[..., :3].max(axis=2)
+    else:
+        gray = img
+    if gray.dtype != np.uint8:
+        gray = (gray > 0).astype(np.uint8) * 255
+    if gray.shape != (height, width):
+        gray = cv2.resize(gray, (width, height), interpolation=cv2.INTER_NEAREST)
+    return gray > 127
+
+
+def mask_from_polygons(polygons: Any, height: int, width: int, what: str) -> np.ndarray:
+    """Polygons [[[x, y], ...], ...] in pixels (vertices on pixel indices, as OpenCV contours)
+    -> (H, W) bool; every polygon filled (holes are not representable in this format)."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    try:
+        rings = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in polygons]
+    except (TypeError, ValueError) as exc:
+        raise PredictorError(f"{what}: polygons are malformed ({exc})") from None
+    rings = [np.round(r).astype(np.int32) for r in rings if len(r) >= 1]
+    if rings:
+        cv2.fillPoly(mask, rings, 1)
+        cv2.polylines(mask, rings, True, 1)
+    return mask.astype(bool)
+
+
+def mask_from_rle(rle: Any, height: int, width: int, what: str) -> np.ndarray:
+    """COCO RLE {"size": [h, w], "counts": str | list} -> (H, W) bool."""
+    if not isinstance(rle, Mapping) or "counts" not in rle or "size" not in rle:
+        raise PredictorError(f"{what}: RLE must be an object with 'size' and 'counts'")
+    try:
+        mask = rle_codec.decode(rle)
+    except ValueError as exc:
+        raise PredictorError(f"{what}: RLE cannot be decoded ({exc})") from None
+    h, w = mask.shape
+    if mask.shape != (height, width):
+        raise PredictorError(f"{what}: RLE mask is {w}x{h}, the image is {width}x{height}")
+    return mask
+
+
+def logits_from_mask(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> (256, 256) float32 logits (the image squashed to SAM's low-res frame)."""
+    frac = cv2.resize(mask.astype(np.float32), (LOW_RES, LOW_RES), interpolation=cv2.INTER_AREA)
+    return ((frac - 0.5) * (2 * LOGIT_SCALE)).astype(np.float32)
+
+
+def result_from_masks(masks: Sequence[np.ndarray], scores: Sequence[float],
+                      height: int, width: int) -> MaskResult:
+    """A MaskResult from full-resolution masks (an empty mask when the API gave none)."""
+    if not masks:
+        masks, scores = [np.zeros((height, width), dtype=bool)], [0.0]
+    stack = np.stack([np.asarray(m, dtype=bool) for m in masks])
+    return MaskResult(
+        masks=stack,
+        scores=np.asarray(scores, dtype=np.float32),
+        low_res_logits=np.stack([logits_from_mask(m) for m in stack]),
+    )
+
+
+def bbox_of(mask: np.ndarray) -> tuple[float, float, float, float]:
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return (0.0, 0.0, 0.0, 0.0)
+    return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+
+def proposals_from_masks(masks: Sequence[np.ndarray], scores: Sequence[float],
+                         min_area: int = 0) -> list[MaskProposal]:
+    """MaskProposals (largest first), dropping masks smaller than ``min_area`` pixels."""
+    out = [MaskProposal(mask=m, score=float(s), stability=float(s), bbox=bbox_of(m))
+           for m, s in zip(masks, scores, strict=True) if int(m.sum()) >= max(1, min_area)]
+    out.sort(key=lambda p: -int(p.mask.sum()))
+    return out
+
+
+def split_components(mask: np.ndarray, min_area: int = 1) -> list[np.ndarray]:
+    """The connected parts (8-connected) of a mask, each as its own (H, W) bool mask."""
+    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    return [labels == i for i in range(1, n) if int((labels == i).sum()) >= min_area]
+
+
+class HostedPredictor:
+    """Base of the hosted clients: keeps embedded images locally, by key.
+
+    Subclasses set ``provider`` and implement ``_predict`` (and optionally ``_everything``
+    and ``find_all``)."""
+
+    provider = "hosted API"
+    capabilities = Capabilities(SourceKind.HOSTED, "remote")
+
+    def __init__(self, session: HttpSession, model_id: str) -> None:
+        self.session = session
+        self._model_id = model_id
+        self._images: OrderedDict[EmbeddingKey, np.ndarray] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.session.redact(self.session.base_url)!r})"
+
+    @property
+    def model_id(self) -> str:
+        return self._model_id
+
+    @property
+    def description(self) -> str:
+        return f"{self.provider} ({self._model_id})"
+
+    def embed(self, image: np.ndarray, image_hash: str | None = None,
+              cancel: CancelToken | None = None) -> EmbeddingKey:
+        """Keep ``image`` locally; it is uploaded with each request (no network here)."""
+        check(cancel)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise PredictorError(
+                f"expected an RGB uint8 (H, W, 3) image, got {image.shape} {image.dtype}"
+            )
+        key = EmbeddingKey(image_hash or array_hash(image), self._model_id)
+        self._images[key] = image
+        self._images.move_to_end(key)
+        while len(self._images) > KEPT_IMAGES:
+            self._images.popitem(last=False)
+        return key
+
+    def image_of(self, key: EmbeddingKey) -> np.ndarray:
+        image = self._images.get(key)
+        if image is None:
+            raise PredictorError(
+                f"image {key.image_hash[:12]} was not given to {self.provider}: embed it first"
+            )
+        return image
+
+    def predict(self, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
+        if prompt.is_empty():
+            raise PredictorError("empty prompt: give at least one point or a box")
+        return self._predict(self.image_of(key), key, prompt)
+
+    def _predict(self, image: np.ndarray, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
+        raise NotImplementedError
+
+    def segment_everything(
+        self,
+        image: EmbeddingKey | np.ndarray,
+        *,
+        points_per_side: int = 32,
+        pred_iou_thresh: float = 0.88,
+        stability_score_thresh: float = 0.95,
+        min_mask_region_area: int = 100,
+        cancel: CancelToken | None = None,
+        progress: Progress | None = None,
+    ) -> list[MaskProposal]:
+        """Every object, where the API offers it (else PredictorError)."""
+        arr = self.image_of(image) if isinstance(image, EmbeddingKey) else image
+        check(cancel)
+        return self._everything(arr, points_per_side, pred_iou_thresh, stability_score_thresh,
+                                min_mask_region_area)
+
+    def _everything(self, image: np.ndarray, points_per_side: int, pred_iou_thresh: float,
+                    stability_score_thresh: float, min_area: int) -> list[MaskProposal]:
+        text = self.capabilities.text_prompts
+        hint = "; use 'find all' with a text prompt instead" if text else ""
+        raise PredictorError(f"{self.provider} offers no 'segment everything'{hint}")
+
+    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
+        """Every instance of ``text`` (e.g. "person"), where the API understands text."""
+        raise PredictorError(f"{self.provider} does not understand text prompts")
+
+    def close(self) -> None:
+        self._images.clear()
+        self.session.close()
+
+
+def as_image(predictor: HostedPredictor, image: EmbeddingKey | np.ndarray) -> np.ndarray:
+    return predictor.image_of(image) if isinstance(image, EmbeddingKey) else image

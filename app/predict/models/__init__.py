@@ -1,0 +1,1 @@
+"""The SAM2 model registry and checkpoint download."""

@@ -1,0 +1,1 @@
+"""The client of MaskLoop's own server: the predictor and its HTTP session."""

@@ -1,0 +1,1 @@
+"""The prediction service: one worker thread, its jobs and their types."""

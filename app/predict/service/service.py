@@ -1,0 +1,521 @@
+"""The prediction service: ONE worker thread owns the predictor and answers the UI's requests.
+
+sam2's state is not thread-safe and the GUI thread must never run torch, network or disk-heavy
+work, so every call into the predictor (and every image load it needs) happens on the
+service's worker thread. Work is taken in this order:
+
+1. a click (``request_mask``): only the newest prompt of the current image is answered, older
+   queued ones are stale and dropped (counted in ``stats.stale_dropped``);
+2. encoding the current image (started as soon as ``set_current_image`` is called);
+3. segment everything or find all (``find_all``: a text prompt); the person asked and waits
+   for it, and a click made meanwhile waits for it too, so the UI offers ``cancel_everything``;
+4. prefetching the embeddings of the next images (speculative, so last).
+
+A click made before the current image is encoded waits and is answered as soon as it is; a
+click cancels a running prefetch (SAM2 stops between encoder blocks), which is queued again
+first. So that frequent clicks on a slow CPU cannot starve it forever, a prefetch that has
+been preempted ``MAX_PREEMPTIONS`` times runs to the end the next time.
+Changing image cancels the stale encode (its ``CancelToken``), drops stale clicks and
+replaces the prefetch list; if the new image is the one being prefetched, that encode simply
+becomes the current one.
+
+Callbacks run ON THE WORKER THREAD: a Qt UI must marshal them to the GUI thread (emit a
+signal from the callback; a queued connection delivers it in the GUI thread). A callback
+that raises is logged and ignored; an exception in a job is reported through ``on_error`` and
+never kills the worker (a failed prediction leaves the annotations alone).
+
+``PredictionService`` both schedules (what runs next, under its lock) and runs the job bodies
+on its worker thread (load, encode, decode, propose) and reports their outcome through the
+callbacks; the records of queued work are in ``records.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from app.core.errors import Cancelled
+from app.core.jobs import CancelToken, check
+from app.core.types import EmbeddingKey, Prompt
+from app.predict.base import Predictor, PredictorError
+from app.predict.cache.store import EmbeddingCache
+from app.predict.service.records import (
+    _Click,
+    _Everything,
+    _Image,
+    _Status,
+    _Task,
+)
+from app.predict.service.types import (
+    ImageLoader,
+    Job,
+    JobKind,
+    ServiceCallbacks,
+    ServiceStats,
+)
+
+__all__ = [
+    "MAX_PREEMPTIONS", "PredictionService",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_PREEMPTIONS = 2  # clicks that may cancel the prefetch of one image before it must finish
+
+
+class PredictionService:
+    """Runs a Predictor on one daemon worker thread; see the module docstring."""
+
+    def __init__(
+        self,
+        predictor: Predictor,
+        callbacks: ServiceCallbacks | None = None,
+        *,
+        name: str = "maskloop-predictor",
+    ) -> None:
+        self.predictor = predictor
+        self.callbacks = callbacks or ServiceCallbacks()
+        self._model_id = predictor.model_id
+        cache = getattr(predictor, "cache", None)
+        self._cache: EmbeddingCache | None = cache if isinstance(cache, EmbeddingCache) else None
+        self._cond = threading.Condition()
+        self._current: _Image | None = None
+        self._click: _Click | None = None
+        self._everything: _Everything | None = None
+        self._prefetch: deque[_Image] = deque()
+        self._prefetch_total = 0
+        self._prefetch_done = 0
+        self._prefetched: OrderedDict[str, None] = OrderedDict()  # recently embedded hashes
+        self._preemptions: dict[str, int] = {}  # image hash -> prefetches cancelled by clicks
+        self._running: _Task | None = None
+        self._stopping = False
+        self._close_predictor = False
+        self._stats = ServiceStats()
+        self._last_embedded: str | None = None  # worker thread only
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    # -- requests (any thread; they return at once) -----------------------------------------
+
+    def set_current_image(
+        self,
+        image_hash: str,
+        loader: ImageLoader,
+        prefetch: Iterable[tuple[str, ImageLoader]] = (),
+    ) -> None:
+        """Make ``image_hash`` the current image: encode it at once (``loader`` runs on the
+        worker), then prefetch ``prefetch`` in order. Stale work for other images is
+        cancelled; setting the same image again only replaces the prefetch list (or retries
+        the encode if it failed)."""
+        with self._cond:
+            if self._stopping:
+                return
+            cur = self._current
+            if cur is None or cur.hash != image_hash or cur.status == _Status.FAILED:
+                self._switch_to_locked(_Image(image_hash, loader))
+            wanted = [_Image(h, ld) for h, ld in prefetch if h != image_hash]
+            running = self._running
+            if (
+                running is not None
+                and running.job.kind is JobKind.PREFETCH
+                and running.token is not None
+                and not running.token.cancelled
+            ):  # still wanted (or now current): let it finish
+                wanted = [img for img in wanted if img.hash != running.job.image_hash]
+            self._prefetch = deque(wanted)
+            self._prefetch_total = len(wanted)
+            self._prefetch_done = 0
+            self._cond.notify_all()
+
+    def request_mask(
+        self, prompt: Prompt, generation: int, image_hash: str | None = None
+    ) -> None:
+        """Ask for the masks of ``prompt`` on the current image (or on ``image_hash``, which
+        must be current when the request is served). Supersedes any queued click."""
+        with self._cond:
+            if self._stopping:
+                return
+            if self._click is not None:
+                self._stats.stale_dropped += 1
+            cur = self._current
+            target = image_hash or (cur.hash if cur else None)
+            self._click = _Click(prompt, generation, target, time.perf_counter())
+            if cur is not None and cur.status == _Status.READY and target == cur.hash:
+                self._preempt_prefetch_locked()
+            self._cond.notify_all()
+
+    def segment_everything(self, generation: int, **knobs: Any) -> None:
+        """Propose every object of the current image once it is encoded (``knobs`` go to
+        ``Predictor.segment_everything``: points_per_side, pred_iou_thresh, ...). A newer
+        request replaces (and cancels) an older one."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._cancel_everything_locked()
+            target = self._current.hash if self._current else None
+            self._everything = _Everything(generation, target, dict(knobs))
+            self._cond.notify_all()
+
+    def find_all(self, generation: int, text: str) -> None:
+        """Every instance of ``text`` in the current image once it is encoded
+        (``Predictor.find_all``), answered like segment everything (``on_everything``); it
+        takes the place of (and cancels) an older segment-everything or find-all request."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._cancel_everything_locked()
+            target = self._current.hash if self._current else None
+            self._everything = _Everything(generation, target, {}, text=text)
+            self._cond.notify_all()
+
+    def cancel_everything(self) -> None:
+        """Cancel the pending or running segment-everything or find-all request."""
+        with self._cond:
+            self._cancel_everything_locked()
+
+    def cancel_all(self) -> None:
+        """Drop every queued request, cancel the running job and forget the current image
+        (call ``set_current_image`` to start again)."""
+        with self._cond:
+            self._cancel_everything_locked()
+            if self._click is not None:
+                self._stats.stale_dropped += 1
+                self._click = None
+            if self._current is not None:
+                self._current.token.cancel()
+                self._current = None
+            self._prefetch.clear()
+            if self._running is not None and self._running.token is not None:
+                self._running.token.cancel()
+            self._cond.notify_all()
+
+    def shutdown(self, timeout: float | None = 10.0, *, close_predictor: bool = False) -> bool:
+        """Cancel everything, stop the worker and join it; True if it stopped in time.
+        With ``close_predictor`` the worker calls ``predictor.close()`` before it exits."""
+        self.cancel_all()
+        with self._cond:
+            self._stopping = True
+            self._close_predictor = close_predictor
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def __enter__(self) -> PredictionService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    # -- state (any thread) ----------------------------------------------------------------
+
+    @property
+    def current_key(self) -> EmbeddingKey | None:
+        """The key of the current image once it is encoded, else None."""
+        with self._cond:
+            cur = self._current
+            return cur.key if cur is not None and cur.status == _Status.READY else None
+
+    @property
+    def stats(self) -> ServiceStats:
+        with self._cond:
+            return replace(self._stats)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no work is queued or running (for scripts and tests, not the GUI)."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._stopping or (self._running is None and not self._has_work_locked()),
+                timeout,
+            )
+
+    # -- scheduling (lock held) --------------------------------------------------------------
+
+    def _switch_to_locked(self, new: _Image) -> None:
+        old = self._current
+        if old is not None:
+            old.token.cancel()
+        running = self._running
+        if (
+            running is not None
+            and running.job.kind is JobKind.PREFETCH
+            and running.job.image_hash == new.hash
+            and running.token is not None
+            and not running.token.cancelled
+        ):
+            new.token = running.token  # the prefetch in flight becomes the current encode
+            new.status = _Status.RUNNING
+        elif running is not None and running.token is not None and running.job.kind in (
+            JobKind.EMBED, JobKind.PREFETCH
+        ):
+            running.token.cancel()  # a stale encode: the current image goes first
+        self._current = new
+        if self._click is not None and self._click.image_hash != new.hash:
+            self._stats.stale_dropped += 1
+            self._click = None
+        self._cancel_everything_locked()  # proposals of another image are stale
+
+    def _preempt_prefetch_locked(self) -> None:
+        """A click never waits for speculative work: cancel a running prefetch (of another
+        image than the current one) and queue it again first."""
+        running = self._running
+        if (
+            running is not None
+            and running.job.kind is JobKind.PREFETCH
+            and running.item is not None
+            and running.token is not None
+            and not running.token.cancelled
+            and self._preemptions.get(running.item.hash, 0) < MAX_PREEMPTIONS
+        ):
+            self._preemptions[running.item.hash] = self._preemptions.get(running.item.hash, 0) + 1
+            running.token.cancel()
+            self._prefetch.appendleft(_Image(running.item.hash, running.item.loader))
+
+    def _cancel_everything_locked(self) -> None:
+        if self._everything is not None:
+            self._everything.token.cancel()
+            self._everything = None
+            self._stats.stale_dropped += 1
+        running = self._running
+        proposing = (JobKind.EVERYTHING, JobKind.FIND_ALL)
+        if running is not None and running.job.kind in proposing and running.token:
+            running.token.cancel()
+
+    def _has_work_locked(self) -> bool:
+        cur = self._current
+        return bool(
+            self._click is not None
+            or self._everything is not None
+            or (cur is not None and cur.status == _Status.PENDING)
+            or self._prefetch
+        )
+
+    def _next_locked(self) -> _Task | None:
+        """Pick the next job by priority, dropping stale requests on the way."""
+        cur = self._current
+        click = self._click
+        if click is not None:
+            if cur is None or click.image_hash != cur.hash:
+                self._click = None
+                job = Job(JobKind.PREDICT, click.image_hash, click.generation)
+                if cur is None and click.image_hash is None:
+                    no_image = PredictorError("no image to segment: open an image first")
+                    return _Task(job, None, lambda: self._fail(job, no_image))
+                self._stats.stale_dropped += 1
+            elif cur.status in (_Status.READY, _Status.FAILED):
+                self._click = None
+                job = Job(JobKind.PREDICT, cur.hash, click.generation)
+                return _Task(job, None, lambda: self._run_click(cur, click, job))
+        if cur is not None and cur.status == _Status.PENDING:
+            cur.status = _Status.RUNNING
+            job = Job(JobKind.EMBED, cur.hash)
+            return _Task(job, cur.token, lambda: self._run_embed(cur, job))
+        ev = self._everything
+        if ev is not None:
+            if cur is None or ev.image_hash != cur.hash:
+                self._everything = None
+                self._stats.stale_dropped += 1
+            elif cur.status in (_Status.READY, _Status.FAILED):
+                self._everything = None
+                job = Job(ev.kind, cur.hash, ev.generation)
+                return _Task(job, ev.token, lambda: self._run_everything(cur, ev, job))
+        if self._prefetch:
+            item = self._prefetch.popleft()
+            job = Job(JobKind.PREFETCH, item.hash)
+            return _Task(job, item.token, lambda: self._run_prefetch(item), item)
+        return None
+
+    # -- the worker -------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                task = self._next_locked()
+                while task is None and not self._stopping:
+                    self._cond.notify_all()  # wake wait_idle
+                    self._cond.wait()
+                    task = self._next_locked()
+                if task is None:
+                    break
+                self._running = task
+            try:
+                task.run()
+            except Cancelled:
+                with self._cond:
+                    self._stats.cancelled += 1
+            except Exception as exc:  # a job never kills the worker
+                self._fail(task.job, exc)
+            finally:
+                with self._cond:
+                    self._running = None
+                    self._cond.notify_all()
+        if self._close_predictor:
+            try:
+                self.predictor.close()
+            except Exception:
+                log.exception("closing the predictor failed")
+
+    # ---- job bodies: run on the worker thread ----
+
+    def _emit(self, name: str, *args: Any) -> None:
+        fn = getattr(self.callbacks, name, None)
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("prediction service callback %s raised", name)
+
+    def _fail(self, job: Job, exc: BaseException) -> None:
+        log.warning("%s job for image %s failed: %s", job.kind, job.image_hash, exc)
+        with self._cond:
+            self._stats.errors += 1
+        self._emit("on_error", exc, job)
+
+    def _embed(self, image: np.ndarray, image_hash: str, token: CancelToken | None) -> EmbeddingKey:
+        key = self.predictor.embed(image, image_hash=image_hash, cancel=token)
+        self._last_embedded = image_hash
+        return key
+
+    def _run_embed(self, cur: _Image, job: Job) -> None:
+        t0 = time.perf_counter()
+        self._emit("on_progress", "encoding image", 0, 1)
+        try:
+            check(cur.token)
+            image = cur.loader()
+            check(cur.token)
+            key = self._embed(image, cur.hash, cur.token)
+        except Cancelled:
+            with self._cond:
+                if self._current is cur:  # cancelled but still current: encode it again
+                    cur.status, cur.token = _Status.PENDING, CancelToken()
+            raise
+        except Exception as exc:
+            with self._cond:
+                is_current = self._current is cur
+                if is_current:
+                    cur.status, cur.error = _Status.FAILED, exc
+            if is_current:
+                self._fail(job, exc)
+            return
+        self._became_ready(cur, image, key, time.perf_counter() - t0)
+
+    def _became_ready(self, cur: _Image, image: np.ndarray, key: EmbeddingKey, sec: float) -> None:
+        with self._cond:
+            if self._current is not cur:
+                return  # the person moved on meanwhile
+            cur.status, cur.key, cur.image = _Status.READY, key, image
+            self._stats.embeds += 1
+        self._emit("on_progress", "image encoded", 1, 1)
+        self._emit("on_embedding_ready", key, sec)
+
+    def _run_prefetch(self, item: _Image) -> None:
+        t0 = time.perf_counter()
+        try:
+            if self._skip_prefetch(item.hash):
+                with self._cond:
+                    self._stats.prefetch_skipped += 1
+                    self._prefetch_done += 1
+                    done, total = self._prefetch_done, self._prefetch_total
+                self._emit("on_progress", "prefetching next images", done, total)
+                return
+            check(item.token)
+            try:
+                image = item.loader()
+                check(item.token)
+                key = self._embed(image, item.hash, item.token)
+            except Cancelled:
+                raise
+            except Exception as exc:
+                self._prefetch_failed(item, exc)
+                return
+            with self._cond:
+                self._preemptions.pop(item.hash, None)
+                cur = self._current
+                promoted = cur is not None and cur.token is item.token
+                if not promoted:
+                    self._stats.prefetched += 1
+                    self._prefetch_done += 1
+                    self._prefetched[item.hash] = None
+                    while len(self._prefetched) > 256:
+                        self._prefetched.popitem(last=False)
+                done, total = self._prefetch_done, self._prefetch_total
+            if promoted and cur is not None:
+                self._became_ready(cur, image, key, time.perf_counter() - t0)
+            else:
+                self._emit("on_progress", "prefetching next images", done, total)
+        finally:
+            with self._cond:
+                cur = self._current
+                if cur is not None and cur.token is item.token and cur.status == _Status.RUNNING:
+                    # promoted to current but not finished here (skipped, failed, cancelled)
+                    cur.status, cur.token = _Status.PENDING, CancelToken()
+
+    def _prefetch_failed(self, item: _Image, exc: BaseException) -> None:
+        """An unreadable next image: reported, and counted as done, so that the progress
+        still reaches its total. (If it had become the current image meanwhile, the
+        ``finally`` of ``_run_prefetch`` queues its encode again, which reports it.)"""
+        with self._cond:
+            cur = self._current
+            promoted = cur is not None and cur.token is item.token
+            if not promoted:
+                self._prefetch_done += 1
+            done, total = self._prefetch_done, self._prefetch_total
+        if promoted:
+            return
+        self._fail(Job(JobKind.PREFETCH, item.hash), exc)
+        self._emit("on_progress", "prefetching next images", done, total)
+
+    def _skip_prefetch(self, image_hash: str) -> bool:
+        """True if the predictor already holds this image (its cache, or prefetched lately)."""
+        if self._cache is not None:
+            return self._cache.contains(EmbeddingKey(image_hash, self._model_id))
+        with self._cond:
+            return image_hash in self._prefetched
+
+    def _ensure_current_embedded(self, cur: _Image) -> EmbeddingKey:
+        """After a prefetch the predictor may hold another image: embed the current one again
+        (a cache hit for SAM2, cheap for the classical backend)."""
+        if cur.status == _Status.FAILED or cur.key is None or cur.image is None:
+            raise PredictorError(f"the image could not be encoded: {cur.error}")
+        if self._last_embedded != cur.hash:
+            return self._embed(cur.image, cur.hash, None)
+        return cur.key
+
+    def _run_click(self, cur: _Image, click: _Click, job: Job) -> None:
+        key = self._ensure_current_embedded(cur)
+        result = self.predictor.predict(key, click.prompt)
+        latency_ms = (time.perf_counter() - click.requested) * 1000.0
+        with self._cond:
+            self._stats.masks += 1
+        self._emit("on_mask", result, click.prompt, click.generation, latency_ms)
+
+    def _run_everything(self, cur: _Image, ev: _Everything, job: Job) -> None:
+        key = self._ensure_current_embedded(cur)
+
+        def progress(done: int, total: int, message: str = "") -> None:
+            self._emit("on_progress", message or "segmenting everything", done, total)
+
+        if ev.text is None:
+            proposals = self.predictor.segment_everything(
+                key, cancel=ev.token, progress=progress, **ev.knobs
+            )
+        else:
+            check(ev.token)
+            progress(0, 1, f"finding {ev.text!r}")
+            proposals = self.predictor.find_all(key, ev.text)
+        check(ev.token)
+        with self._cond:
+            self._stats.everything += 1
+        self._emit("on_everything", proposals, ev.generation)
