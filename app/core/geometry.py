@@ -1,6 +1,6 @@
 """Masks <-> shapely (Multi)Polygons with holes, boolean operations and validity.
 
-Coordinate convention (see CONTRACTS.md): pixel (col, row) is the unit square
+Coordinate convention (as pycocotools'): pixel (col, row) is the unit square
 [col, col+1] x [row, row+1]. A polygon traced from a mask with tolerance 0 follows the pixel
 edges, so its shapely area equals the pixel count; rasterising fills a pixel iff its centre
 (col + 0.5, row + 0.5) is inside (the pycocotools convention). A centre exactly on an edge
