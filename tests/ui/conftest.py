@@ -37,3 +37,20 @@ def classical_bridge(qapp: object) -> Iterator[object]:
     bridge = PredictorBridge(ClassicalPredictor())
     yield bridge
     bridge.close()
+
+
+@pytest.fixture
+def sam2_bridge(qapp: object, sam2_tiny_checkpoint: tuple[Path, str],
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A random-weight SAM2.1 tiny behind a fresh bridge per test (no prefetch left over from
+    another test runs meanwhile)."""
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.sam2.predictor import SAM2Predictor
+    from app.ui.workers import PredictorBridge
+
+    path, config = sam2_tiny_checkpoint
+    predictor = SAM2Predictor(path, config, "random-tiny", "cpu",
+                              EmbeddingCache(disk_dir=tmp_path_factory.mktemp("emb")))
+    bridge = PredictorBridge(predictor)
+    yield bridge
+    bridge.close()

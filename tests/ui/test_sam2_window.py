@@ -4,7 +4,6 @@ thread stays responsive while an image is encoded."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,21 +19,6 @@ pytestmark = pytest.mark.slow
 
 
 SLOW = 240000  # ms: a CPU encode takes seconds to tens of seconds on a busy 2-core machine
-
-
-@pytest.fixture
-def sam2_bridge(qapp: object, sam2_tiny_checkpoint: tuple[Path, str],
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorBridge]:
-    """A fresh predictor per test: no prefetch left over from another test runs meanwhile."""
-    from app.predict.cache.store import EmbeddingCache
-    from app.predict.sam2.predictor import SAM2Predictor
-
-    path, config = sam2_tiny_checkpoint
-    predictor = SAM2Predictor(path, config, "random-tiny", "cpu",
-                              EmbeddingCache(disk_dir=tmp_path_factory.mktemp("emb")))
-    bridge = PredictorBridge(predictor)
-    yield bridge
-    bridge.close()
 
 
 def test_click_tab_accept_with_sam2(qtbot: QtBot, image_folder: Path,

@@ -16,7 +16,6 @@ import os
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -64,20 +63,6 @@ def soak_folder(tmp_path: Path) -> Path:
     for i in range(IMAGES):
         write_png(folder / f"img{i:02d}.png", scene_image(seed=i))
     return folder
-
-
-@pytest.fixture
-def sam2_soak_bridge(qapp: object, sam2_tiny_checkpoint: tuple[Path, str],
-                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[PredictorBridge]:
-    from app.predict.cache.store import EmbeddingCache
-    from app.predict.sam2.predictor import SAM2Predictor
-
-    path, config = sam2_tiny_checkpoint
-    predictor = SAM2Predictor(path, config, "random-tiny", "cpu",
-                              EmbeddingCache(disk_dir=tmp_path_factory.mktemp("emb")))
-    bridge = PredictorBridge(predictor)
-    yield bridge
-    bridge.close()
 
 
 class Shown:
@@ -170,7 +155,7 @@ def _click_and_accept(qtbot: QtBot, w: MainWindow, clicks: int,
 
 
 def test_soak_switches_clicks_undo(qtbot: QtBot, soak_folder: Path, classical_bridge: object,
-                                   sam2_soak_bridge: PredictorBridge) -> None:
+                                   sam2_bridge: PredictorBridge) -> None:
     t_start = time.perf_counter()
     pid = os.getpid()
     w = open_window(qtbot, soak_folder, classical_bridge,  # type: ignore[arg-type]
@@ -191,9 +176,9 @@ def test_soak_switches_clicks_undo(qtbot: QtBot, soak_folder: Path, classical_br
 
     # 2. the same window on SAM2 (what Settings > backend does): clicks + Enter
     t0 = time.perf_counter()
-    w.set_bridge(sam2_soak_bridge)
-    sam2_soak_bridge.failed.connect(lambda *a: failures.append(a))
-    assert w.bridge is sam2_soak_bridge and w.bridge.source == Source.SAM2
+    w.set_bridge(sam2_bridge)
+    sam2_bridge.failed.connect(lambda *a: failures.append(a))
+    assert w.bridge is sam2_bridge and w.bridge.source == Source.SAM2
     rng = np.random.default_rng(0)
     first_id = w.session.image.id
     done_first, times_first = _click_and_accept(qtbot, w, CLICKS // 2, rng)
