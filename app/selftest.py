@@ -115,7 +115,7 @@ def check_classical(ctx: Context) -> str:
     key = predictor.embed(image)
     box = _centre_box(image)
     result = predictor.predict(key, Prompt(box=box, multimask=False))
-    mask = result.masks[result.best]
+    mask = result.mask(result.best)
     area = int(mask.sum())
     _require(mask.shape == image.shape[:2], f"mask shape {mask.shape} != image")
     _require(area > 0, "empty mask")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -51,11 +52,14 @@ def test_bad_arguments_exit_with_usage_error(capsys) -> None:
 def test_bench_json_has_every_field(capsys) -> None:
     import torch
 
-    threads = torch.get_num_threads()
+    threads, env = torch.get_num_threads(), os.environ.get("MASKLOOP_THREADS")
     code = main(["bench", "--json", "--device", "cpu", "--image-size", "96x64",
-                 "--clicks", "4", "--images", "1", "--warmup", "0", "--threads", "1"])
+                 "--clicks", "4", "--images", "1", "--warmup", "0", "--threads", "1",
+                 "--upscale-size", "400x300", "--upscale-reps", "2"])
     assert code == 0
     assert torch.get_num_threads() == threads  # restored after the run
+    # --threads reached the predictors through $MASKLOOP_THREADS, restored too
+    assert os.environ.get("MASKLOOP_THREADS") == env
     out = capsys.readouterr().out
     result = json.loads(out)
 
@@ -93,5 +97,14 @@ def test_bench_json_has_every_field(capsys) -> None:
     assert all(isinstance(v, bool) for v in result["goals"].values())
     assert result["goals"]["embedding_float16_8MiB"] is True
 
+    # issue 14: per-click upscale of the shown candidate vs all of them, in one run
+    up = result["upscale"]
+    assert up["size"] == [400, 300] and up["candidates"] == 3
+    for name in ("all_ms", "shown_ms", "shown_cv2_ms"):
+        assert up[name]["n"] == 2 and set(up[name]) >= SUMMARY_KEYS, name
+    assert up["shown_vs_all"] > 0 and up["shown_cv2_vs_all"] > 0
+    assert 0 <= up["cv2_pixels_differing"] <= 400 * 300
+
     table = format_report(result)
     assert "ours / raw" in table and "goal" in table and "96x64" in table
+    assert "upscale 400x300" in table

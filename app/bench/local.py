@@ -17,6 +17,7 @@ on the latter. torch and sam2 are imported inside ``run_bench``.
 
 from __future__ import annotations
 
+import os
 import platform
 import tempfile
 import time
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from app.core.jobs import Progress
+from app.core.threads import THREADS_ENV
 from app.core.types import Box, EmbeddingKey, Point, Prompt
 
 # Goals from the design.
@@ -34,6 +36,7 @@ CLICK_RATIO_GOAL = 1.15  # click -> mask (with polygon) p50 / raw sam2 decode p5
 SWITCH_SPEEDUP_GOAL = 20.0  # re-encode time / disk-cache switch time
 EMBEDDING_BYTES_GOAL = 8 * 1024 * 1024  # one cached embedding, float16
 WARMUP = 3  # untimed decodes of each kind before measuring
+UPSCALE_SIZE = (4000, 3000)  # a camera photo: per-click upscale of all candidates vs the shown
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class BenchOptions:
     seed: int = 0
     warmup: int = WARMUP  # untimed decodes of each prompt kind; 0 also skips the warm-up encode
     threads: int | None = None  # torch intra-op threads on the CPU (None: torch's default)
+    upscale_size: tuple[int, int] = UPSCALE_SIZE  # (width, height) of the upscale comparison
+    upscale_reps: int = 10  # timed rounds of the upscale comparison
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -140,12 +145,19 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[s
 
     say = progress or (lambda done, total, message: None)
     threads = torch.get_num_threads()
+    env_before = os.environ.get(THREADS_ENV)
     try:
         if options.threads:
+            # the predictors made below set torch's thread count from this
+            os.environ[THREADS_ENV] = str(options.threads)
             torch.set_num_threads(options.threads)
         with tempfile.TemporaryDirectory(prefix="maskloop-bench-") as tmp:
             return _run(options, Path(tmp), say)
     finally:
+        if env_before is None:
+            os.environ.pop(THREADS_ENV, None)
+        else:
+            os.environ[THREADS_ENV] = env_before
         torch.set_num_threads(threads)
 
 
@@ -230,7 +242,7 @@ def _run(options: BenchOptions, tmp: Path, say: Progress) -> dict[str, Any]:
         t0 = time.perf_counter()
         result = predictor.predict(key, prompt)
         t1 = time.perf_counter()
-        geometry = mask_to_geometry(result.masks[result.best])
+        geometry = mask_to_geometry(result.mask(result.best))
         t2 = time.perf_counter()
         mask_to_geometry(object_mask)
         t3 = time.perf_counter()
@@ -273,6 +285,10 @@ def _run(options: BenchOptions, tmp: Path, say: Progress) -> dict[str, Any]:
     predict_summary = summary_ms(predict_s)
     paired = [c / r for c, r in zip(click_s, raw_s, strict=True) if r > 0]
     paired_object = [c / r for c, r in zip(click_object_s, raw_s, strict=True) if r > 0]
+
+    say(3, steps, "upscaling the shown candidate vs all candidates")
+    upscale = _bench_upscale(first.low_res_logits, first.best, options.upscale_size,
+                             options.upscale_reps, device, sync)
 
     # -- switching to an image embedded earlier: a fresh cache on the same folder ---------
     say(4, steps, "switching to images cached on disk (memory cold)")
@@ -345,6 +361,7 @@ def _run(options: BenchOptions, tmp: Path, say: Progress) -> dict[str, Any]:
         "embedding_bytes_disk": int(disk_bytes),
         "embedding_dtype": emb_dtypes[0] if len(emb_dtypes) == 1 else ",".join(emb_dtypes),
         "embedding_arrays": {name: list(a.shape) for name, a in emb.arrays.items()},
+        "upscale": upscale,
     }
     result["goals"] = {
         "click_within_1.15x_raw": goal_ratio is not None and goal_ratio <= CLICK_RATIO_GOAL,
@@ -354,6 +371,78 @@ def _run(options: BenchOptions, tmp: Path, say: Progress) -> dict[str, Any]:
                                    and disk_bytes <= EMBEDDING_BYTES_GOAL + 65536),
     }
     return result
+
+
+def _bench_upscale(logits: np.ndarray, shown: int, size: tuple[int, int], reps: int,
+                   device: Any, sync: Any) -> dict[str, Any]:
+    """Per-click cost of the full-resolution masks at ``size`` (width, height), interleaved:
+    all candidates (what a click did before issue 14), only the shown one (what
+    ``SAM2Predictor.predict`` does now: the same torch kernel, so the same pixels), and only
+    the shown one with cv2.resize (faster on some CPUs, but not bit-equal: its pixels that
+    differ from torch's are counted)."""
+    import cv2
+    import torch
+
+    from app.predict.sam2.model import upscale_masks
+
+    width, height = size
+    hw = (height, width)
+    low_res = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)).to(device)
+    buffers: dict[str, Any] = {"all": None, "shown": None}
+
+    def run_all() -> float:
+        sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            _, buffers["all"] = upscale_masks(low_res, hw, buffers["all"])
+        sync()
+        return time.perf_counter() - t0
+
+    def run_shown() -> tuple[float, np.ndarray]:
+        sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            masks, buffers["shown"] = upscale_masks(low_res[shown:shown + 1], hw,
+                                                    buffers["shown"])
+        sync()
+        return time.perf_counter() - t0, masks[0]
+
+    def run_cv2() -> tuple[float, np.ndarray]:
+        t0 = time.perf_counter()
+        mask = cv2.resize(logits[shown], (width, height), interpolation=cv2.INTER_LINEAR) > 0
+        return time.perf_counter() - t0, mask
+
+    run_all(), run_shown(), run_cv2()  # untimed: buffers, kernels
+    all_s: list[float] = []
+    shown_s: list[float] = []
+    cv2_s: list[float] = []
+    differing = 0
+    torch_mask = cv2_mask = np.zeros(hw, dtype=bool)
+    for i in range(max(1, reps)):
+        order = [0, 1, 2] if i % 2 == 0 else [2, 1, 0]  # drift hits each alike
+        for which in order:
+            if which == 0:
+                all_s.append(run_all())
+            elif which == 1:
+                t, torch_mask = run_shown()
+                shown_s.append(t)
+            else:
+                t, cv2_mask = run_cv2()
+                cv2_s.append(t)
+        differing = max(differing, int(np.count_nonzero(torch_mask != cv2_mask)))
+    all_ms, shown_ms, cv2_ms = summary_ms(all_s), summary_ms(shown_s), summary_ms(cv2_s)
+    return {
+        "size": [width, height],
+        "candidates": int(logits.shape[0]),
+        "all_ms": all_ms,
+        "shown_ms": shown_ms,
+        "shown_cv2_ms": cv2_ms,
+        "shown_vs_all": (round(shown_ms["p50"] / all_ms["p50"], 3)
+                         if all_ms["p50"] else None),
+        "shown_cv2_vs_all": (round(cv2_ms["p50"] / all_ms["p50"], 3)
+                             if all_ms["p50"] else None),
+        "cv2_pixels_differing": differing,
+    }
 
 
 def _version(package: str) -> str:

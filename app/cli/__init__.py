@@ -15,6 +15,10 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.core.errors import MaskLoopError
+from app.core.threads import passive_wait
+
+# before anything imports torch (OpenMP reads it once, when it starts): see app/core/threads.py
+passive_wait()
 
 # subcommand name -> module that registers it
 SUBCOMMANDS: dict[str, str] = {
@@ -48,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    passive_wait()  # a no-op when the import above set it, or the user chose a policy
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] in (["--self-test"], ["--startup-time"]):
         from app import selftest  # works frozen too; see app/selftest.py

@@ -56,6 +56,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "encode too (default: 3)")
     parser.add_argument("--threads", type=_positive, default=None,
                         help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--upscale-size", type=_size, default=(4000, 3000), metavar="WxH",
+                        help="image size of the per-click upscale comparison, shown candidate "
+                        "vs all candidates (default: 4000x3000)")
+    parser.add_argument("--upscale-reps", type=_positive, default=10,
+                        help="timed rounds of the upscale comparison (default: 10)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     from app.cli.bench_remote_cmd import add_remote_bench_args
 
@@ -80,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     options = BenchOptions(
         model=args.model, device=args.device, image_size=args.image_size, clicks=args.clicks,
         images=args.images, warmup=max(0, args.warmup), checkpoint=args.checkpoint,
-        config=args.config, threads=args.threads,
+        config=args.config, threads=args.threads, upscale_size=args.upscale_size,
+        upscale_reps=args.upscale_reps,
     )
 
     start = time.perf_counter()
@@ -142,4 +148,12 @@ def format_report(result: dict[str, Any]) -> str:
         f"{result['embedding_bytes_disk'] / mib:.2f} MiB on disk   goal float16 <= 8 MiB: "
         f"{mark(goals['embedding_float16_8MiB'])}",
     ]
+    up = result.get("upscale")
+    if up:
+        uw, uh = up["size"]
+        lines.append(
+            f"  upscale {uw}x{uh}  shown candidate p50 {up['shown_ms']['p50']:.1f} ms vs all "
+            f"{up['candidates']} {up['all_ms']['p50']:.1f} ms: {up['shown_vs_all']}x "
+            f"(cv2 {up['shown_cv2_ms']['p50']:.1f} ms, {up['shown_cv2_vs_all']}x, "
+            f"{up['cv2_pixels_differing']} pixels differ from torch's)")
     return "\n".join(lines)

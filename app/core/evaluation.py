@@ -254,7 +254,7 @@ def evaluate_image(
         result = predictor.predict(key, prompt)
         latencies.append(time.perf_counter() - t0)
         chosen = result.best
-        pred = result.masks[chosen]
+        pred = result.mask(chosen)
         logits = result.logits_for(chosen)
         ious.append(iou(pred, gt))
         if k + 1 >= 5 and ious[-1] >= max(THRESHOLDS):

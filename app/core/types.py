@@ -6,6 +6,7 @@ Boxes are (x0, y0, x1, y1) inside the core; other conventions are converted at t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeAlias
@@ -80,30 +81,94 @@ class Prompt:
         return not self.points and self.box is None
 
 
-@dataclass
 class MaskResult:
     """Candidate masks for one prompt, best first is NOT implied: use ``best``.
 
     masks: (N, H, W) bool at full image resolution (N = 3 when multimask, else 1).
     scores: (N,) float32 predicted IoU of each candidate.
     low_res_logits: (N, 256, 256) float32 logits, fed back as ``Prompt.mask_input``.
+
+    Full-resolution masks may be lazy (issue 14: per-click work in proportion to what is
+    shown): a predictor passes ``masks=None`` with ``size`` (H, W) and ``upscale(index)`` ->
+    that candidate's (H, W) bool mask, plus any candidates it already made in ``ready``.
+    ``mask(index)`` then upscales only the candidate asked for (once; the others when the
+    person cycles to them), and ``masks`` all of them.
     """
 
-    masks: np.ndarray
-    scores: np.ndarray
-    low_res_logits: np.ndarray
+    __slots__ = ("scores", "low_res_logits", "_size", "_upscale", "_made", "_all")
 
-    def __post_init__(self) -> None:
-        if self.masks.ndim != 3 or self.masks.dtype != np.bool_:
-            raise ValueError(
-                f"masks must be (N, H, W) bool, got {self.masks.shape} {self.masks.dtype}"
-            )
-        n = self.masks.shape[0]
+    def __init__(
+        self,
+        masks: np.ndarray | None,
+        scores: np.ndarray,
+        low_res_logits: np.ndarray,
+        *,
+        size: tuple[int, int] | None = None,
+        upscale: Callable[[int], np.ndarray] | None = None,
+        ready: dict[int, np.ndarray] | None = None,
+    ) -> None:
+        self.scores = scores
+        self.low_res_logits = low_res_logits
+        self._all: np.ndarray | None = None
+        self._made: dict[int, np.ndarray] = dict(ready or {})
+        n = int(scores.shape[0]) if scores.ndim == 1 else -1
+        if masks is not None:
+            if masks.ndim != 3 or masks.dtype != np.bool_:
+                raise ValueError(
+                    f"masks must be (N, H, W) bool, got {masks.shape} {masks.dtype}"
+                )
+            self._all = masks
+            self._size = (int(masks.shape[1]), int(masks.shape[2]))
+            self._upscale = None
+            n = int(masks.shape[0])
+        elif upscale is None or size is None:
+            raise ValueError("give masks, or size and upscale")
+        else:
+            self._size = (int(size[0]), int(size[1]))
+            self._upscale = upscale
         if self.scores.shape != (n,) or self.low_res_logits.shape[0] != n:
             raise ValueError("masks, scores and low_res_logits must have the same length")
 
     def __len__(self) -> int:
-        return int(self.masks.shape[0])
+        return int(self.scores.shape[0])
+
+    def __repr__(self) -> str:
+        return f"MaskResult({len(self)} x {self._size}, scores={self.scores!r})"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W) of the full-resolution masks."""
+        return self._size
+
+    @property
+    def made(self) -> frozenset[int]:
+        """The candidates whose full-resolution mask exists now (all when not lazy)."""
+        if self._all is not None:
+            return frozenset(range(len(self)))
+        return frozenset(self._made)
+
+    def mask(self, index: int) -> np.ndarray:
+        """Candidate ``index``'s (H, W) bool mask at full resolution (upscaled on first use)."""
+        if self._all is not None:
+            return self._all[index]
+        index = range(len(self))[index]  # IndexError when out of range, like an array
+        made = self._made.get(index)
+        if made is None:
+            assert self._upscale is not None
+            made = self._made[index] = self._upscale(index)
+        return made
+
+    @property
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool: every candidate at full resolution (upscales the missing ones)."""
+        if self._all is None:
+            n = len(self)
+            out = np.empty((n, *self._size), dtype=bool)
+            for i in range(n):
+                out[i] = self.mask(i)
+            self._all = out
+            self._made.clear()
+        return self._all
 
     @property
     def best(self) -> int:

@@ -140,7 +140,7 @@ class PromptTool:
     def chosen_mask(self) -> np.ndarray | None:
         if self.result is None or len(self.result) == 0:
             return None
-        return self.result.masks[self.chosen]
+        return self.result.mask(self.chosen)
 
     def chosen_score(self) -> float | None:
         if self.result is None or len(self.result) == 0:

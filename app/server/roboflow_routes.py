@@ -95,7 +95,7 @@ def _answer(st: ServerState, body: Sam2SegmentationRequest, results: list[MaskRe
             image_id: str, unprompted: bool, t0: float) -> Response | Sam2SegmentationResponse:
     """The reply to a segment request (masks encoded: polygons, RLE or an npz)."""
     best = [r.best for r in results]
-    masks = np.stack([r.masks[b] for r, b in zip(results, best, strict=True)])
+    masks = np.stack([r.mask(b) for r, b in zip(results, best, strict=True)])
     scores = [float(r.scores[b]) for r, b in zip(results, best, strict=True)]
     logits = np.stack([r.low_res_logits[b] for r, b in zip(results, best, strict=True)])
     if body.save_logits_to_cache and not unprompted:

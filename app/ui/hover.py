@@ -115,7 +115,7 @@ class HoverPreview(QObject):
                 or len(result) == 0:
             return
         self._result = (req[1], req[2], result)
-        mask = result.masks[result.best]
+        mask = result.mask(result.best)
         colour = QColor(self.w.session.colour_of(self.w.session.current_label))
         self._shown += 1
         shown = self._shown

@@ -4,7 +4,6 @@ GUI thread. Also the decoded-image store shared by the display and the encoder."
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -20,8 +19,6 @@ from app.predict.service.service import PredictionService
 from app.predict.service.types import Job, JobKind, ServiceCallbacks
 from app.ui.encode_progress import EncodeProgress
 
-BACKGROUND_NICE = 10  # how much less CPU priority the non-GUI threads get (Linux)
-
 FileVersion = tuple[int, int] | None  # (size, mtime in ns) of a file; None: it is missing
 
 
@@ -32,28 +29,6 @@ def file_version(path: Path) -> FileVersion:
     except OSError:
         return None
     return (st.st_size, st.st_mtime_ns)
-
-
-def favour_gui_thread(gui_thread_id: int, nice: int = BACKGROUND_NICE) -> int:
-    """Lower the CPU priority of every thread of this process except the GUI thread, so that
-    an encode saturating the cores (the predictor's worker and torch's thread pool) never
-    starves the event loop. Linux only (per-thread nice via /proc/self/task); elsewhere a
-    no-op. Returns how many threads were lowered."""
-    tasks = "/proc/self/task"
-    if not hasattr(os, "setpriority") or not os.path.isdir(tasks):
-        return 0
-    lowered = 0
-    for name in os.listdir(tasks):
-        tid = int(name)
-        if tid == gui_thread_id:
-            continue
-        try:
-            if os.getpriority(os.PRIO_PROCESS, tid) < nice:
-                os.setpriority(os.PRIO_PROCESS, tid, nice)
-                lowered += 1
-        except OSError:
-            pass  # the thread ended meanwhile, or we may not change it
-    return lowered
 
 
 class ImageStore:
@@ -124,11 +99,9 @@ class PredictorBridge(QObject):
     _job_failed = Signal(str, int, str, object)
 
     def __init__(self, predictor: Predictor, images: ImageStore | None = None,
-                 parent: QObject | None = None, *, favour_gui: bool = True) -> None:
+                 parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.predictor = predictor
-        # made on the GUI thread: remember it, so the worker can yield the CPU to it
-        self._gui_thread = threading.get_native_id() if favour_gui else None
         self.images = images or ImageStore()
         self._generation = 0
         self.current_hash: str | None = None
@@ -199,13 +172,10 @@ class PredictorBridge(QObject):
             return False
 
     def _loader(self, image_hash: str, path: Path) -> Callable[[], np.ndarray]:
-        """Runs on the worker just before an encode: yield the CPU to the GUI thread first
-        (torch's pool threads exist after the first encode, so this runs every time)."""
-        gui = self._gui_thread
+        """Runs on the worker just before an encode. The worker keeps its normal priority
+        (issue 14: at nice 10 it lost to every other program on a busy laptop)."""
 
         def load() -> np.ndarray:
-            if gui is not None:
-                favour_gui_thread(gui)
             version = file_version(path)
             try:
                 return self.images.get(image_hash, path)

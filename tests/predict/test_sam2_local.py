@@ -224,6 +224,44 @@ def test_upscale_equals_interpolate_through_one_reused_buffer(predictor) -> None
     assert buffers[4] is buffers[5] and buffers[5].shape == (1, 1, 3000, 2000)
 
 
+@pytest.mark.parametrize("kind", ["points", "box", "mixed", "unprompted"])
+def test_full_resolution_masks_are_lazy_and_equal_the_eager_ones(predictor, keys, kind):
+    """Issue 14: a click upscales only the best candidate (the one shown first); each other
+    candidate is upscaled when asked for, on any thread, and equals today's interpolate of
+    the raw logits of all candidates at once + threshold."""
+    import threading
+
+    key = keys["wide"]
+    feats = predictor.activate(key)
+    h, w = feats.orig_hw
+    with torch.inference_mode():
+        if kind == "unprompted":
+            low_res, _ = predictor._decode(feats, None, None, None, True)
+            result = predictor.predict_unprompted(key)
+        else:
+            coords, labels = predictor._prompt_points(PROMPTS[kind], feats.orig_hw)
+            low_res, _ = predictor._decode(feats, coords, labels, None,
+                                           PROMPTS[kind].multimask)
+            result = predictor.predict(key, PROMPTS[kind])
+        expected = (F.interpolate(low_res.float(), (h, w), mode="bilinear",
+                                  align_corners=False) > 0)[0].numpy()
+    assert result.size == (h, w) and len(result) == expected.shape[0]
+    assert result.made == {result.best}
+    order = sorted(range(len(result)), key=lambda i: i == result.best)  # others first
+    got: dict[int, np.ndarray] = {}
+    other = threading.Thread(target=lambda: got.update({order[0]: result.mask(order[0])}))
+    other.start()
+    other.join()
+    for i in order:
+        mask = got.get(i, result.mask(i))
+        assert mask.dtype == np.bool_ and mask.shape == (h, w)
+        np.testing.assert_array_equal(mask, expected[i])
+        assert result.mask(i) is result.mask(i)  # upscaled once
+    assert result.made == set(range(len(result)))
+    np.testing.assert_array_equal(result.masks, expected)
+    np.testing.assert_array_equal(result.mask(-1), expected[-1])
+
+
 def test_masks_of_an_earlier_click_stay_intact(predictor, keys) -> None:
     first = predictor.predict(keys["wide"], PROMPTS["points"])
     kept = first.masks.copy()

@@ -149,7 +149,7 @@ def test_segment_everything_uses_a_smaller_grid_on_a_cpu(qtbot: QtBot) -> None:
         capabilities = Capabilities(SourceKind.SAM2, "cuda")
 
     for predictor, grid in ((OnCpu(), 16), (OnGpu(), 32), (ClassicalPredictor(), 32)):
-        bridge = PredictorBridge(predictor, favour_gui=False)
+        bridge = PredictorBridge(predictor)
         try:
             assert bridge.everything_grid == grid
         finally:
