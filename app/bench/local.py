@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from app.bench.timing import summary_ms
+from app.bench.upscale import bench_upscale
 from app.core.jobs import Progress
 from app.core.threads import THREADS_ENV
 from app.core.types import Box, EmbeddingKey, Point, Prompt
@@ -122,21 +124,6 @@ def click_prompts(
                       min(float(width), x + w / 2), min(float(height), y + h / 2))
             prompts.append(Prompt(points=(Point(x, y, True),), box=box))
     return prompts
-
-
-def summary_ms(seconds: list[float]) -> dict[str, Any]:
-    """mean, p50, p95, min, max in milliseconds of a list of durations in seconds."""
-    ms = np.asarray(seconds, dtype=np.float64) * 1000.0
-    if ms.size == 0:
-        return {"n": 0, "mean": None, "p50": None, "p95": None, "min": None, "max": None}
-    return {
-        "n": int(ms.size),
-        "mean": round(float(ms.mean()), 3),
-        "p50": round(float(np.percentile(ms, 50)), 3),
-        "p95": round(float(np.percentile(ms, 95)), 3),
-        "min": round(float(ms.min()), 3),
-        "max": round(float(ms.max()), 3),
-    }
 
 
 def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[str, Any]:
@@ -287,7 +274,7 @@ def _run(options: BenchOptions, tmp: Path, say: Progress) -> dict[str, Any]:
     paired_object = [c / r for c, r in zip(click_object_s, raw_s, strict=True) if r > 0]
 
     say(3, steps, "upscaling the shown candidate vs all candidates")
-    upscale = _bench_upscale(first.low_res_logits, first.best, options.upscale_size,
+    upscale = bench_upscale(first.low_res_logits, first.best, options.upscale_size,
                              options.upscale_reps, device, sync)
 
     # -- switching to an image embedded earlier: a fresh cache on the same folder ---------
@@ -371,78 +358,6 @@ def _run(options: BenchOptions, tmp: Path, say: Progress) -> dict[str, Any]:
                                    and disk_bytes <= EMBEDDING_BYTES_GOAL + 65536),
     }
     return result
-
-
-def _bench_upscale(logits: np.ndarray, shown: int, size: tuple[int, int], reps: int,
-                   device: Any, sync: Any) -> dict[str, Any]:
-    """Per-click cost of the full-resolution masks at ``size`` (width, height), interleaved:
-    all candidates (what a click did before issue 14), only the shown one (what
-    ``SAM2Predictor.predict`` does now: the same torch kernel, so the same pixels), and only
-    the shown one with cv2.resize (faster on some CPUs, but not bit-equal: its pixels that
-    differ from torch's are counted)."""
-    import cv2
-    import torch
-
-    from app.predict.sam2.model import upscale_masks
-
-    width, height = size
-    hw = (height, width)
-    low_res = torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)).to(device)
-    buffers: dict[str, Any] = {"all": None, "shown": None}
-
-    def run_all() -> float:
-        sync()
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            _, buffers["all"] = upscale_masks(low_res, hw, buffers["all"])
-        sync()
-        return time.perf_counter() - t0
-
-    def run_shown() -> tuple[float, np.ndarray]:
-        sync()
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            masks, buffers["shown"] = upscale_masks(low_res[shown:shown + 1], hw,
-                                                    buffers["shown"])
-        sync()
-        return time.perf_counter() - t0, masks[0]
-
-    def run_cv2() -> tuple[float, np.ndarray]:
-        t0 = time.perf_counter()
-        mask = cv2.resize(logits[shown], (width, height), interpolation=cv2.INTER_LINEAR) > 0
-        return time.perf_counter() - t0, mask
-
-    run_all(), run_shown(), run_cv2()  # untimed: buffers, kernels
-    all_s: list[float] = []
-    shown_s: list[float] = []
-    cv2_s: list[float] = []
-    differing = 0
-    torch_mask = cv2_mask = np.zeros(hw, dtype=bool)
-    for i in range(max(1, reps)):
-        order = [0, 1, 2] if i % 2 == 0 else [2, 1, 0]  # drift hits each alike
-        for which in order:
-            if which == 0:
-                all_s.append(run_all())
-            elif which == 1:
-                t, torch_mask = run_shown()
-                shown_s.append(t)
-            else:
-                t, cv2_mask = run_cv2()
-                cv2_s.append(t)
-        differing = max(differing, int(np.count_nonzero(torch_mask != cv2_mask)))
-    all_ms, shown_ms, cv2_ms = summary_ms(all_s), summary_ms(shown_s), summary_ms(cv2_s)
-    return {
-        "size": [width, height],
-        "candidates": int(logits.shape[0]),
-        "all_ms": all_ms,
-        "shown_ms": shown_ms,
-        "shown_cv2_ms": cv2_ms,
-        "shown_vs_all": (round(shown_ms["p50"] / all_ms["p50"], 3)
-                         if all_ms["p50"] else None),
-        "shown_cv2_vs_all": (round(cv2_ms["p50"] / all_ms["p50"], 3)
-                             if all_ms["p50"] else None),
-        "cv2_pixels_differing": differing,
-    }
 
 
 def _version(package: str) -> str:

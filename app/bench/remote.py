@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from app.bench.local import summary_ms, synthetic_image
+from app.bench.local import synthetic_image
+from app.bench.timing import summary_ms
 from app.core.jobs import Progress
 from app.core.types import Box, MaskResult, Point, Prompt
 from app.predict.hosted.common import encode_image

@@ -39,7 +39,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.bench.local import summary_ms, synthetic_image
+from app.bench.local import synthetic_image
+from app.bench.timing import summary_ms
 from app.core.jobs import Progress
 from app.server.process import TINY_CONFIG, ServerProcess, source_root
 

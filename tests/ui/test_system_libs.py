@@ -13,7 +13,8 @@ from app.cli import main
 from app.ui import system_libs
 
 needs_cc = pytest.mark.skipif(shutil.which("cc") is None or shutil.which("ldd") is None,
-                              reason="needs a C compiler and ldd")
+                              reason="builds a real shared library (cc) and reads its "
+                              "dependencies (ldd): this machine lacks cc or ldd")
 
 
 @pytest.mark.parametrize(("soname", "package"), [
