@@ -34,6 +34,8 @@ class Capabilities:
     API). ``text_prompts``: ``find_all(key, text)`` works. ``exemplar_prompts``: prompts by
     example regions (none yet). ``video``: propagation through a sequence (none yet).
     ``batched_decode``: ``predict_batch`` decodes several prompts at once.
+    ``resumable_encode``: ``start_embed`` returns an ``EncodeJob`` that encodes one step at
+    a time, so the owner can decode clicks between two steps and resume where it stopped.
     """
 
     kind: SourceKind
@@ -42,6 +44,7 @@ class Capabilities:
     exemplar_prompts: bool = False
     video: bool = False
     batched_decode: bool = False
+    resumable_encode: bool = False
 
     @property
     def source(self) -> Source:
@@ -50,6 +53,27 @@ class Capabilities:
             SourceKind.SAM2: Source.SAM2,
             SourceKind.CLASSICAL: Source.CLASSICAL,
         }.get(self.kind, Source.REMOTE)
+
+
+class EncodeJob(Protocol):
+    """An encode in steps (``Predictor.start_embed``, where ``resumable_encode``): ``step``
+    runs the next one and returns True once the embedding is cached under ``key``. Between
+    two steps the owner may run other work on the same thread (decode a click, encode
+    another image) and come back later: nothing done is lost. ``release`` drops the
+    activations of an encode no longer wanted."""
+
+    @property
+    def key(self) -> EmbeddingKey: ...
+
+    @property
+    def total(self) -> int: ...
+
+    @property
+    def done(self) -> int: ...
+
+    def step(self) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 @runtime_checkable

@@ -16,8 +16,8 @@ from app.core.errors import Cancelled
 from app.core.images import array_hash
 from app.core.jobs import CancelToken
 from app.core.types import EmbeddingKey
+from app.predict.base import PredictorError
 from app.predict.cache.store import EmbeddingCache
-from app.predict.sam2.model import encoder_steps
 from app.predict.sam2.predictor import SAM2Predictor
 
 pytestmark = pytest.mark.slow
@@ -38,10 +38,11 @@ def predictor(sam2_tiny_checkpoint: tuple[Path, str], tmp_path_factory) -> SAM2P
 
 
 class EncoderRuns:
-    """Counts encoder runs and the trunk blocks that finished (forward hooks, real calls)."""
+    """Counts encoder heads (neck runs) and the trunk blocks that finished (forward hooks on
+    the real modules)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.encoder = model.image_encoder
+        self.neck = model.image_encoder.neck
         self.blocks = list(model.image_encoder.trunk.blocks)
         self.runs = 0
         self.finished_blocks = 0
@@ -54,17 +55,13 @@ class EncoderRuns:
         def block_done(*_: object) -> None:
             self.finished_blocks += 1
 
-        self._handles = [self.encoder.register_forward_hook(run_done)]
+        self._handles = [self.neck.register_forward_hook(run_done)]
         self._handles += [b.register_forward_hook(block_done) for b in self.blocks]
         return self
 
     def __exit__(self, *exc: object) -> None:
         for handle in self._handles:
             handle.remove()
-
-
-def no_pre_hooks_left(model: torch.nn.Module) -> bool:
-    return all(not step._forward_pre_hooks for step in encoder_steps(model))
 
 
 @pytest.fixture
@@ -85,42 +82,77 @@ def canceller() -> Iterator[tuple[CancelToken, threading.Event, threading.Event]
     thread.join(WAIT_S)
 
 
-def test_encoder_steps_are_the_trunk_blocks_then_the_neck(predictor) -> None:
-    steps = encoder_steps(predictor.model)
-    trunk = list(predictor.model.image_encoder.trunk.blocks)
-    assert len(trunk) == 12  # Hiera tiny
-    assert steps == [*trunk, predictor.model.image_encoder.neck]
+def pause_at(predictor: SAM2Predictor, nth: int, started: threading.Event,
+             done: threading.Event) -> None:
+    """Before step ``nth`` of the encode, hand over to the canceller thread and wait for it."""
+    def told(step: int, total: int) -> None:
+        if step == nth:
+            started.set()
+            assert done.wait(WAIT_S), "the canceller thread never ran"
+    predictor.encode_progress = told
 
 
-@pytest.mark.parametrize("nth", [3, 12], ids=["block-3", "neck"])
+def test_the_steps_give_the_official_features_and_resume_after_other_work(predictor) -> None:
+    """The stem, 12 Hiera blocks and the head give exactly ``forward_image`` +
+    ``no_mem_embed``; an encode paused after 5 steps, while another image is encoded and a
+    click decoded, resumes where it stopped and gives the same embedding (no step run
+    twice)."""
+    from app.core.types import Point, Prompt
+    from app.predict.sam2 import reference as ref
+    from app.predict.sam2.model import inference
+
+    image = make_image(64, 48, seed=5)
+    with inference(predictor.precision):
+        official = ref.official_features(predictor.model, image)
+    job = predictor.start_embed(image, image_hash="resumed")
+    assert job.total == 14 and job.done == 0  # Hiera tiny
+    with EncoderRuns(predictor.model) as runs:
+        for _ in range(5):
+            assert not job.step()
+        other = predictor.embed(make_image(40, 30, seed=6), image_hash="other")
+        predictor.predict(other, Prompt((Point(5, 5, True),)))
+        while not job.step():
+            pass
+    assert runs.runs == 2 and runs.finished_blocks == 12 + 12
+    assert job.done == job.total and job.step()
+    emb = predictor.cache.get(job.key)
+    assert emb is not None and emb.image_size == (48, 64)
+    want = official["image_embed"].float().clamp(-65504, 65504).half().numpy()
+    np.testing.assert_array_equal(emb.arrays["image_embed"], want)
+    assert predictor.start_embed(image, image_hash="resumed").total == 0  # cached: no step
+
+
+def test_a_released_encode_keeps_nothing(predictor) -> None:
+    job = predictor.start_embed(make_image(32, 32, seed=8), image_hash="released")
+    job.step()
+    job.release()
+    with pytest.raises(PredictorError, match="released"):
+        job.step()
+    assert not predictor.cache.contains(job.key)
+
+
+@pytest.mark.parametrize("nth", [3, 13], ids=["block-3", "head"])
 def test_stale_encode_stops_within_one_step(predictor, canceller, nth) -> None:
-    """Another thread cancels once step ``nth`` has started (a test hook on that step hands
-    over and waits for the cancel): Cancelled comes before that step runs, so only ``nth`` of
-    the 12 blocks finished; nothing is cached and the hooks are gone; a later embed works."""
+    """Another thread cancels once step ``nth`` is next (the progress hook hands over and
+    waits for the cancel): Cancelled comes before that step runs, so only the blocks before
+    it finished; nothing is cached; a later embed works."""
     token, started, done = canceller
     model = predictor.model
     image = make_image(48, 40, seed=21 + nth)  # a new image per case: not cached yet
     key = EmbeddingKey(array_hash(image), predictor.model_id)
-    step = encoder_steps(model)[nth]
-
-    def step_started(*_: object) -> None:
-        started.set()
-        assert done.wait(WAIT_S), "the canceller thread never ran"
-
-    handle = step.register_forward_pre_hook(step_started)
+    pause_at(predictor, nth, started, done)
     try:
         with EncoderRuns(model) as runs, pytest.raises(Cancelled):
             predictor.embed(image, cancel=token)
     finally:
-        handle.remove()
-    assert runs.finished_blocks == nth and runs.runs == 0
+        predictor.encode_progress = None
+    assert runs.finished_blocks == nth - 1 and runs.runs == 0
     assert not predictor.cache.contains(key)
-    assert no_pre_hooks_left(model)
 
     with EncoderRuns(model) as runs:
         assert predictor.embed(image, cancel=CancelToken()) == key
     assert runs.runs == 1 and runs.finished_blocks == 12
-    assert predictor.cache.contains(key) and no_pre_hooks_left(model)
+    assert predictor.cache.contains(key)
     emb = predictor.cache.get(key)
     assert emb is not None and emb.image_size == (40, 48)
     assert all(np.isfinite(a).all() for a in emb.arrays.values())
@@ -151,25 +183,17 @@ def test_cancel_before_the_encode_and_after_it(predictor) -> None:
         key = predictor.embed(image.copy())
     assert runs.runs == 0
     assert key == EmbeddingKey(array_hash(image), predictor.model_id)
-    assert no_pre_hooks_left(predictor.model)
 
 
 def test_embed_batch_is_cancelled_between_blocks(predictor, canceller) -> None:
     token, started, done = canceller
     images = [make_image(30, 20, seed=s) for s in (31, 32)]
-    step = encoder_steps(predictor.model)[1]
-
-    def step_started(*_: object) -> None:
-        started.set()
-        assert done.wait(WAIT_S)
-
-    handle = step.register_forward_pre_hook(step_started)
+    pause_at(predictor, 2, started, done)
     try:
         with EncoderRuns(predictor.model) as runs, pytest.raises(Cancelled):
             predictor.embed_batch(images, cancel=token, batch_size=2)
     finally:
-        handle.remove()
+        predictor.encode_progress = None
     assert runs.finished_blocks == 1 and runs.runs == 0
     assert not any(predictor.cache.contains(EmbeddingKey(array_hash(im), predictor.model_id))
                    for im in images)
-    assert no_pre_hooks_left(predictor.model)

@@ -41,27 +41,27 @@ def make_image(width: int, height: int, seed: int) -> np.ndarray:
 
 
 class CountingForward:
-    """Wraps model.forward_image to count encoder runs and keep their inputs and outputs
-    (a real call, only recorded)."""
+    """Counts encoder runs and keeps their inputs: a forward pre-hook on Hiera's patch
+    embedding, the encoder's first module (the real call, only recorded)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
-        self.original = model.forward_image
         self.calls = 0
-        self.records: list[tuple[torch.Tensor, dict]] = []
+        self.records: list[tuple[torch.Tensor]] = []
+        self._handle: torch.utils.hooks.RemovableHandle | None = None
 
     def __enter__(self) -> CountingForward:
-        def counted(batch: torch.Tensor) -> dict:
+        def counted(module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> None:
             self.calls += 1
-            out = self.original(batch)
-            self.records.append((batch, out))
-            return out
+            self.records.append((args[0].clone(),))
 
-        self.model.forward_image = counted
+        self._handle = self.model.image_encoder.trunk.patch_embed.register_forward_pre_hook(
+            counted)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        del self.model.forward_image  # back to the class's method
+        assert self._handle is not None
+        self._handle.remove()
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +84,7 @@ def images() -> dict[str, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def encoder_runs(predictor: SAM2Predictor, images: dict[str, np.ndarray]) -> dict[str, tuple]:
-    """Embed every image once: name -> (key, encoder input, encoder output)."""
+    """Embed every image once: name -> (key, encoder input)."""
     result = {}
     for name, img in images.items():
         with CountingForward(predictor.model) as counter:
@@ -165,11 +165,11 @@ def test_reversed_box_is_normalised(predictor, keys) -> None:
 
 
 def test_sam2_building_blocks_give_the_same_features_and_logits(predictor, encoder_runs, images):
-    """The encoder's input is the image resized (bilinear) and normalised; its output, put
-    through sam2's own calls in the test (_prepare_backbone_features, no_mem_embed), gives
-    the stored features; the prompt encoder and mask decoder called here give our logits."""
+    """The encoder's input is the image resized (bilinear) and normalised; sam2's own
+    ``forward_image`` on it, put through sam2's own calls in the test
+    (_prepare_backbone_features, no_mem_embed), gives the stored features; the prompt encoder and mask decoder called here give our logits."""
     model = predictor.model
-    key, batch, backbone_out = encoder_runs["small"]
+    key, batch = encoder_runs["small"]
     image = images["small"]
     h, w = image.shape[:2]
     # upscaling: bilinear (align_corners=False) equals OpenCV's INTER_LINEAR on float32
@@ -179,6 +179,7 @@ def test_sam2_building_blocks_give_the_same_features_and_logits(predictor, encod
     assert batch.shape == (1, 3, 1024, 1024) and batch.dtype == torch.float32
     np.testing.assert_allclose(batch[0].permute(1, 2, 0).numpy(), expected, atol=1e-4)
     with torch.inference_mode():
+        backbone_out = model.forward_image(batch)
         _, vision_feats, _, _ = model._prepare_backbone_features(backbone_out)
         vision_feats[-1] = vision_feats[-1] + model.no_mem_embed
         embed = vision_feats[-1].permute(1, 2, 0).reshape(1, 256, 64, 64)

@@ -1,5 +1,5 @@
-"""Issue 13, item 3: the encode's progress comes from the SAM2 encoder's own steps (its Hiera
-blocks, then the neck), for the image shown; a real tiny SAM2.1 with random weights on the
+"""Issue 13, item 3: the encode's progress comes from the SAM2 encoder's own steps (the stem,
+its Hiera blocks, then the head), for the image shown; a real tiny SAM2.1 with random weights on the
 CPU (slow)."""
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import pytest
 from PySide6.QtCore import QObject, Slot
 from pytestqt.qtbot import QtBot
 from ui_helpers import scene_image, write_png
-
-from app.predict.sam2.model import encoder_steps
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +36,8 @@ def test_the_bridge_tells_each_encoder_step(qtbot: QtBot, tmp_path: Path,
     path, config = sam2_tiny_checkpoint
     predictor = SAM2Predictor(path, config, "random-tiny", "cpu",
                               EmbeddingCache(disk_dir=tmp_path / "emb"))
-    steps = len(encoder_steps(predictor.model))
-    assert steps == 13  # Hiera tiny: 12 blocks and the neck
+    steps = len(predictor.model.image_encoder.trunk.blocks) + 2
+    assert steps == 14  # Hiera tiny: the stem, 12 blocks and the head
     told: list[tuple[int, int]] = []
     predictor.encode_progress = lambda d, t: told.append((d, t))
     predictor.embed(np.zeros((64, 80, 3), np.uint8), image_hash="direct")

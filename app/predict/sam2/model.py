@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from sam2.build_sam import build_sam2
 from sam2.modeling.sam2_base import SAM2Base
 
-from app.core.jobs import CancelToken
 from app.predict.base import PredictorError
 from app.predict.models.registry import REGISTRY
 
@@ -229,46 +228,6 @@ def inference(precision: Precision) -> Iterator[None]:
     """torch.inference_mode plus the device's autocast."""
     with torch.inference_mode(), precision.context():
         yield
-
-
-def encoder_steps(model: SAM2Base) -> list[torch.nn.Module]:
-    """The image encoder's steps, in order: the Hiera trunk blocks, then the FPN neck."""
-    encoder = model.image_encoder
-    trunk = getattr(encoder, "trunk", None)
-    steps: list[torch.nn.Module] = list(getattr(trunk, "blocks", None) or [])
-    neck = getattr(encoder, "neck", None)
-    if isinstance(neck, torch.nn.Module):
-        steps.append(neck)
-    return steps
-
-
-@contextlib.contextmanager
-def cancellable_encoder(model: SAM2Base, cancel: CancelToken | None,
-                        on_step: Callable[[int, int], None] | None = None) -> Iterator[None]:
-    """While inside, every encoder step (trunk block, neck) first checks ``cancel`` and
-    raises Cancelled: a stale encode stops within one block; and ``on_step(done, total)``
-    is told how many steps are done before each one starts (the encode's progress). The
-    hooks are removed on exit."""
-    if cancel is None and on_step is None:
-        yield
-        return
-    steps = encoder_steps(model)
-    total = len(steps)
-
-    def hook_for(index: int) -> Callable[[torch.nn.Module, object], None]:
-        def hook(module: torch.nn.Module, args: object) -> None:
-            if cancel is not None:
-                cancel.raise_if_cancelled()
-            if on_step is not None:
-                on_step(index, total)
-        return hook
-
-    handles = [step.register_forward_pre_hook(hook_for(i)) for i, step in enumerate(steps)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def upscale_masks(

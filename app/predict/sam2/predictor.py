@@ -26,6 +26,7 @@ from app.predict.base import Capabilities, PredictorError, SourceKind
 from app.predict.cache.file_format import Embedding
 from app.predict.cache.store import EmbeddingCache
 from app.predict.sam2 import reference as ref
+from app.predict.sam2.encoder import EncoderSteps, EncodeRun, TorchEncoderSteps, encode_all
 from app.predict.sam2.features import (
     ImageFeatures,
     check_image,
@@ -36,7 +37,6 @@ from app.predict.sam2.features import (
 )
 from app.predict.sam2.model import (
     Precision,
-    cancellable_encoder,
     choose_device,
     file_sha256,
     inference,
@@ -102,6 +102,7 @@ class SAM2Predictor:
         self._dense_pe: torch.Tensor | None = None
         self._upscale_buf: torch.Tensor | None = None  # (1, 1, H, W) float32, reused
         self._decode_pool: ThreadPoolExecutor | None = None  # predict_batch on a CPU
+        self.encoder: EncoderSteps = TorchEncoderSteps(model)
         # told (steps done, steps) before each encoder step: the app shows the encode's
         # progress with it (set by the owner of the worker thread, None: nobody asks)
         self.encode_progress: Callable[[int, int], None] | None = None
@@ -118,7 +119,8 @@ class SAM2Predictor:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(SourceKind.SAM2, self.device.type, batched_decode=True)
+        return Capabilities(SourceKind.SAM2, self.device.type, batched_decode=True,
+                            resumable_encode=True)
 
     def embed(
         self,
@@ -142,6 +144,14 @@ class SAM2Predictor:
         self.cache.put(key, emb)
         check(cancel)
         return key
+
+    def start_embed(self, image: np.ndarray, image_hash: str | None = None) -> SAM2EncodeJob:
+        """An encode of ``image`` in steps (see ``EncodeJob``); already finished (no step
+        left) when the embedding is cached."""
+        image = check_image(image)
+        key = EmbeddingKey(image_hash or array_hash(image), self._model_id)
+        cached = self.cache.contains(key)
+        return SAM2EncodeJob(self, key, None if cached else self._run([image]))
 
     def embed_batch(
         self,
@@ -327,19 +337,17 @@ class SAM2Predictor:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _run(self, images: list[np.ndarray]) -> EncodeRun:
+        return EncodeRun(self.encoder, images, self.model.image_size, self.device)
+
     def _encode(
         self, images: list[np.ndarray], cancel: CancelToken | None = None
     ) -> list[Embedding]:
         """Run the image encoder on a batch (images may differ in size); Cancelled between
-        encoder steps when ``cancel`` is set."""
-        res = self.model.image_size
-        with inference(self.precision), cancellable_encoder(self.model, cancel,
-                                                            self.encode_progress):
-            batch = torch.cat([ref.preprocess(im, res, self.device) for im in images])
-            feats = ref.features_from_batch(self.model, batch)
-            image_embed = feats["image_embed"]
-            high_res = feats["high_res_feats"]
-            assert isinstance(image_embed, torch.Tensor) and isinstance(high_res, list)
+        encoder steps (stem, each Hiera block, head) when ``cancel`` is set, and
+        ``encode_progress(done, total)`` told before each."""
+        with inference(self.precision):
+            image_embed, high_res = encode_all(self._run(images), cancel, self.encode_progress)
             return embeddings_from_features(image_embed, high_res, images)
 
     def _result(self, low_res: torch.Tensor, iou: torch.Tensor,
@@ -401,6 +409,52 @@ class SAM2Predictor:
             high_res_features=feats.high_res_feats,
         )
         return low_res, iou
+
+
+class SAM2EncodeJob:
+    """``SAM2Predictor.start_embed``'s ``EncodeJob``: the encode's steps run under the
+    predictor's inference mode, the last one caches the embedding."""
+
+    def __init__(self, predictor: SAM2Predictor, key: EmbeddingKey, run: EncodeRun | None
+                 ) -> None:
+        self._predictor = predictor
+        self._key = key
+        self._run = run
+        self._total = run.total if run is not None else 0
+        self._finished = run is None
+
+    @property
+    def key(self) -> EmbeddingKey:
+        return self._key
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @property
+    def done(self) -> int:
+        return self._total if self._run is None else self._run.done
+
+    def step(self) -> bool:
+        if self._finished:
+            return True
+        run = self._run
+        if run is None:
+            raise PredictorError(f"the encode of {self._key.image_hash[:12]} was released")
+        p = self._predictor
+        with inference(p.precision):
+            if run.step():
+                assert run.outputs is not None
+                image_embed, high_res = run.outputs
+                emb = embeddings_from_features(image_embed, high_res, run.images)[0]
+                p.cache.put(self._key, emb)
+                self._run, self._finished = None, True
+        return self._finished
+
+    def release(self) -> None:
+        if self._run is not None:
+            self._run.release()
+            self._run = None
 
 
 def load_predictor(
