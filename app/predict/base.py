@@ -36,6 +36,8 @@ class Capabilities:
     ``batched_decode``: ``predict_batch`` decodes several prompts at once.
     ``resumable_encode``: ``start_embed`` returns an ``EncodeJob`` that encodes one step at
     a time, so the owner can decode clicks between two steps and resume where it stopped.
+    ``thread_control``: ``set_threads(n)`` sets how many CPU threads the next jobs use (the
+    service gives a click and the current image every core, a prefetch one less).
     """
 
     kind: SourceKind
@@ -45,6 +47,7 @@ class Capabilities:
     video: bool = False
     batched_decode: bool = False
     resumable_encode: bool = False
+    thread_control: bool = False
 
     @property
     def source(self) -> Source:
@@ -74,6 +77,12 @@ class EncodeJob(Protocol):
     def step(self) -> bool: ...
 
     def release(self) -> None: ...
+
+
+class ThreadControl(Protocol):
+    """A predictor whose CPU thread count can change between jobs (``thread_control``)."""
+
+    def set_threads(self, n: int) -> None: ...
 
 
 @runtime_checkable
