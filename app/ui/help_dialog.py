@@ -4,8 +4,6 @@ of date; fits a 1366 x 768 screen (the table scrolls)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont, QKeySequence
 from PySide6.QtWidgets import (
@@ -13,6 +11,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHeaderView,
     QLineEdit,
+    QMenuBar,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -20,9 +19,6 @@ from PySide6.QtWidgets import (
 )
 
 from app.ui.dialogs.fit import fit_to_screen
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
 
 MOUSE = [("Left click", "Add a positive point (SAM) / a vertex (Polygon) / select (Edit)"),
          ("Right click, Shift+click", "Add a negative point (SAM)"),
@@ -41,10 +37,10 @@ PANELS = [("Esc", "Give the keyboard back to the canvas (from any panel or box)"
           ("Enter in the image filter", "Open the first image it lets through")]
 
 
-def key_rows(window: MainWindow) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(group, [(keys, what)]) for every menu of ``window`` and the mouse."""
+def key_rows(menu_bar: QMenuBar) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(group, [(keys, what)]) for every menu of ``menu_bar`` and the mouse."""
     groups: list[tuple[str, list[tuple[str, str]]]] = []
-    for top in window.menuBar().actions():
+    for top in menu_bar.actions():
         menu = top.menu()
         if menu is None:
             continue
@@ -63,8 +59,8 @@ def key_rows(window: MainWindow) -> list[tuple[str, list[tuple[str, str]]]]:
 
 
 class HelpDialog(QDialog):
-    def __init__(self, window: MainWindow, parent: QWidget | None = None) -> None:
-        super().__init__(parent or window)
+    def __init__(self, menu_bar: QMenuBar, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
         self.setWindowTitle("Keys and mouse")
         self.filter = QLineEdit()
         self.filter.setPlaceholderText("filter: zoom, label, Ctrl…")
@@ -81,7 +77,7 @@ class HelpDialog(QDialog):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         bold = QFont(self.font())
         bold.setBold(True)
-        for group, rows in key_rows(window):
+        for group, rows in key_rows(menu_bar):
             r = self.table.rowCount()
             self.table.insertRow(r)
             title = QTableWidgetItem(group)
@@ -131,8 +127,9 @@ class HelpDialog(QDialog):
             self.table.setRowHidden(title_row, not shown_in_group)
 
 
-def show_help(window: MainWindow) -> HelpDialog:
-    dlg = HelpDialog(window)
+def show_help(menu_bar: QMenuBar, parent: QWidget | None = None) -> HelpDialog:
+    """F1: the table of every key and mouse action, non-modal."""
+    dlg = HelpDialog(menu_bar, parent)
     dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dlg.open()
     return dlg

@@ -10,18 +10,18 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QColor
 
 from app.core.types import MaskResult, Point, Prompt, Source
+from app.ui.app_state import AppState
 from app.ui.canvas.convert import LiveOverlay, live_overlay
 from app.ui.canvas.feedback import PreviewOutline
-from app.ui.tasks import run_sized
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+from app.ui.canvas.view import CanvasView
+from app.ui.tasks import TaskRunner, run_sized
+from app.ui.tools.sam_tool import SamTool
 
 REST_MS = 90  # the pointer rests this long before a preview is asked for
 MAX_MS = 150.0  # decodes slower than this (median of the last ones): no preview
@@ -30,13 +30,18 @@ MAX_MS = 150.0  # decodes slower than this (median of the last ones): no preview
 class HoverPreview(QObject):
     """Asks the predictor for the mask under a resting pointer and shows its outline."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.w = window
-        self.enabled = window.settings.hover_preview
+    def __init__(self, state: AppState, canvas: CanvasView, tool: SamTool, tasks: TaskRunner,
+                 *, waiting_for_encoder: Callable[[], bool],
+                 proposals_busy: Callable[[], bool], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state, self.canvas, self.tool, self.tasks = state, canvas, tool, tasks
+        self.waiting_for_encoder = waiting_for_encoder  # the image is still being encoded
+        self.proposals_busy = proposals_busy  # segment everything / find all is running
+        self.enabled = state.hover_preview
+        state.hover_preview_changed.connect(self._set_enabled)
         self.max_ms = MAX_MS
         self.outline = PreviewOutline()
-        window.canvas.scene().addItem(self.outline)
+        canvas.scene().addItem(self.outline)
         self.latencies: deque[float] = deque(maxlen=5)
         self._at: tuple[float, float] | None = None  # the resting pointer
         self._request: tuple[int, float, float, float] | None = None  # id, x, y, t0
@@ -46,14 +51,17 @@ class HoverPreview(QObject):
         self._timer.setSingleShot(True)
         self._timer.setInterval(REST_MS)
         self._timer.timeout.connect(self._ask)
-        window.canvas.cursor_moved.connect(self._moved)
-        tool = window.sam_tool
+        canvas.cursor_moved.connect(self._moved)
         tool.instant = self.result_for
         tool.requested.connect(lambda *_: self.clear())
         tool.answered.connect(self._click_answered)
-        window.session.image_changed.connect(lambda _: self._new_image())
+        state.image_changed.connect(lambda _: self._new_image())
         self._bridge: object = None
-        self.set_bridge(window.bridge)
+        self.set_bridge(state.bridge)
+        state.backend_changed.connect(self.set_bridge)
+
+    def _set_enabled(self, on: bool) -> None:
+        self.enabled = on
 
     def set_bridge(self, bridge: object) -> None:
         old = self._bridge
@@ -68,7 +76,7 @@ class HoverPreview(QObject):
 
     # -- when -----------------------------------------------------------------------------
     def fast_enough(self) -> bool:
-        bridge = self.w.bridge
+        bridge = self.state.bridge
         if bridge.is_classical:
             return False
         if self.latencies:
@@ -76,22 +84,21 @@ class HoverPreview(QObject):
         return bridge.source == Source.SAM2  # a local decoder: one probe to measure it
 
     def _may_ask(self) -> bool:
-        w = self.w
-        tool = w.sam_tool
+        tool = self.tool
         return (self.enabled and self._at is not None and self._request is None
-                and w.canvas.tool is tool and not tool.has_prompt() and not tool.pending
-                and not w.feedback.waiting_for_encoder and not w.proposals.busy
-                and w.session.image is not None
-                and w.canvas.image_size is not None and self.fast_enough())
+                and self.canvas.tool is tool and not tool.has_prompt() and not tool.pending
+                and not self.waiting_for_encoder() and not self.proposals_busy()
+                and self.state.image is not None
+                and self.canvas.image_size is not None and self.fast_enough())
 
     def _moved(self, x: float, y: float) -> None:
-        size = self.w.canvas.image_size
+        size = self.canvas.image_size
         inside = size is not None and 0 <= x < size[0] and 0 <= y < size[1]
         self._at = (x, y) if inside else None
         if not self.enabled:
             return
-        if not inside or self.w.canvas.tool is not self.w.sam_tool \
-                or self.w.sam_tool.has_prompt():
+        if not inside or self.canvas.tool is not self.tool \
+                or self.tool.has_prompt():
             self._forget_shown()
             return
         self._timer.start()
@@ -101,7 +108,7 @@ class HoverPreview(QObject):
             return
         x, y = self._at
         prompt = Prompt(points=(Point(x, y, True),), multimask=True)
-        self._request = (self.w.bridge.predict(prompt), x, y, time.perf_counter())
+        self._request = (self.state.bridge.predict(prompt), x, y, time.perf_counter())
 
     # -- answers --------------------------------------------------------------------------
     def _on_predicted(self, request_id: int, result: MaskResult, latency_ms: float) -> None:
@@ -110,16 +117,16 @@ class HoverPreview(QObject):
             return
         self._request = None
         self.latencies.append((time.perf_counter() - req[3]) * 1000.0)
-        tool = self.w.sam_tool
-        if tool.has_prompt() or tool.pending or self.w.canvas.tool is not tool \
+        tool = self.tool
+        if tool.has_prompt() or tool.pending or self.canvas.tool is not tool \
                 or len(result) == 0:
             return
         self._result = (req[1], req[2], result)
         mask = result.mask(result.best)
-        colour = QColor(self.w.session.colour_of(self.w.session.current_label))
+        colour = QColor(self.state.session.colour_of(self.state.label))
         self._shown += 1
         shown = self._shown
-        run_sized(self.w.tasks, mask.size, live_overlay, mask, colour,
+        run_sized(self.tasks, mask.size, live_overlay, mask, colour,
                   on_result=lambda ov: self._draw(shown, ov, colour))
         if self._at is not None and self._at != (req[1], req[2]):
             self._timer.start()  # the pointer moved on meanwhile: ask for where it is now
@@ -127,7 +134,7 @@ class HoverPreview(QObject):
     def _draw(self, shown: int, overlay: LiveOverlay | None, colour: QColor) -> None:
         if shown != self._shown or overlay is None:
             return
-        if self.w.sam_tool.has_prompt() or self.w.canvas.tool is not self.w.sam_tool:
+        if self.tool.has_prompt() or self.canvas.tool is not self.tool:
             return
         self.outline.show_path(overlay.outline, colour)
 
@@ -137,7 +144,7 @@ class HoverPreview(QObject):
 
     def _click_answered(self, latency_ms: float) -> None:
         self._forget_shown()  # the click's own mask is shown now
-        if latency_ms > 0 and not self.w.feedback.waiting_for_encoder:
+        if latency_ms > 0 and not self.waiting_for_encoder():
             self.latencies.append(latency_ms)
 
     def previewed_at(self) -> tuple[float, float] | None:

@@ -1,122 +1,115 @@
-"""The window's actions: menus, toolbar and keyboard shortcuts in one table."""
+"""The window's actions: menus, toolbar and keyboard shortcuts in one table. The table names
+each action's slot; the window hands the slots in (``install(host, slots, ...)``), so this
+module knows the keys and menus, not the window's parts."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Mapping
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+from PySide6.QtWidgets import QMainWindow, QWidget
 
 TOOLS = [("sam", "SAM", "S"), ("edit", "Edit", "V"), ("polygon", "Polygon", "P"),
          ("box", "Box", "R"), ("brush", "Brush", "B"), ("eraser", "Eraser", "E")]
+Slot = Callable[[], object]
+
+# (menu, action name, text, keys); the slot of each is slots[name]; None: a separator
+MENUS: list[tuple[str, list[tuple[str, str, list[str] | str] | None]]] = [
+    ("&File", [("open_folder", "Open folder…", "Ctrl+O"),
+               ("open_project", "Open project…", "Ctrl+Shift+O"),
+               ("export", "Export…", "Ctrl+E"),
+               ("settings", "Settings…", "Ctrl+,"),
+               ("quit", "Close", "Ctrl+Q")]),
+    ("&Edit", [("undo", "Undo", "Ctrl+Z"),
+               ("redo", "Redo", ["Ctrl+Shift+Z", "Ctrl+Y"]),
+               None,
+               ("accept", "Accept mask / finish polygon", ["Return", "Enter"]),
+               ("cycle", "Next candidate", "Tab"),
+               ("undo_click", "Remove last click / vertex", "Backspace"),
+               ("clear", "Clear prompt / selection", "Escape"),
+               ("delete", "Delete vertex / instance", "Delete"),
+               ("merge", "Merge selected", "M"),
+               ("subtract", "Subtract from first selected", "Shift+M"),
+               ("everything", "Segment everything", "Ctrl+Shift+S"),
+               ("accept_here", "Accept the proposal under the pointer", "Y"),
+               ("reject_here", "Discard the proposal under the pointer", "N")]),
+    ("&Tools", [*[(f"tool_{name}", f"{text} ({key})", key) for name, text, key in TOOLS],
+                None,
+                ("brush_smaller", "Smaller brush", "["),
+                ("brush_bigger", "Bigger brush", "]")]),
+    ("&Image", [("next", "Next image", "D"),
+                ("prev", "Previous image", "A"),
+                ("next_new", "Next image without instances", "Shift+D"),
+                ("prev_new", "Previous image without instances", "Shift+A"),
+                ("done", "Mark done", "Ctrl+D"),
+                ("done_next", "Mark done, next image to label", "Ctrl+Shift+D"),
+                ("skip", "Skip image (mark skipped, next image to label)", "Ctrl+K"),
+                None,
+                ("fit", "Fit to window", "F"),
+                ("zoom_selection", "Zoom to the selection / the mask", "Z"),
+                ("zoom_in", "Zoom in", ["Ctrl++", "Ctrl+="]),
+                ("zoom_out", "Zoom out", "Ctrl+-"),
+                ("toggle_instances", "Hide / show all instances", "H")]),
+    ("&Labels", [("add_label", "Add label…", "Ctrl+L"),
+                 *[(f"label_{k}", f"Label {k}", str(k)) for k in range(1, 10)]]),
+    ("&Help", [("shortcuts", "Keys and mouse", "F1"),
+               ("models", "Get a SAM2 model…", "")]),
+]
 
 
-def install(w: MainWindow) -> None:
-    """Create every action of ``w`` (kept in ``w.actions_by_name``) with menus and toolbar."""
-    from app.ui import dialogs
-    from app.ui.tools import instance_ops as ops
+class Actions:
+    """The actions of one window by name, and the toolbar's find-all box action."""
 
-    def add(name: str, text: str, keys: list[str] | str, slot: Callable[[], object],
-            menu: object = None, checkable: bool = False) -> QAction:
-        action = QAction(text, w)
-        seqs = [keys] if isinstance(keys, str) else keys
-        action.setShortcuts([QKeySequence(k) for k in seqs if k])
-        action.setCheckable(checkable)
-        action.triggered.connect(lambda *_: slot())
-        w.addAction(action)
-        if menu is not None:
-            menu.addAction(action)  # type: ignore[attr-defined]
-        w.actions_by_name[name] = action
-        return action
+    def __init__(self) -> None:
+        self.by_name: dict[str, QAction] = {}
+        self.find_all: QAction | None = None
 
-    bar = w.menuBar()
-    file_menu = bar.addMenu("&File")
-    add("open_folder", "Open folder…", "Ctrl+O", lambda: dialogs.open_folder(w), file_menu)
-    add("open_project", "Open project…", "Ctrl+Shift+O", lambda: dialogs.open_project(w),
-        file_menu)
-    recent = file_menu.addMenu("Recent projects")
-    for path in w.settings.recent:
-        a = recent.addAction(path)
-        a.triggered.connect(lambda *_, p=path: dialogs.open_recent(w, p))
-    add("export", "Export…", "Ctrl+E", lambda: dialogs.export(w), file_menu)
-    add("settings", "Settings…", "Ctrl+,", lambda: dialogs.settings(w), file_menu)
-    add("quit", "Close", "Ctrl+Q", w.close, file_menu)
 
-    edit_menu = bar.addMenu("&Edit")
-    add("undo", "Undo", "Ctrl+Z", w.undo, edit_menu)
-    add("redo", "Redo", ["Ctrl+Shift+Z", "Ctrl+Y"], w.redo, edit_menu)
-    edit_menu.addSeparator()
-    add("accept", "Accept mask / finish polygon", ["Return", "Enter"], w.accept, edit_menu)
-    add("cycle", "Next candidate", "Tab", w.sam_tool.cycle, edit_menu)
-    add("undo_click", "Remove last click / vertex", "Backspace", w.backspace, edit_menu)
-    add("clear", "Clear prompt / selection", "Escape", w.escape, edit_menu)
-    add("delete", "Delete vertex / instance", "Delete", w.edit_tool.delete_vertex_or_instance,
-        edit_menu)
-    add("merge", "Merge selected", "M", lambda: ops.merge_selected(w), edit_menu)
-    add("subtract", "Subtract from first selected", "Shift+M", lambda: ops.subtract_selected(w),
-        edit_menu)
-    add("everything", "Segment everything", "Ctrl+Shift+S", w.proposals.request, edit_menu)
-    add("accept_here", "Accept the proposal under the pointer", "Y",
-        lambda: w.proposals.take_under_pointer(True), edit_menu)
-    add("reject_here", "Discard the proposal under the pointer", "N",
-        lambda: w.proposals.take_under_pointer(False), edit_menu)
-
-    tools_menu = bar.addMenu("&Tools")
-    toolbar = w.addToolBar("Tools")
+def install(host: QMainWindow, slots: Mapping[str, Slot], *, recent: Iterable[str],
+            open_recent: Callable[[str], object], toolbar_widget: QWidget) -> Actions:
+    """Create every action of the table on ``host`` with its menus and the toolbar (which
+    ends with ``toolbar_widget``, the find-all box); ``slots`` has one callable per name."""
+    out = Actions()
+    tool_group = QActionGroup(host)
+    bar = host.menuBar()
+    for title, rows in MENUS:
+        menu = bar.addMenu(title)
+        for row in rows:
+            if row is None:
+                menu.addSeparator()
+                continue
+            name, text, keys = row
+            action = QAction(text, host)
+            seqs = [keys] if isinstance(keys, str) else keys
+            action.setShortcuts([QKeySequence(k) for k in seqs if k])
+            if name.startswith("tool_"):
+                action.setCheckable(True)
+                tool_group.addAction(action)
+            action.triggered.connect(lambda *_, slot=slots[name]: slot())
+            host.addAction(action)
+            menu.addAction(action)
+            out.by_name[name] = action
+            if name == "open_project":
+                sub = menu.addMenu("Recent projects")
+                for path in recent:
+                    a = sub.addAction(path)
+                    a.triggered.connect(lambda *_, p=path: open_recent(p))
+    toolbar = host.addToolBar("Tools")
     toolbar.setObjectName("toolbar_tools")
-    group = QActionGroup(w)
-    for name, text, key in TOOLS:
-        a = add(f"tool_{name}", f"{text} ({key})", key, lambda n=name: w.set_tool(n),
-                tools_menu, checkable=True)
-        group.addAction(a)
-        toolbar.addAction(a)
+    for name, _, _ in TOOLS:
+        toolbar.addAction(out.by_name[f"tool_{name}"])
     toolbar.addSeparator()
-    toolbar.addAction(w.actions_by_name["everything"])
-    toolbar.addAction(w.actions_by_name["export"])
-    # shown only while the backend understands text (MainWindow.set_bridge)
-    w.find_all_action = toolbar.addWidget(w.find_all_box)
-    tools_menu.addSeparator()
-    add("brush_smaller", "Smaller brush", "[", lambda: w.edit_tool.resize_brush(-1), tools_menu)
-    add("brush_bigger", "Bigger brush", "]", lambda: w.edit_tool.resize_brush(1), tools_menu)
-
-    image_menu = bar.addMenu("&Image")
-    add("next", "Next image", "D", lambda: w.nav.step(1), image_menu)
-    add("prev", "Previous image", "A", lambda: w.nav.step(-1), image_menu)
-    add("next_new", "Next image without instances", "Shift+D", lambda: w.nav.step_new(1),
-        image_menu)
-    add("prev_new", "Previous image without instances", "Shift+A",
-        lambda: w.nav.step_new(-1), image_menu)
-    add("done", "Mark done", "Ctrl+D", w.mark_done, image_menu)
-    add("done_next", "Mark done, next image to label", "Ctrl+Shift+D", w.nav.done_next,
-        image_menu)
-    add("skip", "Skip image (mark skipped, next image to label)", "Ctrl+K", w.nav.skip,
-        image_menu)
-    image_menu.addSeparator()
-    add("fit", "Fit to window", "F", w.canvas.fit, image_menu)
-    add("zoom_selection", "Zoom to the selection / the mask", "Z", w.nav.zoom_to_selection,
-        image_menu)
-    add("zoom_in", "Zoom in", ["Ctrl++", "Ctrl+="], lambda: w.canvas.zoom_by(1.25), image_menu)
-    add("zoom_out", "Zoom out", "Ctrl+-", lambda: w.canvas.zoom_by(0.8), image_menu)
-    add("toggle_instances", "Hide / show all instances", "H", w.nav.toggle_instances,
-        image_menu)
-
-    label_menu = bar.addMenu("&Labels")
-    add("add_label", "Add label…", "Ctrl+L", w.labels_panel.add_label, label_menu)
-    for k in range(1, 10):
-        add(f"label_{k}", f"Label {k}", str(k), lambda k=k: ops.label_hotkey(w, str(k)), label_menu)
-
-    help_menu = bar.addMenu("&Help")
-    add("shortcuts", "Keys and mouse", "F1", lambda: dialogs.shortcuts(w), help_menu)
-    add("models", "Get a SAM2 model…", "", lambda: dialogs.settings(w), help_menu)
+    toolbar.addAction(out.by_name["everything"])
+    toolbar.addAction(out.by_name["export"])
+    # shown only while the backend understands text (MainWindow follows backend_changed)
+    out.find_all = toolbar.addWidget(toolbar_widget)
+    return out
 
 
-def shortcut_table(w: MainWindow) -> list[tuple[str, str]]:
+def shortcut_table(actions: Iterable[QAction]) -> list[tuple[str, str]]:
     """(action text, shortcuts) for the help dialog and the settings dialog."""
     rows = []
-    for action in w.actions_by_name.values():
+    for action in actions:
         keys = ", ".join(s.toString() for s in action.shortcuts())
         if keys:
             rows.append((action.text().replace("&", ""), keys))

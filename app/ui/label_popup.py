@@ -8,7 +8,6 @@ label at once."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, QRect, Qt, Signal
 from PySide6.QtGui import QCloseEvent, QGuiApplication, QKeyEvent
@@ -24,10 +23,11 @@ from PySide6.QtWidgets import (
 
 from app.core.errors import MaskLoopError
 from app.core.types import Geometry, Label, Source
+from app.ui.app_state import AppState
+from app.ui.canvas.layers import MaskLayer
+from app.ui.canvas.view import CanvasView
 from app.ui.panels.labels_panel import colour_icon
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+from app.ui.tools.sam_tool import SamTool
 
 RECENT_KEY = "recent_labels"  # project setting: label names, most recent first
 MAX_RECENT = 20
@@ -161,25 +161,28 @@ class LabelChooser(QObject):
     """The window's side: which labels in which order, creating a new one, remembering the
     recent ones (in the project), and where the popup opens."""
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.w = window
+    def __init__(self, state: AppState, canvas: CanvasView, sam_tool: SamTool,
+                 mask_layer: MaskLayer, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.state, self.canvas, self.sam_tool, self.mask_layer = state, canvas, sam_tool, \
+            mask_layer
+        self.host = parent  # the popup's parent; it takes the keyboard back after the popup
         self.popup: LabelPopup | None = None
 
     @property
     def enabled(self) -> bool:
-        return bool(self.w.settings.label_popup)
+        return self.state.label_popup
 
     def order(self) -> list[str]:
         """The current label, then the recently used ones."""
-        session = self.w.session
+        session = self.state.session
         recent = session.project.get_setting(RECENT_KEY, []) or []
         names = [session.current_label, *[n for n in recent if isinstance(n, str)]]
         return list(dict.fromkeys(names))
 
     def remember(self, name: str) -> None:
         order = [name, *[n for n in self.order() if n != name]][:MAX_RECENT]
-        self.w.session.project.set_setting(RECENT_KEY, order)
+        self.state.project.set_setting(RECENT_KEY, order)
 
     def ask(self, anchor: QPointF | None, on_chosen: Callable[[str], None],
             on_cancel: Callable[[], None] | None = None) -> None:
@@ -187,11 +190,11 @@ class LabelChooser(QObject):
         call ``on_chosen(name)`` with an existing label; without the popup at once with the
         current label."""
         if not self.enabled:
-            on_chosen(self.w.session.current_label)
+            on_chosen(self.state.label)
             return
-        canvas = self.w.canvas
+        canvas = self.canvas
         at = canvas.mapFromScene(anchor) if anchor is not None else canvas.rect().center()
-        popup = LabelPopup(self.w.session.labels(), self.order(), self.w)
+        popup = LabelPopup(self.state.session.labels(), self.order(), self.host)
         popup.chosen.connect(lambda name: self._chosen(name, on_chosen, on_cancel))
         popup.cancelled.connect(lambda: self._cancelled(on_cancel))
         self.popup = popup
@@ -199,11 +202,11 @@ class LabelChooser(QObject):
 
     def accept_candidate(self) -> None:
         """Enter with the SAM tool: the label of the chosen candidate, asked at its side."""
-        tool = self.w.sam_tool
+        tool = self.sam_tool
         if tool.state.chosen_mask() is None:
             tool.accept()  # says there is nothing to accept
             return
-        rect = self.w.mask_layer.outline().boundingRect()
+        rect = self.mask_layer.outline().boundingRect()
         points = tool.state.points
         anchor = QPointF(rect.right(), rect.center().y()) if not rect.isNull() else \
             QPointF(points[-1].x, points[-1].y) if points else None
@@ -214,29 +217,29 @@ class LabelChooser(QObject):
         the popup calls ``restore`` (the polygon is drawn again, to finish or drop)."""
         x0, y0, x1, y1 = geom.bounds
         self.ask(QPointF(x1, (y0 + y1) / 2),
-                 lambda name: self.w.session.add_instance(geom, Source.MANUAL, label=name),
+                 lambda name: self.state.session.add_instance(geom, Source.MANUAL, label=name),
                  restore)
 
     def _chosen(self, name: str, on_chosen: Callable[[str], None],
                 on_cancel: Callable[[], None] | None) -> None:
         self.popup = None
-        session = self.w.session
+        session = self.state.session
         if session.project.label(name) is None:
             try:
                 session.add_label(name)
             except MaskLoopError as exc:
-                self.w.show_message(str(exc))
+                self.state.say(str(exc))
                 self._cancelled(on_cancel)
                 return
-        session.set_current_label(name)
+        self.state.set_label(name)
         self.remember(name)
         self._keyboard_back()
         on_chosen(name)
 
     def _keyboard_back(self) -> None:
         """The popup is gone: the window and its canvas take the keyboard again."""
-        self.w.activateWindow()
-        self.w.canvas.setFocus()
+        self.host.activateWindow()
+        self.canvas.setFocus()
 
     def _cancelled(self, on_cancel: Callable[[], None] | None) -> None:
         self.popup = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, Signal
@@ -33,9 +34,9 @@ from app.ui.session import AnnotationSession
 from app.ui.settings import GuiSettings
 from app.ui.status import StatusLine
 from app.ui.tasks import TaskRunner
-from app.ui.tools import instance_ops as ops
 from app.ui.tools.drawing_qt import BoxTool, PolygonTool
 from app.ui.tools.edit_tool import EditTool
+from app.ui.tools.instance_ops import InstanceOps
 from app.ui.tools.sam_tool import SamTool
 from app.ui.workers import PredictorBridge
 
@@ -54,15 +55,17 @@ class MainWindow(QMainWindow):
                  open_path: Callable[[Path | None], None] | None = None,
                  switch_backend: Callable[[GuiSettings], None] | None = None) -> None:
         super().__init__()
-        self.project, self.bridge = project, bridge
+        self.project = project
         self.settings = settings or GuiSettings()
-        self.app_state = AppState(self.settings, self)
         self.unreadable = list(unreadable or [])
         self.open_path = open_path
         self.switch_backend = switch_backend  # builds a new predictor, then calls set_bridge
         self._closing = False
         self.tasks = TaskRunner(2, self)
         self.session = AnnotationSession(project, self)
+        # the application's state: panels, tools and dialogs observe it (app_state.py)
+        self.app_state = state = AppState(self.settings, self.session, bridge, self)
+        state.message.connect(self.show_message)
         self.setWindowTitle(f"MaskLoop — {project.path.name}")
 
         # canvas and its layers
@@ -71,7 +74,7 @@ class MainWindow(QMainWindow):
         scene = self.canvas.scene()
         self.mask_layer = MaskLayer(scene)
         self.instance_layer = InstanceLayer(scene)
-        self.instance_layer.opacity = self.settings.opacity
+        self.instance_layer.opacity = state.opacity
         self.handles = HandlesItem()
         self.marks = MarksItem()
         self.brush_cursor = BrushCursor()
@@ -80,22 +83,21 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.canvas)
 
         # tools
-        self.sam_tool = SamTool(bridge, self.session, self.mask_layer, self.marks, self.tasks,
-                                self.app_state, self)
+        self.sam_tool = SamTool(state, self.mask_layer, self.marks, self.tasks, self)
         self.edit_tool = EditTool(self.session, self.instance_layer, self.handles, self.marks,
                                   self, brush_cursor=self.brush_cursor)
         self.polygon_tool = PolygonTool(self.session, self.marks, self)
         self.box_tool = BoxTool(self.session, self.marks, self)
-        self.proposals = ProposalsController(self, scene)
+        self.proposals = ProposalsController(state, self.canvas, self.tasks, self)
+        self.ops = InstanceOps(state, self.tasks, self.sam_tool.redraw_candidate)
         for tool in (self.sam_tool, self.edit_tool, self.polygon_tool, self.box_tool):
             tool.message.connect(self.show_message)
 
         # panels
         self.images_panel = ImagesPanel()
-        self.labels_panel = LabelsPanel(self.session)
+        self.labels_panel = LabelsPanel(state)
         self.labels_panel.message.connect(self.show_message)
-        self.instances_panel = InstancesPanel(self.session, self.app_state)
-        self.instances_panel.opacity.setValue(round(self.settings.opacity * 100))
+        self.instances_panel = InstancesPanel(self.session, state)
         self._dock("Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Labels", self.labels_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("Instances", self.instances_panel, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -108,22 +110,29 @@ class MainWindow(QMainWindow):
         self.get_model_button = QPushButton("Get a SAM2 model…")
         self.get_model_button.setFlat(True)
         self.get_model_button.setToolTip("Download SAM2, choose a checkpoint or a server")
-        self.get_model_button.clicked.connect(lambda: dialogs.settings(self))
+        self.get_model_button.clicked.connect(self.open_settings)
         self.statusBar().addPermanentWidget(self.get_model_button)
         self.get_model_button.setVisible(bridge.is_classical)
 
         self.find_all_box = FindAllBox()
         self.find_all_box.submitted.connect(self.find_all)
-        self.actions_by_name: dict[str, QAction] = {}
-        self.find_all_action: QAction | None = None
         self.nav = Navigator(self)
-        self.labelling = LabelChooser(self)  # the label popup on accept
+        self.labelling = LabelChooser(state, self.canvas, self.sam_tool, self.mask_layer,
+                                      self)  # the label popup on accept
         self.polygon_tool.on_shape = self.box_tool.on_shape = self.labelling.store_shape
-        keys.install(self)  # menus, toolbar (with the find-all box), shortcuts
+        self.help_dialog: QWidget | None = None
+        # menus, toolbar (with the find-all box), shortcuts
+        actions = keys.install(self, self._slots(), recent=self.settings.recent,
+                               open_recent=lambda p: self._open(Path(p)),
+                               toolbar_widget=self.find_all_box)
+        self.actions_by_name: dict[str, QAction] = actions.by_name
+        self.find_all_action: QAction | None = actions.find_all
         self._show_find_all(bridge)
         self._connect()
         self.feedback = ClickFeedback(self)  # a ring at a click being answered
-        self.hover = HoverPreview(self)
+        self.hover = HoverPreview(state, self.canvas, self.sam_tool, self.tasks,
+                                  waiting_for_encoder=lambda: self.feedback.waiting_for_encoder,
+                                  proposals_busy=lambda: self.proposals.busy, parent=self)
         self.set_tool("sam")
         self._restore_layout()
         self.panels = ResponsivePanels(self)  # collapse to icons on small screens
@@ -151,16 +160,19 @@ class MainWindow(QMainWindow):
             else:
                 signal.disconnect(slot)
 
+    @property
+    def bridge(self) -> PredictorBridge:
+        """The predictor bridge in use (owned by ``app_state``)."""
+        return self.app_state.bridge
+
     def set_bridge(self, bridge: PredictorBridge) -> None:
-        """Switch to another predictor; the current image is encoded again with it."""
+        """Switch to another predictor; the current image is encoded again with it. The
+        tools follow ``app_state.backend_changed``."""
         self._connect_bridge(self.bridge, connect=False)
         self.feedback.connect_bridge(self.bridge, connect=False)
-        self.bridge = bridge
+        self.app_state.set_bridge(bridge)
         self._connect_bridge(bridge)
         self.feedback.connect_bridge(bridge)
-        self.sam_tool.set_bridge(bridge)
-        self.proposals.set_bridge(bridge)
-        self.hover.set_bridge(bridge)
         self.encode_label.setText("")
         if self.session.image is not None:  # the picture stays; only the encoding is redone
             self.sam_tool.reset()
@@ -176,39 +188,114 @@ class MainWindow(QMainWindow):
         self.show_message(note, 0 if failed else 8000)
 
     def _show_find_all(self, bridge: PredictorBridge) -> None:
+        """The find-all box is shown only while the backend understands text."""
         if self.find_all_action is not None:
             self.find_all_action.setVisible(bridge.supports_text)
 
     def _connect(self) -> None:
-        s = self.session
+        s, state = self.session, self.app_state
         s.instances_changed.connect(self.refresh_instances)
         s.labels_changed.connect(self.refresh_instances)
         s.images_changed.connect(self.refresh_images)
-        s.current_label_changed.connect(lambda name: self.show_message(f"Label: {name}"))
-        s.image_changed.connect(lambda _: self.status.new_image())
-        s.image_changed.connect(lambda _: self.nav.update_counter())
+        state.label_changed.connect(lambda name: self.show_message(f"Label: {name}"))
+        state.image_changed.connect(lambda _: self.status.new_image())
+        state.image_changed.connect(lambda _: self.nav.update_counter())
+        state.image_changed.connect(self._follow_image)
+        state.tool_changed.connect(self._apply_tool)
+        state.opacity_changed.connect(self.instance_layer.set_opacity)
+        state.backend_changed.connect(self._show_find_all)
         s.saved.connect(lambda: self.status.saved_now(self.project.path.name))
         self._connect_bridge(self.bridge)
         self.sam_tool.answered.connect(self.status.answered)
         self.images_panel.activated.connect(self._on_image_activated)
+        # one selection (app_state): the edit tool sets it from the canvas, the instance
+        # list from its rows; the edit tool and the layer follow it
+        self.edit_tool.selection_changed.connect(state.set_selection)
+        state.selection_changed.connect(self.edit_tool.follow_selection)
+        state.selection_changed.connect(self.instance_layer.set_selected)
         ip = self.instances_panel
-        ip.selection_changed.connect(lambda ids: ops.list_selection(self, ids))
-        ip.visibility_changed.connect(lambda iid, on: ops.set_visible(self, iid, on))
-        ip.opacity_changed.connect(lambda opacity: ops.set_opacity(self, opacity))
-        ip.tolerance_changed.connect(lambda t: ops.simplify_selected(self, t))
+        ip.visibility_changed.connect(self._set_visible)
+        ip.tolerance_changed.connect(self.ops.simplify_selected)
         ip.delete_clicked.connect(self.edit_tool.delete_vertex_or_instance)
-        ip.merge_clicked.connect(lambda: ops.merge_selected(self))
-        ip.subtract_clicked.connect(lambda: ops.subtract_selected(self))
+        ip.merge_clicked.connect(self.ops.merge_selected)
+        ip.subtract_clicked.connect(self.ops.subtract_selected)
         ip.relabel_requested.connect(self.session.relabel)
-        ip.delete_requested.connect(lambda ids: ops.delete_instances(self, ids))
+        ip.delete_requested.connect(self.ops.delete)
         ip.hide_requested.connect(ip.set_hidden)
         ip.zoom_requested.connect(self.nav.zoom_to_instances)
-        self.edit_tool.selection_changed.connect(ip.select)
+
+    def _slots(self) -> dict[str, Callable[[], object]]:
+        """What each action of ``keys.MENUS`` does."""
+        nav, canvas, edit, props = self.nav, self.canvas, self.edit_tool, self.proposals
+        slots: dict[str, Callable[[], object]] = {
+            "open_folder": self.open_folder, "open_project": self.open_project,
+            "export": self.export, "settings": self.open_settings, "quit": self.close,
+            "undo": self.undo, "redo": self.redo, "accept": self.accept,
+            "cycle": self.sam_tool.cycle, "undo_click": self.backspace, "clear": self.escape,
+            "delete": edit.delete_vertex_or_instance, "merge": self.ops.merge_selected,
+            "subtract": self.ops.subtract_selected, "everything": props.request,
+            "accept_here": lambda: props.take_under_pointer(True),
+            "reject_here": lambda: props.take_under_pointer(False),
+            "brush_smaller": lambda: edit.resize_brush(-1),
+            "brush_bigger": lambda: edit.resize_brush(1),
+            "next": lambda: nav.step(1), "prev": lambda: nav.step(-1),
+            "next_new": lambda: nav.step_new(1), "prev_new": lambda: nav.step_new(-1),
+            "done": self.mark_done, "done_next": nav.done_next, "skip": nav.skip,
+            "fit": canvas.fit, "zoom_selection": nav.zoom_to_selection,
+            "zoom_in": lambda: canvas.zoom_by(1.25), "zoom_out": lambda: canvas.zoom_by(0.8),
+            "toggle_instances": nav.toggle_instances,
+            "add_label": self.labels_panel.add_label,
+            "shortcuts": self.show_shortcuts, "models": self.open_settings,
+        }
+        for name, _, _ in keys.TOOLS:
+            slots[f"tool_{name}"] = partial(self.set_tool, name)
+        for k in range(1, 10):
+            slots[f"label_{k}"] = partial(self.ops.label_hotkey, str(k))
+        return slots
+
+    # -- dialogs -----------------------------------------------------------------------------
+    def _open(self, path: Path) -> None:
+        if self.open_path is None:
+            self.show_message("Opening another project is not available here")
+            return
+        self.open_path(path)
+
+    def open_folder(self) -> None:
+        path = dialogs.ask_folder(self)
+        if path is not None:
+            self._open(path)
+
+    def open_project(self) -> None:
+        path = dialogs.ask_project(self)
+        if path is not None:
+            self._open(path)
+
+    def export(self) -> None:
+        panel = self.images_panel
+        dialogs.export(self, self.project, self.tasks,
+                       shown_ids=[int(r.id or 0) for r in panel.visible_records()],
+                       selected_ids=[int(r.id or 0) for r in panel.selected_records()])
+
+    def open_settings(self) -> None:
+        dialogs.settings(self, self.app_state, self.tasks, self.switch_backend)
+
+    def show_shortcuts(self) -> None:
+        """F1: the table of every key and mouse action."""
+        from app.ui.help_dialog import show_help
+
+        self.help_dialog = show_help(self.menuBar(), self)
 
     # -- tools -------------------------------------------------------------------------------
     def set_tool(self, name: str) -> None:
-        """sam | edit | polygon | box | brush | eraser."""
-        self.active_tool_name = name
+        """sam | edit | polygon | box | brush | eraser (``app_state.set_tool``)."""
+        self.app_state.set_tool(name)
+
+    @property
+    def active_tool_name(self) -> str:
+        return self.app_state.tool
+
+    def _apply_tool(self, name: str) -> None:
+        """The tool chosen in ``app_state``: the canvas gets it, the others are reset."""
         self.edit_tool.set_brush(name if name in ("brush", "eraser") else None)
         for tool in (self.sam_tool, self.polygon_tool, self.box_tool):
             tool.reset()
@@ -263,6 +350,10 @@ class MainWindow(QMainWindow):
             self.session.set_image(None)
             self.canvas.set_message(f"Cannot read this image:\n{item}")
 
+    def _follow_image(self, record: ImageRecord | None) -> None:
+        if record is not None:
+            self.images_panel.show_current(record.id)
+
     def show_image(self, record: ImageRecord) -> None:
         """Show ``record``: pixels decoded off the GUI thread; encoding starts at once."""
         for tool in (self.sam_tool, self.polygon_tool, self.box_tool):
@@ -271,7 +362,6 @@ class MainWindow(QMainWindow):
         self.proposals.clear()
         self.session.set_image(record)
         self.setWindowTitle(f"MaskLoop — {self.project.path.name} — {record.path}")
-        self.images_panel.show_current(record.id)
         self.canvas.set_message(f"Loading {record.path} …")
         path = self._encode(record)
         store = self.bridge.images
@@ -317,11 +407,17 @@ class MainWindow(QMainWindow):
         self.instance_layer.set_instances(
             (i.id, i.geometry, shades[i.id], i.id not in hidden)
             for i in instances if i.id is not None)
-        self.instance_layer.set_selected(self.edit_tool.selected_ids())
+        self.instance_layer.set_selected(self.app_state.selection)
         self.instances_panel.set_instances(instances, shades)
         self.edit_tool.refresh()
-        self.instances_panel.select(self.edit_tool.selected_ids())
-        self.instance_layer.set_selected(self.edit_tool.selected_ids())
+        # what the edit tool can still edit stays selected (a deleted instance leaves)
+        self.app_state.set_selection(self.edit_tool.selected_ids())
+        self.instances_panel.select(self.app_state.selection)
+        self.instance_layer.set_selected(self.app_state.selection)
+
+    def _set_visible(self, iid: int, visible: bool) -> None:
+        self.instance_layer.set_visible(iid, visible)
+        self.edit_tool.refresh()
 
     # -- keys shared by tools ----------------------------------------------------------------
     def accept(self) -> None:

@@ -8,8 +8,6 @@ choice: pick or add the label first, e.g. "person", to store them under it)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene
@@ -17,13 +15,14 @@ from shapely.geometry import Point as ShapelyPoint
 
 from app.core.types import Geometry, MaskProposal, Source
 from app.interaction.events import Button, PointerEvent
+from app.predict.service.types import Phase, ProgressEvent
+from app.ui.app_state import AppState
 from app.ui.canvas.banner import Banner
 from app.ui.canvas.convert import geometry_path
 from app.ui.canvas.layers import cosmetic_pen
+from app.ui.canvas.view import CanvasView
+from app.ui.tasks import TaskRunner
 from app.ui.workers import PredictorBridge
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
 
 
 def proposals_to_geometries(proposals: list[MaskProposal], tolerance: float
@@ -42,19 +41,22 @@ def proposals_to_geometries(proposals: list[MaskProposal], tolerance: float
 class ProposalsController(QObject):
     """Owns the suggestion items; acts as the canvas tool while suggestions are shown."""
 
-    def __init__(self, window: MainWindow, scene: QGraphicsScene) -> None:
-        super().__init__(window)
-        self.w, self.scene = window, scene
+    def __init__(self, state: AppState, canvas: CanvasView, tasks: TaskRunner,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.state, self.canvas, self.tasks = state, canvas, tasks
+        self.scene: QGraphicsScene = canvas.scene()
         self.items: list[tuple[QGraphicsPathItem, Geometry, float]] = []
         self._request: int | None = None
         self._query: str | None = None  # the text of a find-all request, None for everything
         self._previous_tool: str | None = None
         self._bridge: PredictorBridge | None = None
-        self.banner = Banner(window.canvas)
+        self.banner = Banner(canvas)
         self._hover: int | None = None  # index of the proposal under the pointer
         self._pointer: tuple[float, float] | None = None
-        window.canvas.cursor_moved.connect(self._moved)
-        self.set_bridge(window.bridge)
+        canvas.cursor_moved.connect(self._moved)
+        self.set_bridge(state.bridge)
+        state.backend_changed.connect(self.set_bridge)
 
     def set_bridge(self, bridge: PredictorBridge) -> None:
         if self._bridge is not None:
@@ -78,14 +80,14 @@ class ProposalsController(QObject):
         return self._request is not None
 
     def request(self) -> None:
-        if self.w.session.image is None:
-            self.w.show_message("Open an image first")
+        if self.state.session.image is None:
+            self.state.say("Open an image first")
             return
         self.clear()
         self._query = None
-        self._request = self.w.bridge.segment_everything(
-            points_per_side=self.w.bridge.everything_grid)
-        self.w.show_message("Segmenting everything… (Esc cancels)")
+        self._request = self.state.bridge.segment_everything(
+            points_per_side=self.state.bridge.everything_grid)
+        self.state.say("Segmenting everything… (Esc cancels)")
         self.banner.say("Segmenting everything… (Esc cancels)")
 
     def find_all(self, text: str) -> None:
@@ -93,45 +95,46 @@ class ProposalsController(QObject):
         text = text.strip()
         if not text:
             return
-        if self.w.session.image is None:
-            self.w.show_message("Open an image first")
+        if self.state.session.image is None:
+            self.state.say("Open an image first")
             return
-        if not self.w.bridge.supports_text:
-            self.w.show_message(f"{self.w.bridge.description} does not understand text")
+        if not self.state.bridge.supports_text:
+            self.state.say(f"{self.state.bridge.description} does not understand text")
             return
         self.clear()
         self._query = text
-        self._request = self.w.bridge.find_all(text)
-        self.w.show_message(f"Finding all {text!r}… (Esc cancels)")
+        self._request = self.state.bridge.find_all(text)
+        self.state.say(f"Finding all {text!r}… (Esc cancels)")
         self.banner.say(f"Finding all {text!r}… (Esc cancels)")
 
     def cancel(self) -> None:
         if self._request is not None:
-            self.w.bridge.cancel_everything()
+            self.state.bridge.cancel_everything()
             self._request = None
             self.banner.say("")
 
-    def _on_progress(self, message: str, done: int, total: int) -> None:
-        if self._request is not None and total > 1 and "everything" in message:
-            self.banner.say(f"Segmenting everything… {100 * done // total}% (Esc cancels)")
+    def _on_progress(self, event: ProgressEvent) -> None:
+        if self._request is not None and event.total > 1 and event.phase is Phase.SEGMENTING:
+            self.banner.say(f"Segmenting everything… {100 * event.done // event.total}% "
+                            "(Esc cancels)")
 
     def _on_failed(self, kind: str, request_id: int, message: str) -> None:
         if kind == "everything" and request_id == self._request:
             self._request = None
             self.banner.say("")
             what = f"Find all {self._query!r}" if self._query else "Segment everything"
-            self.w.show_message(f"{what} failed: {message}")
+            self.state.say(f"{what} failed: {message}")
 
     def _on_ready(self, request_id: int, proposals: list[MaskProposal]) -> None:
         if request_id != self._request:
             return
         self._request = None
-        image = self.w.session.image
-        self.w.tasks.start(proposals_to_geometries, proposals, self.w.app_state.tolerance,
+        image = self.state.session.image
+        self.tasks.start(proposals_to_geometries, proposals, self.state.tolerance,
                            on_result=lambda geoms: self._show(image, geoms))
 
     def _show(self, image: object, geoms: list[tuple[Geometry, float]]) -> None:
-        if image is not self.w.session.image:
+        if image is not self.state.session.image:
             return
         self.clear()
         for geom, score in geoms:
@@ -144,12 +147,12 @@ class ProposalsController(QObject):
             self.scene.addItem(item)
             self.items.append((item, geom, score))
         if self.items:
-            self._previous_tool = self.w.active_tool_name
-            self.w.canvas.tool = self
+            self._previous_tool = self.state.tool
+            self.canvas.tool = self
         found = f" of {self._query!r}" if self._query else ""
         if not self.items:
             self.banner.say("")
-            self.w.show_message(f"No proposals{found}")
+            self.state.say(f"No proposals{found}")
             return
         self._say_keys()
         if self._pointer is not None:
@@ -158,10 +161,10 @@ class ProposalsController(QObject):
     def _say_keys(self) -> None:
         found = f" of {self._query!r}" if self._query else ""
         text = (f"{len(self.items)} proposals{found} for label "
-                f"{self.w.session.current_label!r}: click or Y accepts the one under the "
+                f"{self.state.label!r}: click or Y accepts the one under the "
                 "pointer, right click or N discards it · Enter accepts all · Esc discards all")
         self.banner.say(text)
-        self.w.show_message(text)
+        self.state.say(text)
 
     def clear(self) -> None:
         self.cancel()
@@ -171,17 +174,17 @@ class ProposalsController(QObject):
         self._hover = None
         if self._request is None:
             self.banner.say("")
-        if self._previous_tool is not None and self.w.canvas.tool is self:
-            self.w.set_tool(self._previous_tool)
+        if self._previous_tool is not None and self.canvas.tool is self:
+            self.state.set_tool(self._previous_tool)
         self._previous_tool = None
 
     def accept_all(self) -> None:
         for _, geom, score in list(self.items):
-            self.w.session.add_instance(geom, self._source(), score)
+            self.state.session.add_instance(geom, self._source(), score)
         self.clear()
 
     def _source(self) -> Source:
-        return self.w.bridge.source
+        return self.state.bridge.source
 
     def _at(self, x: float, y: float) -> int | None:
         pt = ShapelyPoint(x, y)
@@ -194,7 +197,7 @@ class ProposalsController(QObject):
         self.scene.removeItem(item)
         self._hover = None
         if accept:
-            self.w.session.add_instance(geom, self._source(), score)
+            self.state.session.add_instance(geom, self._source(), score)
         if not self.items:
             self.clear()
         else:
@@ -208,7 +211,7 @@ class ProposalsController(QObject):
             return
         i = self._at(*self._pointer) if self._pointer is not None else None
         if i is None:
-            self.w.show_message("Point at a proposal first", 3000)
+            self.state.say("Point at a proposal first", 3000)
             return
         self.take(i, accept)
 

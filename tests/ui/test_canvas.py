@@ -120,7 +120,7 @@ def test_switching_backend_from_the_settings(qtbot: QtBot, image_folder: Path) -
     qtbot.waitUntil(lambda: w.canvas.image_size is not None, timeout=TIMEOUT)
     before = dialogs.backend_choice(w.settings)
     w.settings.backend = "classical"
-    dialogs.apply_settings(w, before)
+    dialogs.apply_settings(w.app_state, before, w.switch_backend)
     qtbot.waitUntil(lambda: w.bridge is not first, timeout=TIMEOUT)
     assert launcher.bridge is w.bridge and w.sam_tool.bridge is w.bridge
     qtbot.waitUntil(lambda: not first.service.alive, timeout=TIMEOUT)  # the old one closed
@@ -130,7 +130,7 @@ def test_switching_backend_from_the_settings(qtbot: QtBot, image_folder: Path) -
     # a choice that cannot work is reported and the current backend stays
     before = dialogs.backend_choice(w.settings)
     w.settings.backend, w.settings.server_url = "server", ""
-    dialogs.apply_settings(w, before)
+    dialogs.apply_settings(w.app_state, before, w.switch_backend)
     qtbot.waitUntil(lambda: "Could not switch" in w.statusBar().currentMessage(),
                     timeout=TIMEOUT)
     w.close()

@@ -142,7 +142,6 @@ def test_which_images_split_overlays_and_the_summary(qtbot: QtBot, tmp_path: Pat
 def test_the_window_passes_the_list_to_the_dialog(qtbot: QtBot, image_folder: Path,
                                                   classical_bridge: object,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.ui import dialogs
 
     seen: dict[str, object] = {}
 
@@ -154,12 +153,12 @@ def test_the_window_passes_the_list_to_the_dialog(qtbot: QtBot, image_folder: Pa
     w = open_window(qtbot, image_folder, classical_bridge)
     w.images_panel.filter_text.setText("img1")
     w.images_panel.list.item(2).setSelected(True)
-    dialogs.export(w)
+    w.export()
     assert seen["texts"] == ["All images (3)", "Done images (0)",
                              "Images shown in the list (its filter) (1)"]
     w.images_panel.filter_text.setText("")
     w.images_panel.list.item(0).setSelected(True)
     w.images_panel.list.item(2).setSelected(True)
-    dialogs.export(w)
+    w.export()
     assert seen["texts"][-1] == "Images selected in the list (2)"
     w.close()

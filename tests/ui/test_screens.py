@@ -80,7 +80,7 @@ def test_dialogs_fit_a_1366_by_768_screen(qtbot: QtBot, image_folder: Path,
     w = open_window(qtbot, image_folder, classical_bridge)
     settings = SettingsDialog(w.settings, w.tasks, "classical", w)
     export = ExportDialog(w.project, w.tasks, w)
-    keys = HelpDialog(w)
+    keys = HelpDialog(w.menuBar(), w)
     for dlg in (settings, export, keys):
         qtbot.addWidget(dlg)
         for choice in range(getattr(dlg, "backend", None) and dlg.backend.count() or 1):

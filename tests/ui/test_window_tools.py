@@ -106,7 +106,7 @@ def test_instance_panel_visibility_opacity_simplify(qtbot: QtBot, image_folder: 
 
     before_choice = dialogs.backend_choice(w.settings)
     w.settings.tolerance = 1.5  # the settings dialog's field
-    dialogs.apply_settings(w, before_choice)
+    dialogs.apply_settings(w.app_state, before_choice, w.switch_backend)
     assert w.instances_panel.tolerance.value() == 30 and w.app_state.tolerance == 1.5
     w.close()
 

@@ -1,7 +1,9 @@
-"""Dialogs: open, export, settings (backend, models), shortcuts."""
+"""Dialogs: open, export, settings (backend, models), shortcuts. Each function takes what it
+needs (a parent widget, the application state, callables), never the window."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,7 +11,12 @@ from PySide6.QtCore import QRect
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+    from app.core.project import Project
+    from app.ui.app_state import AppState
+    from app.ui.settings import GuiSettings
+    from app.ui.tasks import TaskRunner
+
+SwitchBackend = Callable[["GuiSettings"], None]
 
 
 def screen_area(widget: QWidget) -> QRect:
@@ -19,46 +26,38 @@ def screen_area(widget: QWidget) -> QRect:
     return available(widget)
 
 
-def _open(w: MainWindow, path: Path) -> None:
-    if w.open_path is None:
-        w.show_message("Opening another project is not available here")
-        return
-    w.open_path(path)
+def ask_folder(parent: QWidget) -> Path | None:
+    """Ctrl+O: a folder of images to open (None: cancelled)."""
+    folder = QFileDialog.getExistingDirectory(parent, "Open a folder of images")
+    return Path(folder) if folder else None
 
 
-def open_folder(w: MainWindow) -> None:
-    folder = QFileDialog.getExistingDirectory(w, "Open a folder of images")
-    if folder:
-        _open(w, Path(folder))
-
-
-def open_project(w: MainWindow) -> None:
-    path, _ = QFileDialog.getOpenFileName(w, "Open a project", "",
+def ask_project(parent: QWidget) -> Path | None:
+    """Ctrl+Shift+O: a project file to open (None: cancelled)."""
+    path, _ = QFileDialog.getOpenFileName(parent, "Open a project", "",
                                           "MaskLoop projects (*.maskloop)")
-    if path:
-        _open(w, Path(path))
+    return Path(path) if path else None
 
 
-def open_recent(w: MainWindow, path: str) -> None:
-    _open(w, Path(path))
-
-
-def export(w: MainWindow) -> None:
+def export(parent: QWidget, project: Project, tasks: TaskRunner, *,
+           shown_ids: list[int], selected_ids: list[int]) -> None:
+    """Ctrl+E: the export dialog (its image choices: all, done, those the image list shows,
+    those selected in it)."""
     from app.ui.dialogs.export_dialog import ExportDialog
 
-    panel = w.images_panel
-    ExportDialog(w.project, w.tasks, w,
-                 shown_ids=[int(r.id or 0) for r in panel.visible_records()],
-                 selected_ids=[int(r.id or 0) for r in panel.selected_records()]).exec()
+    ExportDialog(project, tasks, parent, shown_ids=shown_ids,
+                 selected_ids=selected_ids).exec()
 
 
-def settings(w: MainWindow) -> None:
+def settings(parent: QWidget, state: AppState, tasks: TaskRunner,
+             switch_backend: SwitchBackend | None) -> None:
+    """Ctrl+,: the settings dialog; what it changed is applied through ``state``."""
     from app.ui.dialogs.settings_dialog import SettingsDialog
 
-    dlg = SettingsDialog(w.settings, w.tasks, w.bridge.description, w)
-    before = backend_choice(w.settings)
+    dlg = SettingsDialog(state.settings, tasks, state.description, parent)
+    before = backend_choice(state.settings)
     if dlg.exec():
-        apply_settings(w, before)
+        apply_settings(state, before, switch_backend)
 
 
 def backend_choice(s: object) -> tuple[object, ...]:
@@ -68,22 +67,18 @@ def backend_choice(s: object) -> tuple[object, ...]:
                                           "segmind_key"))
 
 
-def apply_settings(w: MainWindow, before: tuple[object, ...]) -> None:
-    """Save the settings; switch the backend when its choice changed."""
-    w.settings.save()
-    w.app_state.set_tolerance(w.settings.tolerance)
-    w.hover.enabled = w.settings.hover_preview
-    if backend_choice(w.settings) == before:
-        w.show_message("Settings saved")
-    elif w.switch_backend is not None:
-        w.show_message("Loading the new backend…")
-        w.switch_backend(w.settings)
+def apply_settings(state: AppState, before: tuple[object, ...],
+                   switch_backend: SwitchBackend | None) -> None:
+    """Save the settings (edited in ``state.settings``) and tell their observers; switch the
+    backend when its choice changed."""
+    s = state.settings
+    s.save()
+    state.set_tolerance(s.tolerance)
+    state.set_hover_preview(s.hover_preview)
+    if backend_choice(s) == before:
+        state.say("Settings saved")
+    elif switch_backend is not None:
+        state.say("Loading the new backend…")
+        switch_backend(s)
     else:
-        w.show_message("Settings saved; the new backend is used from the next start")
-
-
-def shortcuts(w: MainWindow) -> None:
-    """F1: the table of every key and mouse action."""
-    from app.ui.help_dialog import show_help
-
-    w.help_dialog = show_help(w)
+        state.say("Settings saved; the new backend is used from the next start")

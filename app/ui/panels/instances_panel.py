@@ -28,7 +28,7 @@ STEPS = 20  # slider steps per pixel of simplification tolerance
 
 
 class InstancesPanel(QWidget):
-    selection_changed = Signal(list)  # instance ids picked in the list
+    selection_changed = Signal(list)  # instance ids picked in the list (AppState is told)
     visibility_changed = Signal(int, bool)
     opacity_changed = Signal(float)
     tolerance_changed = Signal(float)  # slider released: simplify the selected instances
@@ -44,6 +44,7 @@ class InstancesPanel(QWidget):
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
+        self.state = app_state
         self.hidden: set[int] = set()
         self.list = QListWidget()
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
@@ -56,8 +57,8 @@ class InstancesPanel(QWidget):
         self.menu: QMenu | None = None  # the open context menu (tests drive it)
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
-        self.opacity.setValue(40)
-        self.opacity.valueChanged.connect(lambda v: self.opacity_changed.emit(v / 100))
+        self.opacity.setValue(round(app_state.opacity * 100))
+        self.opacity.valueChanged.connect(self._opacity_moved)
         self.tolerance = QSlider(Qt.Orientation.Horizontal)
         self.tolerance.setRange(0, 100)  # twentieths of a pixel: 0 to 5 px
         self.tolerance_label = QLabel()
@@ -67,6 +68,8 @@ class InstancesPanel(QWidget):
         self._show_tolerance(self.tolerance.value())
         self.set_tolerance(app_state.tolerance)
         app_state.tolerance_changed.connect(self.set_tolerance)
+        app_state.opacity_changed.connect(self._show_opacity)
+        app_state.selection_changed.connect(self.select)
         buttons = QHBoxLayout()
         for text, signal in (("Delete", self.delete_clicked), ("Merge", self.merge_clicked),
                              ("Subtract", self.subtract_clicked)):
@@ -91,6 +94,15 @@ class InstancesPanel(QWidget):
 
     def set_tolerance(self, pixels: float) -> None:
         self.tolerance.setValue(round(pixels * STEPS))
+
+    def _opacity_moved(self, value: int) -> None:
+        self.opacity_changed.emit(value / 100)
+        self.state.set_opacity(value / 100)
+
+    def _show_opacity(self, opacity: float) -> None:
+        value = round(opacity * 100)
+        if self.opacity.value() != value:
+            self.opacity.setValue(value)
 
     def set_instances(self, instances: list[Instance],
                       shades: dict[int, QColor] | None = None) -> None:
@@ -120,6 +132,7 @@ class InstancesPanel(QWidget):
         if not self._updating:
             ids = [i.data(Qt.ItemDataRole.UserRole) for i in self.list.selectedItems()]
             self.selection_changed.emit(ids)
+            self.state.set_selection(ids)
 
     def _checked(self, item: QListWidgetItem) -> None:
         if self._updating:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.errors import MaskLoopError
-from app.ui.session import AnnotationSession
+from app.ui.app_state import AppState
 
 
 def colour_icon(colour: str) -> QIcon:
@@ -26,10 +26,15 @@ def colour_icon(colour: str) -> QIcon:
 
 
 class LabelsPanel(QWidget):
+    """The project's labels; follows ``AppState``'s current label (``label_changed``) and
+    sets it on a click."""
+
     message = Signal(str)  # an error to show in the status bar
-    def __init__(self, session: AnnotationSession, parent: QWidget | None = None) -> None:
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.session = session
+        self.state = state
+        self.session = state.session  # adds, renames and recolours labels
         self.list = QListWidget()
         self.list.itemClicked.connect(self._clicked)
         add, rename, recolour = QPushButton("Add"), QPushButton("Rename"), QPushButton("Colour")
@@ -43,8 +48,8 @@ class LabelsPanel(QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.list)
         layout.addLayout(buttons)
-        session.labels_changed.connect(self.refresh)
-        session.current_label_changed.connect(lambda _: self.refresh())
+        state.labels_changed.connect(self.refresh)
+        state.label_changed.connect(lambda _: self.refresh())
         self.refresh()
 
     def refresh(self) -> None:
@@ -54,7 +59,7 @@ class LabelsPanel(QWidget):
             item = QListWidgetItem(colour_icon(lab.colour), f"{lab.name}{key}")
             item.setData(Qt.ItemDataRole.UserRole, lab.name)
             self.list.addItem(item)
-            if lab.name == self.session.current_label:
+            if lab.name == self.state.label:
                 item.setSelected(True)
                 self.list.setCurrentItem(item)
 
@@ -63,7 +68,7 @@ class LabelsPanel(QWidget):
         return item.data(Qt.ItemDataRole.UserRole) if item else None
 
     def _clicked(self, item: QListWidgetItem) -> None:
-        self.session.set_current_label(item.data(Qt.ItemDataRole.UserRole))
+        self.state.set_label(item.data(Qt.ItemDataRole.UserRole))
 
     def add_label(self) -> None:
         name, ok = QInputDialog.getText(self, "New label", "Label name:")
@@ -73,7 +78,7 @@ class LabelsPanel(QWidget):
             except MaskLoopError as exc:
                 self.message.emit(str(exc))
                 return
-            self.session.set_current_label(label.name)  # the new label is the one used next
+            self.state.set_label(label.name)  # the new label is the one used next
 
     def rename_label(self) -> None:
         old = self._selected_name()

@@ -83,6 +83,16 @@ class EditTool(QObject):
         self.extra = []
         self._selection_changed()
 
+    def follow_selection(self, ids: list[int]) -> None:
+        """The application's selection changed (``AppState.selection_changed``, e.g. rows
+        picked in the instance list): edit the first, keep the others for merge."""
+        if ids == self.selected_ids():
+            return
+        self.editor.select(ids[0] if ids else None)
+        self.extra = list(ids[1:])
+        self.layer.set_selected(self.selected_ids())
+        self._update_handles()  # not told back: the application's selection is the source
+
     # -- CanvasTool ------------------------------------------------------------------------
     def press(self, ev: PointerEvent) -> None:
         if self.brush is not None:

@@ -1,89 +1,77 @@
-"""Operations on the selected instances: relabel by hotkey, merge, subtract, re-simplify;
-and what the instance list asks for (selection, visibility, opacity, delete)."""
+"""Operations on the selected instances: relabel by hotkey, merge, subtract, re-simplify,
+delete. They read the selection and the label from ``AppState`` and edit through the session;
+they never see the window."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from app.core.types import Geometry
-from app.ui.tasks import run_sized
-
-if TYPE_CHECKING:
-    from app.ui.main_window import MainWindow
+from app.ui.app_state import AppState
+from app.ui.tasks import TaskRunner, run_sized
 
 
-def label_hotkey(w: MainWindow, key: str) -> None:
-    """1-9: pick the label; relabel the selected instances."""
-    name = w.session.label_for_hotkey(key)
-    if name is None:
-        return
-    w.session.set_current_label(name)
-    ids = w.edit_tool.selected_ids()
-    if ids:
-        w.session.relabel(ids, name)
-    elif w.sam_tool.state.result is not None:
-        w.sam_tool.redraw()
+class InstanceOps:
+    """What the keys and the instance list ask of the selected instances."""
 
+    def __init__(self, state: AppState, tasks: TaskRunner,
+                 redraw_candidate: Callable[[], None]) -> None:
+        self.state, self.tasks = state, tasks
+        self.redraw_candidate = redraw_candidate  # the SAM candidate in the new label's colour
 
-def list_selection(w: MainWindow, ids: list[int]) -> None:
-    w.edit_tool.select(ids[0] if ids else None)
-    w.edit_tool.extra = ids[1:]
-    w.instance_layer.set_selected(ids)
+    def label_hotkey(self, key: str) -> None:
+        """1-9: pick the label; relabel the selected instances."""
+        name = self.state.label_for_hotkey(key)
+        if name is None:
+            return
+        self.state.set_label(name)
+        ids = self.state.selection
+        if ids:
+            self.state.session.relabel(ids, name)
+        else:
+            self.redraw_candidate()
 
+    def delete(self, ids: list[int]) -> None:
+        """The instance list's "Delete": these instances (undoable)."""
+        if ids:
+            self.state.set_selection([])
+            self.state.session.delete(ids)
 
-def set_visible(w: MainWindow, iid: int, visible: bool) -> None:
-    w.instance_layer.set_visible(iid, visible)
-    w.edit_tool.refresh()
+    def merge_selected(self) -> None:
+        ids = self.state.selection
+        if len(ids) < 2:
+            self.state.say("Select two or more instances (Ctrl+click) to merge")
+            return
+        self.state.session.merge(ids)
+        self.state.set_selection([])
 
+    def subtract_selected(self) -> None:
+        ids = self.state.selection
+        if len(ids) < 2:
+            self.state.say("Select an instance, then Ctrl+click the ones to cut out of it")
+            return
+        self.state.session.subtract(ids[0], ids[1:])
 
-def set_opacity(w: MainWindow, opacity: float) -> None:
-    w.instance_layer.set_opacity(opacity)
-    w.settings.opacity = opacity
+    def simplify_selected(self, tolerance: float) -> None:
+        """Re-simplify the selected instances at ``tolerance`` pixels (from their pixels, so
+        the slider can go both ways); also the default for new instances."""
+        from app.core.geometry import geometry_to_mask, mask_to_geometry
 
+        state, session = self.state, self.state.session
+        state.set_tolerance(tolerance)
+        img = session.image
+        if img is None:
+            return
 
-def delete_instances(w: MainWindow, ids: list[int]) -> None:
-    """The instance list's "Delete": these instances (undoable)."""
-    if ids:
-        w.edit_tool.select(None)
-        w.session.delete(ids)
+        def resimplify(geom: Geometry) -> Geometry | None:
+            mask = geometry_to_mask(geom, img.height, img.width)
+            return mask_to_geometry(mask, tolerance=tolerance)
 
+        def store(iid: int, new: Geometry | None) -> None:
+            if new is not None and session.image is img:
+                session.edit_geometry(iid, new)
 
-def merge_selected(w: MainWindow) -> None:
-    ids = w.edit_tool.selected_ids()
-    if len(ids) < 2:
-        w.show_message("Select two or more instances (Ctrl+click) to merge")
-        return
-    w.session.merge(ids)
-    w.edit_tool.select(None)
-
-
-def subtract_selected(w: MainWindow) -> None:
-    ids = w.edit_tool.selected_ids()
-    if len(ids) < 2:
-        w.show_message("Select an instance, then Ctrl+click the ones to cut out of it")
-        return
-    w.session.subtract(ids[0], ids[1:])
-
-
-def simplify_selected(w: MainWindow, tolerance: float) -> None:
-    """Re-simplify the selected instances at ``tolerance`` pixels (from their pixels, so
-    the slider can go both ways); also the default for new instances."""
-    from app.core.geometry import geometry_to_mask, mask_to_geometry
-
-    w.app_state.set_tolerance(tolerance)
-    img = w.session.image
-    if img is None:
-        return
-
-    def resimplify(geom: Geometry) -> Geometry | None:
-        mask = geometry_to_mask(geom, img.height, img.width)
-        return mask_to_geometry(mask, tolerance=tolerance)
-
-    def store(iid: int, new: Geometry | None) -> None:
-        if new is not None and w.session.image is img:
-            w.session.edit_geometry(iid, new)
-
-    for iid in w.edit_tool.selected_ids():
-        geom = w.project.instance(iid).geometry
-        run_sized(w.tasks, img.width * img.height, resimplify, geom,
-                  on_result=lambda new, iid=iid: store(iid, new))
+        for iid in state.selection:
+            geom = state.project.instance(iid).geometry
+            run_sized(self.tasks, img.width * img.height, resimplify, geom,
+                      on_result=lambda new, iid=iid: store(iid, new))

@@ -15,7 +15,6 @@ from app.interaction.prompt_tool import PromptTool
 from app.ui.app_state import AppState
 from app.ui.canvas.convert import LiveOverlay, live_overlay
 from app.ui.canvas.layers import MarksItem, MaskLayer
-from app.ui.session import AnnotationSession
 from app.ui.tasks import TaskRunner, run_sized
 from app.ui.workers import PredictorBridge
 
@@ -29,10 +28,10 @@ class SamTool(QObject):
     requested = Signal(float, float)  # a prediction was asked for (at this image point)
     settled = Signal()  # nothing is awaited any more (answered, failed or dropped)
 
-    def __init__(self, bridge: PredictorBridge, session: AnnotationSession, mask: MaskLayer,
-                 marks: MarksItem, tasks: TaskRunner, app_state: AppState,
-                 parent: QObject | None = None) -> None:
+    def __init__(self, app_state: AppState, mask: MaskLayer, marks: MarksItem,
+                 tasks: TaskRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
+        bridge, session = app_state.bridge, app_state.session
         self.bridge, self.session, self.mask, self.marks = bridge, session, mask, marks
         self.tasks = tasks
         self.state = PromptTool()
@@ -44,6 +43,7 @@ class SamTool(QObject):
         # a result for a prompt already at hand (the hover preview's), or None: asked first
         self.instant: Callable[[Prompt], MaskResult | None] | None = None
         self.set_bridge(bridge)
+        app_state.backend_changed.connect(self.set_bridge)  # the backend was switched
 
     def set_bridge(self, bridge: PredictorBridge) -> None:
         """Use another predictor (the backend was switched)."""
@@ -131,6 +131,11 @@ class SamTool(QObject):
     def redraw(self) -> None:
         """Show the chosen candidate again (the label colour changed)."""
         self._show()
+
+    def redraw_candidate(self) -> None:
+        """Show the candidate again, if there is one (another label was picked)."""
+        if self.state.result is not None:
+            self._show()
 
     def has_prompt(self) -> bool:
         return not self.state.is_empty()
