@@ -1,13 +1,13 @@
 """Roboflow ``image_id`` -> embedding key, kept across restarts.
 
-The recent ids live in memory (``BytesLRU``, bounded by bytes); with a cache folder every id
-is also written to a small SQLite file there (``image_ids.sqlite``, next to the embedding
-files), committed before the request that named it is answered, so a server restarted after
-a crash (SIGKILL included) still knows which embedding an id means. The file is bounded by
-bytes too (the ids registered longest ago are deleted first) and keyed by (id, model): a
-server restarted with another model does not take the old model's embeddings. A file that
-cannot be opened or read is set aside (renamed ``*.corrupt``) and started afresh: the map is
-a convenience, a client can always send its image again.
+The recent ids live in memory (a ``BoundedCache``, bounded by bytes); with a cache folder
+every id is also written to a small SQLite file there (``image_ids.sqlite``, next to the
+embedding files), committed before the request that named it is answered, so a server
+restarted after a crash (SIGKILL included) still knows which embedding an id means. The file
+is bounded by bytes too (the ids registered longest ago are deleted first) and keyed by (id,
+model): a server restarted with another model does not take the old model's embeddings. A
+file that cannot be opened or read is set aside (renamed ``*.corrupt``) and started afresh:
+the map is a convenience, a client can always send its image again.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey
-from app.server.lru import BytesLRU
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class ImageIds:
 
     def __init__(self, memory_bytes: int, folder: Path | None = None,
                  disk_bytes: int = 64 * 1024**2) -> None:
-        self.memory = BytesLRU[str, EmbeddingKey](memory_bytes, _id_size)
+        self.memory = BoundedCache[str, EmbeddingKey](memory_bytes, _id_size)
         self.disk_bytes = disk_bytes
         self.path = Path(folder) / FILE_NAME if folder is not None else None
         self._lock = threading.Lock()
@@ -89,7 +89,7 @@ class ImageIds:
     @property
     def max_bytes(self) -> int:
         """The memory's bound (the file's is ``disk_bytes``)."""
-        return self.memory.max_bytes
+        return self.memory.maxsize
 
     def get(self, image_id: str, model_id: str) -> EmbeddingKey | None:
         """The key of ``image_id`` for ``model_id``: from memory, else from the file."""

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from fastapi import Request
 
+from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey
 from app.server.image_ids import ImageIds
-from app.server.lru import BytesLRU
 from app.server.middleware import SCOPE_AUTHENTICATED, body_key
 from app.server.results import ResultStore
 from app.server.schemas import Sam2PromptSet
@@ -19,7 +19,7 @@ from app.server.security import UrlPolicy, bearer_token, key_matches, unauthoriz
 from app.server.settings import ServerSettings
 from app.server.worker import ModelWorker
 
-__all__ = ["BytesLRU", "ServerState", "sam2_version_of", "state_of"]
+__all__ = ["ServerState", "sam2_version_of", "state_of"]
 
 _VERSION_PATTERNS = (
     ("hiera_tiny", r"hiera[_-]?t(iny)?\b|hiera_t\.|tiny"),
@@ -57,13 +57,14 @@ class ServerState:
     # Roboflow image_id -> embedding key (in the cache folder too, so it survives restarts);
     # (image_id, prompt-set hash) -> (prompt set, logits)
     rf_images: ImageIds = field(init=False)
-    rf_logits: BytesLRU[tuple[str, str], tuple[Sam2PromptSet, np.ndarray]] = field(init=False)
+    rf_logits: BoundedCache[tuple[str, str], tuple[Sam2PromptSet, np.ndarray]] = field(
+        init=False)
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
         self.rf_images = ImageIds(self.settings.id_bytes, self.settings.cache_dir,
                                   self.settings.id_disk_bytes)
-        self.rf_logits = BytesLRU(self.settings.logits_bytes, _logits_size)
+        self.rf_logits = BoundedCache(self.settings.logits_bytes, _logits_size)
 
     @property
     def url_policy(self) -> UrlPolicy:

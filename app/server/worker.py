@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from app.core.jobs import CancelToken
+from app.core.lru import BoundedCache
 from app.core.types import Box, EmbeddingKey, MaskResult, Prompt
 from app.predict.base import Predictor, PredictorError
 from app.predict.cache.file_format import Embedding
@@ -89,9 +90,8 @@ class ModelWorker:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._serving = False  # the model thread is serving clicks inside a job
-        self._lock = threading.Lock()
-        self._sizes: OrderedDict[EmbeddingKey, tuple[int, int]] = OrderedDict()
-        self._remember = remember
+        # (height, width) of the images embedded last (thread-safe: no lock of ours)
+        self._sizes = BoundedCache[EmbeddingKey, tuple[int, int]](remember)
         self.jobs_done = 0
         self.batches = 0  # click batches decoded
         self.prompts_decoded = 0
@@ -206,8 +206,7 @@ class ModelWorker:
         try:
             return await self.wait(future)
         except PredictorError as exc:  # the prompts are not empty: the embedding is missing
-            with self._lock:
-                self._sizes.pop(key, None)
+            self._sizes.pop(key)
             message = (f"image {key.image_hash[:16]} is not embedded on this server (or was "
                        f"evicted): send the image again ({exc})")
             raise HTTPProblem(404, message) from exc
@@ -219,13 +218,11 @@ class ModelWorker:
         cache = self.cache
         if cache is not None:
             return cache.contains(key)
-        with self._lock:
-            return key in self._sizes
+        return key in self._sizes
 
     def image_size(self, key: EmbeddingKey) -> tuple[int, int] | None:
         """(height, width) of an embedded image, or None if unknown."""
-        with self._lock:
-            size = self._sizes.get(key)
+        size = self._sizes.get(key)
         if size is None:
             emb = self.embedding(key)
             size = emb.image_size if emb is not None else None
@@ -237,11 +234,7 @@ class ModelWorker:
         return cache.get(key) if cache is not None else None
 
     def _note(self, key: EmbeddingKey, size: tuple[int, int]) -> None:
-        with self._lock:
-            self._sizes[key] = size
-            self._sizes.move_to_end(key)
-            while len(self._sizes) > self._remember:
-                self._sizes.popitem(last=False)
+        self._sizes.put(key, size)
 
     def shutdown(self) -> None:
         """Stop the model thread after the job it is running (queued ones are cancelled);

@@ -30,7 +30,6 @@ from app.core.images import load_image
 from app.server.app import RunningServer, create_app, start_in_thread
 from app.server.encoding import pixels_hash
 from app.server.settings import ServerSettings
-from app.server.state import BytesLRU
 
 pytestmark = pytest.mark.slow  # the first request encodes the test image with SAM2 on a CPU
 
@@ -327,15 +326,11 @@ def test_openapi_lists_every_error_and_constraint(server) -> None:
 
 
 def test_caches_are_bounded_by_bytes(server) -> None:
-    lru: BytesLRU[str, bytes] = BytesLRU(1000, lambda k, v: len(k) + len(v))
-    for i in range(100):
-        lru.put(f"k{i}", b"x" * 90)
-    assert lru.nbytes <= 1000 and len(lru.items()) == 10
-    lru.put("huge", b"x" * 5000)  # larger than the whole budget: not kept
-    assert lru.get("huge") is None and lru.nbytes <= 1000
+    # BoundedCache itself is tested in tests/core/test_lru.py
     state = server.server.config.app.state.maskloop
+    assert state.rf_images.memory.by_bytes and state.rf_logits.by_bytes
     assert state.rf_images.max_bytes == state.settings.id_bytes
-    assert state.rf_logits.max_bytes == state.settings.logits_bytes
+    assert state.rf_logits.maxsize == state.settings.logits_bytes
 
 
 def test_the_encoder_resize_of_a_tall_image_needs_little_memory() -> None:

@@ -16,12 +16,12 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
+from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey
 from app.predict.cache.file_format import (
     SUFFIX,
@@ -101,9 +101,9 @@ class EmbeddingCache:
         self.memory_limit = int(memory_bytes)
         self.disk_dir: Path | None = Path(disk_dir) if disk_dir is not None else None
         self.disk_limit = disk_bytes
-        self._lock = threading.Lock()
-        self._memory: OrderedDict[EmbeddingKey, Embedding] = OrderedDict()
-        self._memory_bytes = 0
+        self._lock = threading.Lock()  # the counters and the memory LRU's changes
+        self._memory = BoundedCache[EmbeddingKey, Embedding](
+            self.memory_limit, lambda _, emb: emb.nbytes, on_evict=self._evicted)
         self._stats = CacheStats()
 
     # -- lookups ---------------------------------------------------------------------------
@@ -113,7 +113,6 @@ class EmbeddingCache:
         with self._lock:
             emb = self._memory.get(key)
             if emb is not None:
-                self._memory.move_to_end(key)
                 self._stats.memory_hits += 1
                 return emb
         emb = self._read_disk(key)
@@ -132,8 +131,7 @@ class EmbeddingCache:
     __contains__ = contains
 
     def in_memory(self, key: EmbeddingKey) -> bool:
-        with self._lock:
-            return key in self._memory
+        return key in self._memory
 
     def on_disk(self, key: EmbeddingKey) -> bool:
         path = self.path_for(key)
@@ -169,10 +167,8 @@ class EmbeddingCache:
 
     def evict(self, key: EmbeddingKey, *, disk: bool = False) -> None:
         """Drop ``key`` from memory (and its file too when ``disk`` is True)."""
-        with self._lock:
-            emb = self._memory.pop(key, None)
-            if emb is not None:
-                self._memory_bytes -= emb.nbytes
+        with self._lock:  # so that ``stats`` sees the bytes and entries of one moment
+            self._memory.pop(key)
         if disk:
             path = self.path_for(key)
             if path is not None:
@@ -183,7 +179,6 @@ class EmbeddingCache:
         """Empty the memory cache (and delete every cache file when ``disk`` is True)."""
         with self._lock:
             self._memory.clear()
-            self._memory_bytes = 0
         if disk and self.disk_dir is not None and self.disk_dir.is_dir():
             for path in [*self.disk_dir.glob("*" + SUFFIX), *self.disk_dir.glob(TMP_GLOB)]:
                 with contextlib.suppress(FileNotFoundError):
@@ -231,7 +226,7 @@ class EmbeddingCache:
             return CacheStats(
                 memory_hits=s.memory_hits, disk_hits=s.disk_hits, misses=s.misses,
                 disk_writes=s.disk_writes, disk_errors=s.disk_errors, evictions=s.evictions,
-                memory_bytes=self._memory_bytes, entries=len(self._memory),
+                memory_bytes=self._memory.nbytes, entries=len(self._memory),
                 memory_limit=self.memory_limit,
                 disk_dir=str(self.disk_dir) if self.disk_dir is not None else None,
             )
@@ -239,19 +234,13 @@ class EmbeddingCache:
     # -- internals -------------------------------------------------------------------------
 
     def _remember(self, key: EmbeddingKey, emb: Embedding) -> None:
-        """Insert into the memory LRU and evict down to the byte budget (lock held)."""
-        old = self._memory.pop(key, None)
-        if old is not None:
-            self._memory_bytes -= old.nbytes
-        size = emb.nbytes
-        if size > self.memory_limit:
-            return  # would not fit even alone: disk only
-        self._memory[key] = emb
-        self._memory_bytes += size
-        while self._memory_bytes > self.memory_limit:
-            _, dropped = self._memory.popitem(last=False)
-            self._memory_bytes -= dropped.nbytes
-            self._stats.evictions += 1
+        """Insert into the memory LRU, which evicts down to the byte budget (lock held); an
+        embedding larger than the whole budget is not kept: disk only."""
+        self._memory.put(key, emb)
+
+    def _evicted(self, key: EmbeddingKey, emb: Embedding) -> None:
+        """The memory LRU dropped ``emb`` to make room (called by ``_remember``: lock held)."""
+        self._stats.evictions += 1
 
     def _read_disk(self, key: EmbeddingKey) -> Embedding | None:
         path = self.path_for(key)

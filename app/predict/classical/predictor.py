@@ -26,12 +26,11 @@ calibrated IoU. Low-res logits are the signed distance to the boundary in 256-fr
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import cv2
 import numpy as np
 
 from app.core.jobs import CancelToken, Progress, check
+from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
 from app.predict.base import Capabilities, PredictorError, SourceKind
 from app.predict.classical.ops import (
@@ -58,8 +57,7 @@ class ClassicalPredictor:
 
     def __init__(self, params: GrabCutParams | None = None, cache_size: int = 8) -> None:
         self.params = params or GrabCutParams()
-        self._cache: OrderedDict[EmbeddingKey, PreparedImage] = OrderedDict()
-        self._cache_size = max(1, cache_size)
+        self._cache = BoundedCache[EmbeddingKey, PreparedImage](max(1, cache_size))
 
     @property
     def model_id(self) -> str:
@@ -82,14 +80,11 @@ class ClassicalPredictor:
         """Downscale the image and compute its gradient/colours, cached by (hash, model)."""
         check(cancel)
         key = EmbeddingKey(image_hash or image_key_hash(image), MODEL_ID)
-        if key in self._cache:
-            self._cache.move_to_end(key)
+        if self._cache.get(key) is not None:  # now the most recent
             return key
         prepared = prepare_image(image, self.params.max_side)
         check(cancel)
-        self._cache[key] = prepared
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(key, prepared)
         return key
 
     def _prepared(self, key: EmbeddingKey) -> PreparedImage:
@@ -98,7 +93,6 @@ class ClassicalPredictor:
             raise PredictorError(
                 f"image {key.image_hash[:12]} is not embedded for {key.model_id}; call embed first"
             )
-        self._cache.move_to_end(key)
         return prepared
 
     # ------------------------------------------------------------ prediction

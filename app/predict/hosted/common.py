@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 from app.core import rle as rle_codec
 from app.core.images import array_hash, sniff_format
 from app.core.jobs import CancelToken, Progress, check
+from app.core.lru import BoundedCache
 from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
 from app.predict.base import Capabilities, PredictorError, SourceKind
 from app.predict.remote.http_session import HttpSession
@@ -180,7 +180,7 @@ class HostedPredictor:
     def __init__(self, session: HttpSession, model_id: str) -> None:
         self.session = session
         self._model_id = model_id
-        self._images: OrderedDict[EmbeddingKey, np.ndarray] = OrderedDict()
+        self._images = BoundedCache[EmbeddingKey, np.ndarray](KEPT_IMAGES)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.session.redact(self.session.base_url)!r})"
@@ -202,10 +202,7 @@ class HostedPredictor:
                 f"expected an RGB uint8 (H, W, 3) image, got {image.shape} {image.dtype}"
             )
         key = EmbeddingKey(image_hash or array_hash(image), self._model_id)
-        self._images[key] = image
-        self._images.move_to_end(key)
-        while len(self._images) > KEPT_IMAGES:
-            self._images.popitem(last=False)
+        self._images.put(key, image)
         return key
 
     def image_of(self, key: EmbeddingKey) -> np.ndarray:

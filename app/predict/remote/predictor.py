@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ import numpy as np
 from app.core.errors import WireError
 from app.core.images import array_hash
 from app.core.jobs import CancelToken, Progress, check
+from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
 from app.predict.base import Capabilities, PredictorError, SourceKind
 from app.predict.hosted.common import encode_image, logits_from_mask
@@ -104,8 +104,8 @@ class RemotePredictor:
         )
         self._server_hash: dict[str, str] = {}  # key.image_hash -> hash the server knows
         self._sizes: dict[str, tuple[int, int]] = {}  # key.image_hash -> (h, w)
-        self._uploads: OrderedDict[str, bytes] = OrderedDict()  # server hash -> file bytes
-        self._results: OrderedDict[bytes, tuple[int, int]] = OrderedDict()
+        self._uploads = BoundedCache[str, bytes](KEPT_UPLOADS)  # server hash -> file bytes
+        self._results = BoundedCache[bytes, tuple[int, int]](KEPT_RESULTS)
         self.last_server_time = 0.0  # seconds the server spent on the last click
         try:
             self.info = self._connect()
@@ -285,10 +285,7 @@ class RemotePredictor:
         digest = hashlib.sha256(data).hexdigest()
         if not self._server_has(digest):
             self._put(digest, data, image.shape[:2])
-        self._uploads[digest] = data
-        self._uploads.move_to_end(digest)
-        while len(self._uploads) > KEPT_UPLOADS:
-            self._uploads.popitem(last=False)
+        self._uploads.put(digest, data)
         return digest
 
     def _put(self, digest: str, data: bytes, size: tuple[int, ...] | None) -> None:
@@ -395,7 +392,5 @@ class RemotePredictor:
                 np.zeros((0, 256, 256), dtype=np.float32)
         result = MaskResult(pred.masks, pred.scores.astype(np.float32), logits)
         for i in range(n):
-            self._results[_fingerprint(result.logits_for(i))] = (pred.result_id, i)
-        while len(self._results) > KEPT_RESULTS:
-            self._results.popitem(last=False)
+            self._results.put(_fingerprint(result.logits_for(i)), (pred.result_id, i))
         return result
