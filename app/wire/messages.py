@@ -3,12 +3,11 @@
 
 Everything here is pure numpy/pycocotools/Pillow so that both sides share one implementation.
 
-Envelope (``pack``/``unpack``), content type ``CONTENT_TYPE``, little-endian::
-
-    b"MLW1"   magic (4 bytes)
-    uint32    header length N
-    N bytes   JSON header (UTF-8); header["blobs"] = [{"name", "nbytes"}, ...]
-    blobs     the binary blobs, concatenated in that order
+Envelope (``pack``/``unpack``), content type ``CONTENT_TYPE``: a container of
+``app.wire.container`` (a safetensors file, the format of the embedding cache files too) of
+kind "message", version ``WIRE_VERSION``: the JSON header (UTF-8) in the metadata key "header",
+each binary blob a 1-D uint8 array of that name (the container keeps their order and checks a
+crc32). Version 1 was a hand-written "MLW1" envelope; ``unpack`` names it when it meets one.
 
 Routes of the server's own API (prefix ``/v1``; API key as ``Authorization: Bearer KEY`` or
 ``?api_key=KEY``)::
@@ -38,9 +37,11 @@ Prediction envelope header: ``result_id``, ``size`` [h, w], ``scores``, ``best``
 Logit codecs: see ``app.wire.codecs`` (re-exported here with the mask codecs).
 
 Embedding envelope header: ``model_id``, ``image_hash``, ``image_size`` [h, w], ``arrays``:
-[{"name", "dtype", "shape", "codec": "raw" | "zlib"}] with one blob per array (float16 for
-SAM2: image_embed (1,256,64,64), high_res_feats_0 (1,32,256,256), high_res_feats_1
-(1,64,128,128), 8 MiB raw).
+[{"name", "dtype", "shape", "codec": "raw" | "zlib"}] with one array per entry: "raw" ones are
+stored as typed arrays of their dtype and shape (so an uncompressed embedding message is a
+safetensors file of the embedding), "zlib" ones as uint8 blobs that inflate to at most
+``MAX_EMBEDDING_BYTES`` in all (float16 for SAM2: image_embed (1,256,64,64), high_res_feats_0
+(1,32,256,256), high_res_feats_1 (1,64,128,128), 8 MiB raw).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import struct
+import math
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ import numpy as np
 from app.core import rle
 from app.core.errors import WireError
 from app.core.types import LOW_RES, Box, MaskResult, Point, Prompt
+from app.wire import container
 from app.wire.codecs import (
     LOGIT_CODECS,
     MASK_CODECS,
@@ -69,55 +71,54 @@ from app.wire.codecs import (
 )
 
 __all__ = [
-    "CONTENT_TYPE", "MAGIC", "WIRE_VERSION", "PredictRequest", "Refine", "WirePrediction",
-    "decode_embedding", "decode_prediction", "encode_embedding", "encode_prediction", "pack",
-    "prompt_from_wire", "prompt_to_wire", "unpack",
+    "CONTENT_TYPE", "MAX_EMBEDDING_BYTES", "WIRE_VERSION", "PredictRequest", "Refine",
+    "WirePrediction", "decode_embedding", "decode_prediction", "encode_embedding",
+    "encode_prediction", "pack", "prompt_from_wire", "prompt_to_wire", "unpack",
 ]
 
-MAGIC = b"MLW1"
-WIRE_VERSION = 1
-CONTENT_TYPE = "application/vnd.maskloop.v1"
-_PREFIX = struct.Struct("<4sI")
+KIND = "message"
+WIRE_VERSION = 2  # 1: the hand-written "MLW1" envelope
+CONTENT_TYPE = "application/vnd.maskloop.v2"
+MAX_EMBEDDING_BYTES = 256 << 20  # an embedding message's arrays, inflated (SAM2's: 8 MiB)
+_V1_MAGIC = b"MLW1"
 
 
 # -- envelope -------------------------------------------------------------------------------
 
 
 def pack(header: Mapping[str, Any], blobs: Mapping[str, bytes] | None = None) -> bytes:
-    """One message: magic, header length, JSON header (listing the blobs), the blobs."""
-    blobs = dict(blobs or {})
-    head = dict(header)
-    head["blobs"] = [{"name": name, "nbytes": len(data)} for name, data in blobs.items()]
-    raw = json.dumps(head, separators=(",", ":"), allow_nan=False).encode()  # strict JSON
-    return b"".join([_PREFIX.pack(MAGIC, len(raw)), raw, *blobs.values()])
+    """One message: the JSON header and the named binary blobs, in one container."""
+    return _pack(header, {name: np.frombuffer(data, np.uint8)
+                          for name, data in (blobs or {}).items()})
 
 
 def unpack(data: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
     """The header and the named blobs of a message made by ``pack``; WireError if invalid."""
-    view = memoryview(data)
-    if len(view) < _PREFIX.size:
-        raise WireError("message is truncated (no header)")
-    magic, n = _PREFIX.unpack_from(view)
-    if magic != MAGIC:
-        raise WireError(f"not a MaskLoop message (magic {bytes(magic)!r})")
-    start = _PREFIX.size
-    if start + n > len(view):
-        raise WireError("message is truncated (header)")
+    header, arrays = _unpack(data)
+    return header, {name: a.tobytes() for name, a in arrays.items()}
+
+
+def _pack(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
+    raw = json.dumps(dict(header), separators=(",", ":"), allow_nan=False)  # strict JSON
+    return container.encode(KIND, WIRE_VERSION, arrays, {"header": raw})
+
+
+def _unpack(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and the arrays of a message (writable, owning their memory)."""
+    if bytes(data[:4]) == _V1_MAGIC:
+        raise WireError(f"a wire version 1 message: this client reads version {WIRE_VERSION} "
+                        "(update the server or the client so that both are the same release)")
     try:
-        header = json.loads(bytes(view[start:start + n]))
-        entries = [(str(e["name"]), int(e["nbytes"])) for e in header.pop("blobs", [])]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise WireError(f"bad message header: {exc}") from exc
-    offset = start + n
-    blobs: dict[str, bytes] = {}
-    for name, nbytes in entries:
-        if nbytes < 0 or offset + nbytes > len(view):
-            raise WireError(f"message is truncated (blob {name!r})")
-        blobs[name] = bytes(view[offset:offset + nbytes])
-        offset += nbytes
-    if offset != len(view):
-        raise WireError(f"message has {len(view) - offset} trailing bytes")
-    return header, blobs
+        got = container.decode(data, KIND, WIRE_VERSION)
+    except container.ContainerError as exc:
+        raise WireError(str(exc)) from None
+    try:
+        header = json.loads(got.meta["header"])
+        if not isinstance(header, dict):
+            raise TypeError(f"the header is a {type(header).__name__}, not an object")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise WireError(f"bad message header: {exc}") from None
+    return header, got.arrays
 
 
 # -- prompts --------------------------------------------------------------------------------
@@ -304,33 +305,60 @@ def encode_embedding(
 ) -> bytes:
     """An image's embedding arrays as an envelope (zlib per array when ``compress``)."""
     entries = []
-    blobs: dict[str, bytes] = {}
+    blobs: dict[str, np.ndarray] = {}
     for name, a in arrays.items():
-        a = np.ascontiguousarray(a)
-        raw = a.tobytes()
+        a = np.asarray(a, dtype=np.asarray(a).dtype.newbyteorder("<"), order="C")  # as sent
         entries.append({"name": name, "dtype": a.dtype.str, "shape": list(a.shape),
                         "codec": "zlib" if compress else "raw"})
-        blobs[name] = zlib.compress(raw, 1) if compress else raw
+        if compress:
+            blobs[name] = np.frombuffer(zlib.compress(a.reshape(-1).view(np.uint8).data, 1),
+                                        np.uint8)
+        else:
+            blobs[name] = a
     header = {"wire": WIRE_VERSION, "model_id": model_id, "image_hash": image_hash,
               "image_size": [int(image_size[0]), int(image_size[1])], "arrays": entries}
-    return pack(header, blobs)
+    return _pack(header, blobs)
 
 
 def decode_embedding(data: bytes) -> tuple[dict[str, np.ndarray], tuple[int, int], dict[str, Any]]:
-    """(arrays, (h, w), header) from ``encode_embedding``'s bytes."""
-    header, blobs = unpack(data)
+    """(arrays, (h, w), header) from ``encode_embedding``'s bytes; the arrays are writable and
+    own their memory (torch wants that)."""
+    header, blobs = _unpack(data)
     arrays: dict[str, np.ndarray] = {}
+    budget = MAX_EMBEDDING_BYTES
     try:
         for e in header["arrays"]:
-            raw = blobs[e["name"]]
+            name, dtype = str(e["name"]), np.dtype(e["dtype"])
+            shape = tuple(int(v) for v in e["shape"])
+            blob = blobs[name]
             if e.get("codec") == "zlib":
-                raw = zlib.decompress(raw)
-            a = np.frombuffer(raw, dtype=np.dtype(e["dtype"])).reshape(e["shape"])
-            arrays[e["name"]] = a.copy()  # writable, owning its memory (torch wants that)
+                if dtype.hasobject or min(shape, default=0) < 0:
+                    raise ValueError(f"array {name!r}: bad dtype or shape")
+                nbytes = math.prod(shape) * dtype.itemsize
+                if nbytes > budget:
+                    raise ValueError(f"the arrays inflate to more than {MAX_EMBEDDING_BYTES:,} "
+                                     "bytes")
+                budget -= nbytes
+                a = np.frombuffer(_inflate(blob.data, nbytes), dtype=dtype).reshape(shape).copy()
+            else:
+                a = blob  # a typed array: the container checked its shape against its bytes
+                if a.dtype != dtype or a.shape != shape:
+                    raise ValueError(f"array {name!r} is {a.dtype} {a.shape}, the header says "
+                                     f"{dtype} {shape}")
+            arrays[name] = a
         h, w = (int(v) for v in header["image_size"])
     except (KeyError, TypeError, ValueError, zlib.error) as exc:
         raise WireError(f"bad embedding message: {exc}") from exc
     return arrays, (h, w), header
+
+
+def _inflate(data: memoryview, nbytes: int) -> bytes:
+    """zlib ``data`` that must inflate to exactly ``nbytes`` (never more is allocated)."""
+    d = zlib.decompressobj()
+    out = d.decompress(data, nbytes + 1)  # + 1: a limit of 0 would mean none
+    if len(out) != nbytes or not d.eof:
+        raise ValueError(f"a zlib array does not inflate to its {nbytes:,} bytes")
+    return out
 
 
 def _num(v: float) -> float | int:

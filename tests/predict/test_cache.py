@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors
+import safetensors.numpy
 
 from app.core.types import EmbeddingKey
 from app.predict.cache.file_format import (
     FORMAT_VERSION,
-    MAGIC,
+    KIND,
     SUFFIX,
     Embedding,
     read_embedding,
@@ -125,10 +127,12 @@ def test_disk_round_trip_and_promotion(tmp_path: Path) -> None:
 def test_file_records_version_and_key(tmp_path: Path) -> None:
     path = tmp_path / "e.mlemb"
     write_embedding(path, KEY, make_embedding())
-    data = path.read_bytes()
-    assert data.startswith(MAGIC)
-    assert int.from_bytes(data[6:8], "little") == FORMAT_VERSION
-    assert KEY.model_id.encode() in data and KEY.image_hash.encode() in data
+    with safetensors.safe_open(path, framework="numpy") as f:  # any safetensors reader
+        meta = f.metadata()
+        assert set(f.keys()) == set(make_embedding().arrays)
+    assert meta["format"] == "maskloop." + KIND and meta["version"] == str(FORMAT_VERSION)
+    assert (meta["model_id"], meta["image_hash"]) == (KEY.model_id, KEY.image_hash)
+    assert meta["image_size"] == "30,40"
     other = EmbeddingKey(KEY.image_hash, "sam2.1_hiera_large")
     with pytest.raises(ValueError, match="not"):
         read_embedding(path, other)
@@ -145,6 +149,17 @@ def test_empty_and_odd_arrays_round_trip(tmp_path: Path) -> None:
     assert_same(read_embedding(tmp_path / "x.mlemb", KEY), emb)
 
 
+def test_read_arrays_are_writable_and_in_order(tmp_path: Path) -> None:
+    """torch.from_numpy wants writable arrays; the order is the written one, not sorted."""
+    path = tmp_path / ("e" + SUFFIX)
+    emb = make_embedding()
+    emb.arrays = dict(reversed(emb.arrays.items()))
+    write_embedding(path, KEY, emb)
+    got = read_embedding(path, KEY)
+    assert list(got.arrays) == list(emb.arrays)
+    assert all(a.flags.writeable for a in got.arrays.values())
+
+
 def corrupt_truncate(path: Path) -> None:
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 100])
@@ -157,9 +172,19 @@ def corrupt_flip_payload(path: Path) -> None:
 
 
 def corrupt_version(path: Path) -> None:
-    data = bytearray(path.read_bytes())
-    data[6:8] = (FORMAT_VERSION + 1).to_bytes(2, "little")
-    path.write_bytes(bytes(data))
+    with safetensors.safe_open(path, framework="numpy") as f:
+        meta = f.metadata()
+        names = f.keys()  # a safe_open is not iterable
+        arrays = {k: f.get_tensor(k) for k in names}
+    meta["version"] = str(FORMAT_VERSION + 1)
+    path.write_bytes(safetensors.numpy.save(arrays, metadata=meta))
+
+
+def corrupt_old_format(path: Path) -> None:
+    """A file of format version 1 (the hand-written "MLEMB" format) reads as a miss."""
+    header = b'{"model_id": "sam2.1_hiera_tiny", "payload_bytes": 64, "arrays": []}'
+    path.write_bytes(b"MLEMB\0" + (1).to_bytes(2, "little") + len(header).to_bytes(4, "little")
+                     + header + b"\0" * 64)
 
 
 def corrupt_garbage(path: Path) -> None:
@@ -176,10 +201,24 @@ def corrupt_header(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
+@pytest.mark.parametrize("corrupt, match", [
+    (corrupt_truncate, "truncated"), (corrupt_flip_payload, "checksum"),
+    (corrupt_version, f"version {FORMAT_VERSION + 1}, expected {FORMAT_VERSION}"),
+    (corrupt_garbage, "not a MaskLoop embedding"), (corrupt_empty, "truncated"),
+    (corrupt_header, "corrupt"), (corrupt_old_format, "not a MaskLoop embedding"),
+])
+def test_read_embedding_says_what_is_wrong(tmp_path: Path, corrupt, match: str) -> None:
+    path = tmp_path / ("e" + SUFFIX)
+    write_embedding(path, KEY, make_embedding())
+    corrupt(path)
+    with pytest.raises(ValueError, match=match):
+        read_embedding(path, KEY)
+
+
 @pytest.mark.parametrize(
     "corrupt",
     [corrupt_truncate, corrupt_flip_payload, corrupt_version, corrupt_garbage, corrupt_empty,
-     corrupt_header],
+     corrupt_header, corrupt_old_format],
 )
 def test_corrupt_file_is_ignored_deleted_and_rebuilt(tmp_path: Path, caplog, corrupt) -> None:
     emb = make_embedding(5)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 import numpy as np
 import pytest
+import safetensors.numpy
 from pycocotools import mask as coco_mask
 
 from app.core import rle
 from app.core.errors import WireError
 from app.core.types import Box, MaskResult, Point, Prompt
-from app.wire import codecs
+from app.wire import codecs, container
 from app.wire import messages as wire
 
 
@@ -24,16 +26,46 @@ def blob_mask(h: int = 120, w: int = 160) -> np.ndarray:
 
 
 def test_pack_unpack_round_trip_and_corruption() -> None:
-    data = wire.pack({"a": 1}, {"x": b"123", "y": b""})
+    data = wire.pack({"a": 1}, {"x": b"123", "y": b"", "b": b"\xff" * 5})
     header, blobs = wire.unpack(data)
     assert header == {"a": 1}
-    assert blobs == {"x": b"123", "y": b""}
-    with pytest.raises(WireError, match="magic"):
+    assert blobs == {"x": b"123", "y": b"", "b": b"\xff" * 5}
+    assert list(blobs) == ["x", "y", "b"]  # in the order they were packed
+    with pytest.raises(WireError, match="not a MaskLoop message"):
         wire.unpack(b"XXXX" + data[4:])
     with pytest.raises(WireError, match="truncated"):
         wire.unpack(data[:-1])
     with pytest.raises(WireError, match="trailing"):
         wire.unpack(data + b"!")
+    flipped = bytearray(data)
+    flipped[-1] ^= 0xFF
+    with pytest.raises(WireError, match="checksum"):
+        wire.unpack(bytes(flipped))
+
+
+def test_messages_are_safetensors_files_of_their_kind_and_version() -> None:
+    data = wire.pack({"a": [1, "two"]}, {"x": b"123"})
+    loaded = safetensors.numpy.load(data)  # any safetensors reader opens a message
+    assert loaded["x"].tobytes() == b"123"
+    meta = safetensors_metadata(data)
+    assert meta["format"] == "maskloop.message" and meta["version"] == str(wire.WIRE_VERSION)
+    assert json.loads(meta["header"]) == {"a": [1, "two"]}
+    # a cache file, another version, a foreign safetensors file, a version 1 message: refused
+    with pytest.raises(WireError, match="not a MaskLoop message"):
+        wire.unpack(container.encode("embedding", wire.WIRE_VERSION, {}, {"header": "{}"}))
+    with pytest.raises(WireError, match="version 9, expected"):
+        wire.unpack(container.encode("message", 9, {}, {"header": "{}"}))
+    with pytest.raises(WireError, match="not a MaskLoop message"):
+        wire.unpack(safetensors.numpy.save({"x": np.zeros(3, np.uint8)}))
+    with pytest.raises(WireError, match="version 1"):
+        wire.unpack(b"MLW1" + (2).to_bytes(4, "little") + b"{}")
+    with pytest.raises(WireError, match="bad message header"):
+        wire.unpack(container.encode("message", wire.WIRE_VERSION, {}, {"header": "[1]"}))
+
+
+def safetensors_metadata(data: bytes) -> dict[str, str]:
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n])["__metadata__"]
 
 
 def test_rle_is_coco_column_major_and_round_trips() -> None:
@@ -135,3 +167,60 @@ def test_embedding_round_trip(compress: bool) -> None:
     for name, a in arrays.items():
         np.testing.assert_array_equal(back[name], a)
         assert back[name].dtype == np.float16
+
+
+def test_raw_embedding_message_is_a_safetensors_file_of_the_embedding() -> None:
+    arrays = {"image_embed": np.arange(24, dtype=np.float16).reshape(1, 2, 3, 4)}
+    data = wire.encode_embedding(arrays, (3, 4), model_id="m", image_hash="h")
+    loaded = safetensors.numpy.load(data)
+    np.testing.assert_array_equal(loaded["image_embed"], arrays["image_embed"])
+    back, _, _ = wire.decode_embedding(data)
+    assert back["image_embed"].flags.writeable  # torch.from_numpy wants that
+
+
+def _embedding_message(entries: list[dict], blobs: dict[str, np.ndarray]) -> bytes:
+    header = {"wire": wire.WIRE_VERSION, "model_id": "m", "image_hash": "h",
+              "image_size": [4, 4], "arrays": entries}
+    return container.encode("message", wire.WIRE_VERSION, blobs,
+                            {"header": json.dumps(header)})
+
+
+def _z(data: bytes) -> np.ndarray:
+    return np.frombuffer(zlib.compress(data, 9), np.uint8)
+
+
+@pytest.mark.parametrize("entries, blobs, match", [
+    # a zlib bomb: 1 KiB that claims (and would inflate to) 1 GiB
+    ([{"name": "a", "dtype": "<f2", "shape": [1 << 29], "codec": "zlib"}],
+     {"a": _z(b"\0" * (1 << 20))}, "more than"),
+    # a claim within the budget that inflates to more than it says
+    ([{"name": "a", "dtype": "<f2", "shape": [8], "codec": "zlib"}],
+     {"a": _z(b"\0" * (1 << 20))}, "does not inflate"),
+    ([{"name": "a", "dtype": "<f2", "shape": [0], "codec": "zlib"}],
+     {"a": _z(b"\0" * (1 << 20))}, "does not inflate"),
+    ([{"name": "a", "dtype": "<f2", "shape": [-1], "codec": "zlib"}], {"a": _z(b"")}, "shape"),
+    ([{"name": "a", "dtype": "|O", "shape": [1], "codec": "zlib"}], {"a": _z(b"\0" * 8)},
+     "dtype"),
+    # a raw array whose header disagrees with the container
+    ([{"name": "a", "dtype": "<f2", "shape": [1 << 40], "codec": "raw"}],
+     {"a": np.zeros(4, np.float16)}, "header says"),
+    ([{"name": "b", "dtype": "<f2", "shape": [4], "codec": "raw"}],
+     {"a": np.zeros(4, np.float16)}, "'b'"),
+])
+def test_hostile_embedding_messages_are_wire_errors(entries: list[dict],
+                                                    blobs: dict[str, np.ndarray],
+                                                    match: str) -> None:
+    with pytest.raises(WireError, match=match):
+        wire.decode_embedding(_embedding_message(entries, blobs))
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_embedding_of_any_byte_order_and_layout_round_trips(compress: bool) -> None:
+    arrays = {"big": np.arange(6, dtype=">f4").reshape(2, 3), "strided": np.eye(4)[:, ::2],
+              "scalar": np.array(1.5, np.float16)}
+    data = wire.encode_embedding(arrays, (2, 3), model_id="m", image_hash="h",
+                                 compress=compress)
+    back, _, _ = wire.decode_embedding(data)
+    for name, a in arrays.items():
+        np.testing.assert_array_equal(back[name], a)
+        assert back[name].shape == a.shape and back[name].flags.writeable
