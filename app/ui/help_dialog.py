@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QHeaderView,
     QLineEdit,
+    QMenu,
     QMenuBar,
     QTableWidget,
     QTableWidgetItem,
@@ -42,7 +43,7 @@ def key_rows(menu_bar: QMenuBar) -> list[tuple[str, list[tuple[str, str]]]]:
     groups: list[tuple[str, list[tuple[str, str]]]] = []
     for top in menu_bar.actions():
         menu = top.menu()
-        if menu is None:
+        if not isinstance(menu, QMenu):
             continue
         rows = []
         for action in menu.actions():
@@ -105,8 +106,9 @@ class HelpDialog(QDialog):
         out = []
         for r in range(self.table.rowCount()):
             what = self.table.item(r, 1)
-            if what is not None and not self.table.isRowHidden(r):
-                out.append((self.table.item(r, 0).text(), what.text()))
+            keys = self.table.item(r, 0)
+            if what is not None and keys is not None and not self.table.isRowHidden(r):
+                out.append((keys.text(), what.text()))
         return out
 
     def _apply_filter(self, text: str) -> None:
@@ -120,7 +122,9 @@ class HelpDialog(QDialog):
                     self.table.setRowHidden(title_row, not shown_in_group)
                 title_row, shown_in_group = r, False
                 continue
-            hit = not t or t in what.text().lower() or t in self.table.item(r, 0).text().lower()
+            keys = self.table.item(r, 0)
+            hit = (not t or t in what.text().lower()
+                   or (keys is not None and t in keys.text().lower()))
             self.table.setRowHidden(r, not hit)
             shown_in_group = shown_in_group or hit
         if title_row >= 0:

@@ -210,7 +210,10 @@ class LabelChooser(QObject):
         points = tool.state.points
         anchor = QPointF(rect.right(), rect.center().y()) if not rect.isNull() else \
             QPointF(points[-1].x, points[-1].y) if points else None
-        self.ask(anchor, lambda name: tool.accept(name))
+        def chosen(name: str) -> None:
+            tool.accept(name)
+
+        self.ask(anchor, chosen)
 
     def store_shape(self, geom: Geometry, restore: Callable[[], None] | None = None) -> None:
         """A manual polygon or box is finished: store it with the label asked for; Esc in

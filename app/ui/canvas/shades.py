@@ -23,7 +23,8 @@ def shade(colour: str | QColor, index: int) -> QColor:
     if index <= 0:
         return base
     dh, step = STEPS[index % len(STEPS)]
-    h, s, lightness, a = base.getHslF()
+    hsl: tuple[float, float, float, float] = base.getHslF()  # type: ignore[assignment]
+    h, s, lightness, a = hsl
     lo, hi = LIGHT_RANGE
     lightness = lo + (min(max(lightness, lo), hi) - lo + step * (hi - lo)) % (hi - lo)
     hue = ((h if h >= 0 else 0.0) * 360 + dh + 3 * (index // len(STEPS))) % 360 / 360

@@ -48,7 +48,7 @@ FORMATS = [("coco", "COCO (instances JSON, polygons with holes as RLE)"),
            ("masks", "PNG masks (instance + semantic)"),
            ("overlay", "Overlays (images with their masks drawn, for review)")]
 # format -> (export option, [(value, text)]): how the images are placed (--copy-images)
-PLACING = {
+PLACING: dict[str, tuple[str, list[tuple[str | None, str]]]] = {
     "coco": ("copy_images", [(None, "referenced (file_name relative to the image folder)"),
                              ("copy", "copied (images/<split>/)"), ("hardlink", "hard links"),
                              ("symlink", "symbolic links")]),

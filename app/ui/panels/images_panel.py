@@ -5,6 +5,7 @@ that cannot be decoded (a truncated JPEG: its header reads), which a check start
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,9 +195,10 @@ class ImagesPanel(QWidget):
         if rec.content_hash in self._pending:
             return
         self._pending.add(rec.content_hash)
+        h = rec.content_hash
         self.tasks.start(make_thumbnail, path,
-                         on_result=lambda img, h=rec.content_hash: self._thumb_ready(h, img),
-                         on_error=lambda exc, h=rec.content_hash: self._pending.discard(h))
+                         on_result=functools.partial(self._thumb_ready, h),
+                         on_error=lambda _exc: self._pending.discard(h))
 
     def _thumb_ready(self, image_hash: str, image: QImage) -> None:
         self._pending.discard(image_hash)

@@ -4,6 +4,7 @@ they never see the window."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from app.core.types import Geometry
@@ -74,4 +75,4 @@ class InstanceOps:
         for iid in state.selection:
             geom = state.project.instance(iid).geometry
             run_sized(self.tasks, img.width * img.height, resimplify, geom,
-                      on_result=lambda new, iid=iid: store(iid, new))
+                      on_result=functools.partial(store, iid))
