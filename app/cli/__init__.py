@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "import": "app.cli.project_cmds",
     "embed": "app.cli.embed_cmd",
     "eval": "app.cli.eval_cmd",
+    "eval-video": "app.cli.eval_video_cmd",
     "bench": "app.cli.bench_cmd",
     "models": "app.cli.models_cmd",
     "serve": "app.cli.serve_cmd",
