@@ -183,6 +183,12 @@ class ProjectFile:
             raise ProjectError(f"{self._path}: project is closed")
         return self._conn
 
+    def change_count(self) -> int:
+        """How many rows this connection has inserted, updated or deleted so far (SQLite's
+        ``total_changes``): a cheap key for caches of what was read."""
+        with self._lock:
+            return int(self._live().total_changes)
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         """Run one read-only statement (for the store's own modules: commands, formats)."""
         with self._lock:

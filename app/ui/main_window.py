@@ -18,6 +18,7 @@ from app.ui.app_state import AppState
 from app.ui.canvas.convert import rgb_to_display_qimage
 from app.ui.canvas.layers import BrushCursor, HandlesItem, InstanceLayer, MarksItem, MaskLayer
 from app.ui.canvas.shades import instance_shades
+from app.ui.canvas.tiled_image import TILED_PIXELS, TiledImageItem, TiledOpening
 from app.ui.canvas.view import CanvasTool, CanvasView
 from app.ui.feedback import ClickFeedback
 from app.ui.find_all import FindAllBox
@@ -62,6 +63,7 @@ class MainWindow(QMainWindow):
         self.switch_backend = switch_backend  # builds a new predictor, then calls set_bridge
         self._closing = False
         self.tasks = TaskRunner(2, self)
+        self._opening: TiledOpening | None = None  # a large image being opened
         self.session = AnnotationSession(project, self)
         # the application's state: panels, tools and dialogs observe it (app_state.py)
         self.app_state = state = AppState(self.settings, self.session, bridge, self)
@@ -365,6 +367,12 @@ class MainWindow(QMainWindow):
         self.canvas.set_message(f"Loading {record.path} …")
         path = self._encode(record)
         store = self.bridge.images
+        if self._opening is not None:
+            self._opening.cancel()
+            self._opening = None
+        if record.width * record.height > TILED_PIXELS:
+            self._show_tiled(record, path)
+            return
         self.tasks.start(lambda: rgb_to_display_qimage(store.get(record.content_hash, path)),
                          on_result=lambda img: self._image_loaded(record, img),
                          on_error=lambda exc: self._image_failed(record, exc))
@@ -380,11 +388,25 @@ class MainWindow(QMainWindow):
                               [(r.content_hash, root / r.path) for r in nxt])
         return root / record.path
 
+    def _show_tiled(self, record: ImageRecord, path: Path) -> None:
+        """A large image: a first picture from a reduced decode, then the visible tiles of
+        the pyramid level that matches the zoom (canvas/tiled_image.py), all made on the
+        pool; the full image comes from the store the encoder shares (decoded once)."""
+        store, item = self.bridge.images, TiledImageItem(record.width, record.height,
+                                                         self.tasks)
+        self._opening = TiledOpening(
+            self.tasks, item, path, lambda: store.get(record.content_hash, path),
+            on_first_picture=lambda: self._image_loaded(record, item),
+            on_error=lambda exc: self._image_failed(record, exc))
+
     def _image_loaded(self, record: ImageRecord, image: object) -> None:
         if (self._closing or self.session.image is None
                 or self.session.image.id != record.id):
             return  # the person moved on (or closed the window: the project is closed)
-        self.canvas.set_image(QPixmap.fromImage(image))  # type: ignore[arg-type]
+        if isinstance(image, TiledImageItem):
+            self.canvas.set_tiled(image, image.width, image.height)
+        else:
+            self.canvas.set_image(QPixmap.fromImage(image))  # type: ignore[arg-type]
         self.sam_tool.state.bounds = (float(record.width), float(record.height))
         self.refresh_instances()
         self.image_shown.emit(record)
@@ -403,7 +425,14 @@ class MainWindow(QMainWindow):
     def refresh_instances(self) -> None:
         instances = self.session.instances() if self.canvas.image_size else []
         hidden = self.instances_panel.hidden
-        shades = instance_shades(instances, self.session.colour_of)  # one per instance
+        colours: dict[str, str] = {}  # one look-up per label, not one per instance
+
+        def colour_of(label: str) -> str:
+            if label not in colours:
+                colours[label] = self.session.colour_of(label)
+            return colours[label]
+
+        shades = instance_shades(instances, colour_of)  # one per instance
         self.instance_layer.set_instances(
             (i.id, i.geometry, shades[i.id], i.id not in hidden)
             for i in instances if i.id is not None)
@@ -474,6 +503,8 @@ class MainWindow(QMainWindow):
         self.settings.add_recent(self.project.path)
         self.settings.save()
         self._closing = True
+        if self._opening is not None:
+            self._opening.cancel()
         self.proposals.cancel()
         self.sam_tool.clear()  # a mask result still on its way is dropped
         self.session.close()  # late results (polygons, image loads) change nothing

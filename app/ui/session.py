@@ -30,6 +30,8 @@ class AnnotationSession(QObject):
         self.project = project
         self.image: ImageRecord | None = None
         self.undo_stack: commands.UndoStack | None = None
+        # the current image's instances as last read, and (image id, project change count)
+        self._instances: tuple[tuple[int, int], list[Instance]] | None = None
         if not project.labels():
             project.add_label(Label(DEFAULT_LABEL.name, DEFAULT_LABEL.colour, DEFAULT_LABEL.hotkey))
         self.current_label = project.labels()[0].name
@@ -69,9 +71,14 @@ class AnnotationSession(QObject):
 
     # -- instances -------------------------------------------------------------------------
     def instances(self) -> list[Instance]:
+        """The image's instances. Read once per change of the project (the window, the
+        edit tool and the guide all ask after each edit; instances are immutable)."""
         if self.image is None or self.image.id is None:
             return []
-        return self.project.instances(self.image.id)
+        key = (self.image.id, self.project.change_count())
+        if self._instances is None or self._instances[0] != key:
+            self._instances = (key, self.project.instances(self.image.id))
+        return list(self._instances[1])
 
     def _push(self, cmd: commands.Command) -> None:
         if self.undo_stack is None:

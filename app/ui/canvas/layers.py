@@ -82,28 +82,45 @@ class MaskLayer:
 
 
 class InstanceItem(QGraphicsPathItem):
-    """An instance: its shade's translucent fill, then a thin outline over a light halo
-    (visible on any background); the selected ones a wider line and a dashed ring."""
+    """An instance: its shade's translucent fill (this item, no pen), then a thin outline
+    over a light halo (visible on any background); the selected ones a wider line and a
+    dashed ring. Each line is a child path item with a cosmetic pen sharing this item's path
+    (implicitly shared, no copy): Qt draws them all, no Python ``paint`` runs per frame."""
 
     def __init__(self, path: QPainterPath) -> None:
         super().__init__(path)
+        self.setPen(Qt.PenStyle.NoPen)
         self.pens: list[QPen] = []
+        self.lines: list[QGraphicsPathItem] = []
 
-    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
-              widget: QWidget | None = None) -> None:
-        path = self.path()
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(self.brush())
-        painter.drawPath(path)
-        painter.setBrush(Qt.BrushStyle.NoBrush)
-        for pen in self.pens:
-            painter.setPen(pen)
-            painter.drawPath(path)
+    def set_pens(self, pens: list[QPen]) -> None:
+        """The outline's pens, bottom first (each one child item)."""
+        self.pens = pens
+        while len(self.lines) < len(pens):
+            line = QGraphicsPathItem(self.path(), self)
+            line.setBrush(Qt.BrushStyle.NoBrush)
+            line.setFlag(QGraphicsItem.GraphicsItemFlag.ItemStacksBehindParent, False)
+            self.lines.append(line)
+        while len(self.lines) > len(pens):
+            line = self.lines.pop()
+            if line.scene() is not None:
+                line.scene().removeItem(line)  # and from this item's children
+        for line, pen in zip(self.lines, pens, strict=True):
+            line.setPen(pen)
+
+    def set_path(self, path: QPainterPath) -> None:
+        self.setPath(path)
+        for line in self.lines:
+            line.setPath(path)
 
 
 class InstanceLayer:
     """One filled, outlined path per instance; holes show through (odd-even fill). Each
-    instance has its own shade of its label's colour (see shades.py)."""
+    instance has its own shade of its label's colour (see shades.py).
+
+    ``set_instances`` is incremental: an instance whose geometry, colour and visibility are
+    unchanged keeps its item untouched, so an accept costs one new item, not a rebuild of
+    all (``created`` and ``reshaped`` count the items made and the paths replaced)."""
 
     def __init__(self, scene: QGraphicsScene) -> None:
         self.scene = scene
@@ -113,29 +130,49 @@ class InstanceLayer:
         self.all_hidden = False  # H: every instance hidden (the list's ticks are kept)
         self._colours: dict[int, QColor] = {}
         self._visible: dict[int, bool] = {}
+        self._geoms: dict[int, Geometry] = {}
+        self.created = 0  # items made (for tests and the benchmark)
+        self.reshaped = 0  # paths replaced on existing items
 
     def set_instances(self, rows: Iterable[tuple[int, Geometry, str | QColor, bool]]) -> None:
-        """Replace everything: rows of (instance id, geometry, colour, visible)."""
-        for item in self.items.values():
-            self.scene.removeItem(item)
-        self.items.clear()
-        self._colours.clear()
-        self._visible.clear()
+        """Show exactly these rows of (instance id, geometry, colour, visible): new ones get
+        an item, changed ones a new path or style, gone ones lose theirs."""
+        seen: set[int] = set()
         for iid, geom, colour, visible in rows:
-            item = InstanceItem(geometry_path(geom))
-            item.setZValue(Z_INSTANCES)
-            self._visible[iid] = visible
-            item.setVisible(visible and not self.all_hidden)
-            self.scene.addItem(item)
-            self.items[iid] = item
+            seen.add(iid)
+            item = self.items.get(iid)
+            if item is None:
+                item = InstanceItem(geometry_path(geom))
+                item.setZValue(Z_INSTANCES)
+                self.scene.addItem(item)
+                self.items[iid] = item
+                self.created += 1
+                restyle = True
+            else:
+                old = self._geoms.get(iid)
+                if old is not geom and not _same_geometry(old, geom):
+                    item.set_path(geometry_path(geom))
+                    self.reshaped += 1
+                restyle = self._colours.get(iid) != QColor(colour)
+            self._geoms[iid] = geom
             self._colours[iid] = QColor(colour)
-            self._style(iid)
+            if self._visible.get(iid) != visible or restyle:
+                self._visible[iid] = visible
+                item.setVisible(visible and not self.all_hidden)
+            if restyle:
+                self._style(iid)
+        for iid in [i for i in self.items if i not in seen]:
+            self.scene.removeItem(self.items.pop(iid))
+            self._colours.pop(iid, None)
+            self._visible.pop(iid, None)
+            self._geoms.pop(iid, None)
 
     def set_geometry(self, iid: int, geom: Geometry | None) -> None:
         """Live preview of an edit (not stored)."""
         item = self.items.get(iid)
         if item is not None:
-            item.setPath(geometry_path(geom) if geom is not None else QPainterPath())
+            item.set_path(geometry_path(geom) if geom is not None else QPainterPath())
+            self._geoms.pop(iid, None)  # the stored geometry is drawn again on refresh
 
     def set_opacity(self, opacity: float) -> None:
         self.opacity = opacity
@@ -143,9 +180,12 @@ class InstanceLayer:
             self._style(iid)
 
     def set_selected(self, ids: Iterable[int]) -> None:
-        self.selected = set(ids)
-        for iid in self.items:
-            self._style(iid)
+        new = set(ids)
+        changed = new ^ self.selected
+        self.selected = new
+        for iid in changed:
+            if iid in self.items:
+                self._style(iid)
 
     def set_visible(self, iid: int, visible: bool) -> None:
         if iid in self.items:
@@ -169,13 +209,18 @@ class InstanceLayer:
         line = outline_colour(colour)
         if selected:
             ants = cosmetic_pen(QColor(20, 20, 20), 1.5, Qt.PenStyle.DashLine)
-            item.pens = [cosmetic_pen(QColor(255, 255, 255), 4.5), cosmetic_pen(colour, 2.0),
-                         ants]
+            item.set_pens([cosmetic_pen(QColor(255, 255, 255), 4.5), cosmetic_pen(colour, 2.0),
+                           ants])
         else:
             halo = QColor(255, 255, 255, 150)
-            item.pens = [cosmetic_pen(halo, 2.6), cosmetic_pen(line, 1.2)]
-        item.setPen(item.pens[0])  # the widest: Qt's bounding rect leaves room for it
-        item.update()
+            item.set_pens([cosmetic_pen(halo, 2.6), cosmetic_pen(line, 1.2)])
+
+
+def _same_geometry(a: Geometry | None, b: Geometry) -> bool:
+    """The same shape, coordinate for coordinate (shapely's exact comparison, in C)."""
+    if a is None or a.geom_type != b.geom_type:
+        return False
+    return bool(a.equals_exact(b, 0.0))
 
 
 class BrushCursor(QGraphicsItem):

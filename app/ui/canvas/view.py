@@ -17,6 +17,7 @@ from PySide6.QtGui import (
     QWheelEvent,
 )
 from PySide6.QtWidgets import (
+    QGraphicsItem,
     QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsSimpleTextItem,
@@ -75,6 +76,7 @@ class CanvasView(QGraphicsView):
         self._pixmap_item.setZValue(-10)
         self._pixmap_item.setCacheMode(QGraphicsPixmapItem.CacheMode.NoCache)
         self.scene().addItem(self._pixmap_item)
+        self.tiled_item: QGraphicsItem | None = None  # a large image's tiles, instead
         self._message = QGraphicsSimpleTextItem()
         self._message.setBrush(QColor(230, 120, 120))
         self._message.setZValue(100)
@@ -89,20 +91,39 @@ class CanvasView(QGraphicsView):
 
     # -- content ---------------------------------------------------------------------------
     def set_image(self, pixmap: QPixmap) -> None:
+        self._drop_tiled()
         self._message.setText("")
         self._pixmap_item.setPixmap(pixmap)
         large = max(pixmap.width(), pixmap.height()) > LARGE_IMAGE_SIDE
         self._pixmap_item.setTransformationMode(
             Qt.TransformationMode.FastTransformation if large
             else Qt.TransformationMode.SmoothTransformation)
-        self.image_size = (pixmap.width(), pixmap.height())
-        w, h = pixmap.width(), pixmap.height()
+        self._show_size(pixmap.width(), pixmap.height())
+
+    def set_tiled(self, item: QGraphicsItem, width: int, height: int) -> None:
+        """Show a large image as a tiled item (``tiled_image.TiledImageItem``) instead of
+        one pixmap."""
+        self._drop_tiled()
+        self._message.setText("")
+        self._pixmap_item.setPixmap(QPixmap())
+        self.tiled_item = item
+        self.scene().addItem(item)
+        self._show_size(width, height)
+
+    def _show_size(self, w: int, h: int) -> None:
+        self.image_size = (w, h)
         margin = 2.0 * max(w, h)
         self.scene().setSceneRect(QRectF(-margin, -margin, w + 2 * margin, h + 2 * margin))
         self.fit()
 
+    def _drop_tiled(self) -> None:
+        if self.tiled_item is not None:
+            self.scene().removeItem(self.tiled_item)
+            self.tiled_item = None
+
     def set_message(self, text: str) -> None:
         """Show a message where the image would be (a corrupt image, loading...)."""
+        self._drop_tiled()
         self._pixmap_item.setPixmap(QPixmap())
         self.image_size = None
         self._message.setText(text)

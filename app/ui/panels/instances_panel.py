@@ -46,6 +46,7 @@ class InstancesPanel(QWidget):
         self.session = session
         self.state = app_state
         self.hidden: set[int] = set()
+        self._rows: list[tuple[int | None, str, str, bool]] = []  # what the list shows
         self.list = QListWidget()
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.list.itemSelectionChanged.connect(self._selection)
@@ -106,19 +107,33 @@ class InstancesPanel(QWidget):
 
     def set_instances(self, instances: list[Instance],
                       shades: dict[int, QColor] | None = None) -> None:
-        """List ``instances``, each with its shade on the canvas (default: its label's)."""
-        self._updating = True
-        self.list.clear()
+        """List ``instances``, each with its shade on the canvas (default: its label's).
+        Rows that did not change are kept: an accept appends one row, not a new list."""
+        rows: list[tuple[int | None, str, str, bool]] = []
         for inst in instances:
             score = f"  {inst.score:.2f}" if inst.score is not None else ""
             colour = (shades or {}).get(int(inst.id or 0)) or self.session.colour_of(inst.label)
-            item = QListWidgetItem(colour_icon(QColor(colour).name()),
-                                   f"#{inst.id} {inst.label}  ({inst.source.value}){score}")
-            item.setData(Qt.ItemDataRole.UserRole, inst.id)
+            rows.append((inst.id, f"#{inst.id} {inst.label}  ({inst.source.value}){score}",
+                         QColor(colour).name(), inst.id not in self.hidden))
+        keep = 0
+        if self.list.count() == len(self._rows):
+            while keep < min(len(rows), len(self._rows)) and rows[keep] == self._rows[keep]:
+                keep += 1
+        else:
+            self._rows = []
+        self._updating = True
+        if keep == 0:
+            self.list.clear()
+        else:
+            while self.list.count() > keep:
+                self.list.takeItem(self.list.count() - 1)
+        for iid, text, colour_name, shown in rows[keep:]:
+            item = QListWidgetItem(colour_icon(colour_name), text)
+            item.setData(Qt.ItemDataRole.UserRole, iid)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Unchecked if inst.id in self.hidden
-                               else Qt.CheckState.Checked)
+            item.setCheckState(Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
             self.list.addItem(item)
+        self._rows = rows
         self._updating = False
 
     def select(self, ids: list[int]) -> None:

@@ -1,0 +1,279 @@
+"""Large images (issue 16): ``python -m app.bench.big_image [--side 20000] [--jpeg PATH]``.
+
+Prints JSON: the time to the first picture and to the built pyramid, the process's RSS growth
+(peak and after the pyramid) opening a side x side JPEG (written with cv2, quality 90, a
+synthetic texture, unless ``--jpeg``), the frame times of 20 pan/zoom steps while the tiles
+load, and the per-accept cost with 10 against 200 instances on one image. Runs offscreen;
+uses the window's own path (``TiledOpening``, ``TiledImageItem``; the app's decoder
+``load_image`` for the full image, as the image store does)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.bench.timing import summary_ms
+
+FIRST_PICTURE_GOAL_S = 2.0
+RSS_GOAL_BYTES = 1.5e9
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakRss:
+    """Samples the RSS every few ms on a thread; ``peak`` is the largest seen."""
+
+    def __init__(self, every_s: float = 0.02) -> None:
+        self.peak = rss_bytes()
+        self._stop = threading.Event()
+        self._every = every_s
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.peak = max(self.peak, rss_bytes())
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, rss_bytes())
+
+
+def write_jpeg(path: Path, side: int) -> None:
+    """A synthetic textured RGB image: smooth colour fields plus block noise."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 255, (max(2, side // 50), max(2, side // 50), 3), np.uint8)
+    img = cv2.resize(small, (side, side), interpolation=cv2.INTER_LINEAR)
+    noise = rng.integers(0, 40, (max(1, side // 4), max(1, side // 4), 3), np.uint8)
+    img = cv2.add(img, cv2.resize(noise, (side, side), interpolation=cv2.INTER_NEAREST))
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def _wait(app: Any, until: Any, timeout_s: float) -> bool:
+    end = time.perf_counter() + timeout_s
+    while not until():
+        if time.perf_counter() > end:
+            return False
+        app.processEvents()
+        time.sleep(0.002)
+    return True
+
+
+def bench_open(path: Path, steps: int = 20) -> dict[str, Any]:
+    """Open ``path`` as the window does and pan/zoom while its tiles load."""
+    from PySide6.QtWidgets import QApplication
+
+    from app.core.images import image_size, load_image
+    from app.ui.canvas.tiled_image import TiledImageItem, TiledOpening
+    from app.ui.canvas.view import CanvasView
+    from app.ui.tasks import TaskRunner
+
+    app = QApplication.instance() or QApplication([])
+    view = CanvasView()
+    view.resize(1280, 800)
+    view.show()
+    app.processEvents()
+    width, height = image_size(path)
+    runner = TaskRunner(2)
+    base = rss_bytes()
+    peak = PeakRss()
+    t0 = time.perf_counter()
+    item = TiledImageItem(width, height, runner)
+    marks: dict[str, float] = {}
+
+    def first() -> None:
+        view.set_tiled(item, width, height)
+        view.viewport().repaint()
+        marks["first"] = time.perf_counter() - t0
+
+    errors: list[BaseException] = []
+    opening = TiledOpening(runner, item, path, lambda: load_image(path), first, errors.append)
+    _wait(app, lambda: "first" in marks or bool(errors), 120)
+    if errors:
+        raise errors[0]
+    # pan and zoom while the full image decodes, the levels build and the tiles come
+    frames: list[float] = []
+    levels_seen: list[int] = []
+    while_loading = 0
+    cx, cy = width * 0.4, height * 0.45
+    for i in range(steps):
+        if i % 4 == 0:
+            view.zoom_by(1.6)
+        elif i % 4 == 2:
+            view.zoom_by(1 / 1.25)
+        else:
+            view.centerOn(cx + (i % 3) * 300.0, cy + (i % 5) * 200.0)
+        app.processEvents()
+        loading = item.pyramid is None or bool(item.missing)
+        f0 = time.perf_counter()
+        view.viewport().repaint()
+        frames.append(time.perf_counter() - f0)
+        while_loading += loading
+        levels_seen.append(item.level)
+        time.sleep(0.05)  # a person's pace: about 20 steps a second
+    _wait(app, lambda: item.pyramid is not None, 300)
+    marks["pyramid"] = time.perf_counter() - t0
+    view.fit()
+    _wait(app, lambda: view.viewport().repaint() or (not item.missing and bool(item.drawn)),
+          60)
+    marks["fitted_tiles"] = time.perf_counter() - t0
+    # then zoom in from the whole image to 1:1 and pan, each step's new tiles still coming
+    tiled_frames: list[float] = []
+    tiled_levels: list[int] = []
+    with_missing = 0
+    for i in range(steps):
+        if i < 12:
+            view.zoom_by(1.5, None)
+        else:
+            view.centerOn(cx + i * 400.0, cy + (i % 3) * 250.0)
+        app.processEvents()
+        f0 = time.perf_counter()
+        view.viewport().repaint()
+        tiled_frames.append(time.perf_counter() - f0)
+        tiled_levels.append(item.level)
+        with_missing += bool(item.missing)
+        time.sleep(0.05)
+    settled = rss_bytes()
+    peak_rss = peak.stop()
+    pyr = item.pyramid
+    out = {
+        "image": f"{width}x{height}", "jpeg_mb": round(path.stat().st_size / 1e6, 1),
+        "first_picture_s": round(marks["first"], 3),
+        "pyramid_built_s": round(marks["pyramid"], 3),
+        "fitted_view_tiles_s": round(marks["fitted_tiles"], 3),
+        "frames_ms": summary_ms(frames), "frames_while_loading": while_loading,
+        "levels_drawn": levels_seen,
+        "tiled_frames_ms": summary_ms(tiled_frames),
+        "tiled_frames_with_tiles_missing": with_missing, "tiled_levels_drawn": tiled_levels,
+        "rss_growth_peak_gb": round((peak_rss - base) / 1e9, 3),
+        "rss_growth_settled_gb": round((settled - base) / 1e9, 3),
+        "pyramid_budget_mb": round((pyr.budget if pyr else 0) / 2**20, 1),
+        "pyramid_held_mb": round((pyr.nbytes if pyr else 0) / 2**20, 1),
+        "decoded_image_gb": round(width * height * 3 / 1e9, 3),
+    }
+    opening.cancel()
+    runner.wait()
+    view.close()
+    return out
+
+
+def bench_accepts(counts: tuple[int, ...] = (10, 200), accepts: int = 10) -> dict[str, Any]:
+    """Per-accept cost (``session.add_instance`` through the window's refresh) with ``n``
+    instances already on the image, and the instance layer's share of it."""
+    import cv2
+    from PySide6.QtWidgets import QApplication
+    from shapely.geometry import box
+
+    from app.core.types import Source
+    from app.predict.classical.predictor import ClassicalPredictor
+    from app.ui.app import Launcher
+    from app.ui.settings import GuiSettings
+    from app.ui.workers import PredictorBridge
+
+    app = QApplication.instance() or QApplication([])
+    out: dict[str, Any] = {}
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            folder = Path(tmp) / "images"
+            folder.mkdir()
+            cv2.imwrite(str(folder / "a.png"), np.full((1000, 1500, 3), 90, np.uint8))
+            bridge = PredictorBridge(ClassicalPredictor())
+            launcher = Launcher(bridge, GuiSettings(), interactive=False)
+            launcher.open(folder)
+            _wait(app, lambda launcher=launcher: launcher.window is not None, 60)
+            w = launcher.window
+            assert w is not None
+            w.resize(1200, 800)
+            _wait(app, lambda w=w: w.canvas.image_size is not None, 60)
+            side = int(np.ceil(np.sqrt(n + accepts)))
+            cells = [(30 + 1400 * (k % side) / side, 30 + 900 * (k // side) / side)
+                     for k in range(n + accepts)]
+            for x, y in cells[:n]:
+                w.session.add_instance(box(x, y, x + 20, y + 20), Source.MANUAL)
+            layer = w.instance_layer
+            layer_s: list[float] = []
+            original = layer.set_instances
+
+            def timed(rows: Any, original: Any = original, into: list[float] = layer_s
+                      ) -> None:
+                t = time.perf_counter()
+                original(rows)
+                into.append(time.perf_counter() - t)
+
+            layer.set_instances = timed  # type: ignore[method-assign]
+            created = layer.created
+            total_s: list[float] = []
+            for x, y in cells[n:]:
+                app.processEvents()
+                t = time.perf_counter()
+                w.session.add_instance(box(x, y, x + 20, y + 20), Source.MANUAL)
+                app.processEvents()  # the window's update: the new instance's area only
+                total_s.append(time.perf_counter() - t)
+            frame_s = []
+            for _ in range(5):  # for scale: a whole frame with all n instances drawn
+                t = time.perf_counter()
+                w.canvas.viewport().repaint()
+                frame_s.append(time.perf_counter() - t)
+            out[str(n)] = {"accept_ms": summary_ms(total_s),
+                           "instance_layer_ms": summary_ms(layer_s),
+                           "items_created_per_accept": (layer.created - created) / accepts,
+                           "full_frame_ms": summary_ms(frame_s)}
+            w.close()
+            bridge.close()
+    a, b = (out[str(c)] for c in counts[:2])
+    out["accept_ratio"] = round(b["accept_ms"]["p50"] / a["accept_ms"]["p50"], 2)
+    out["instance_layer_ratio"] = round(
+        b["instance_layer_ms"]["p50"] / a["instance_layer_ms"]["p50"], 2)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m app.bench.big_image")
+    parser.add_argument("--side", type=int, default=20000)
+    parser.add_argument("--jpeg", type=Path, default=None, help="an existing JPEG to open")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--skip-accepts", action="store_true")
+    parser.add_argument("--skip-open", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    result: dict[str, Any] = {}
+    if not args.skip_open:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = args.jpeg
+            if path is None:
+                path = Path(tmp) / f"big{args.side}.jpg"
+                t = time.perf_counter()
+                write_jpeg(path, args.side)
+                result["write_jpeg_s"] = round(time.perf_counter() - t, 1)
+            opened = result["open"] = bench_open(path, args.steps)
+        result["goals"] = {
+            "first_picture_le_2s": opened["first_picture_s"] <= FIRST_PICTURE_GOAL_S,
+            "rss_growth_peak_le_1_5gb": opened["rss_growth_peak_gb"] * 1e9 <= RSS_GOAL_BYTES,
+            "rss_growth_settled_le_1_5gb":
+                opened["rss_growth_settled_gb"] * 1e9 <= RSS_GOAL_BYTES,
+        }
+    if not args.skip_accepts:
+        result["accepts"] = bench_accepts()
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
