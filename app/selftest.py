@@ -146,6 +146,25 @@ def check_sam2(ctx: Context) -> str:
     return f"{predictor.config}, {predictor.device.type}"
 
 
+def check_onnxruntime(ctx: Context) -> str:
+    """The CPU runtime SAM2 is converted to (app/predict/sam2/runtimes) loads and runs a graph
+    in this build: a one-node graph made with onnx, run by ONNX Runtime."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Add", ["x", "x"], ["y"])], "selftest", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    out = session.run(None, {"x": np.array([1.5, -2.0], dtype=np.float32)})[0]
+    _require(np.array_equal(out, [3.0, -4.0]), f"onnxruntime gave {out}")
+    return f"onnxruntime {ort.__version__}, onnx {onnx.__version__}"
+
+
 def check_project(ctx: Context) -> str:
     from app.core.geometry import mask_to_geometry
     from app.core.project import Project
@@ -264,6 +283,7 @@ CHECKS: list[tuple[str, Callable[[Context], str]]] = [
     ("sample image", check_sample),
     ("classical backend", check_classical),
     ("sam2 tiny", check_sam2),
+    ("onnxruntime", check_onnxruntime),
     ("project", check_project),
     ("export coco", check_export_coco),
     ("export yolo", check_export_yolo),

@@ -17,11 +17,14 @@ TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 @pytest.fixture(scope="session", autouse=True)
 def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Point the embedding cache and the models folder at temporary dirs so that tests never
-    read or write the real user cache/data dirs."""
+    read or write the real user cache/data dirs; SAM2 runs on torch unless a test asks for
+    another runtime (tests/predict/test_sam2_runtime.py does): many tests count forward
+    hooks on the torch modules, and converting the model in every test would cost minutes."""
     base = tmp_path_factory.mktemp("user-dirs")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MASKLOOP_CACHE_DIR", str(base / "cache"))
         mp.setenv("MASKLOOP_MODELS_DIR", str(base / "models"))
+        mp.setenv("MASKLOOP_RUNTIME", "torch")
         yield
 
 

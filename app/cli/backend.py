@@ -18,11 +18,14 @@ if TYPE_CHECKING:
     from app.predict.cache.store import EmbeddingCache
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# app.predict.sam2.runtimes.RUNTIMES (not imported here: it imports torch)
+RUNTIMES = ("auto", "torch", "onnxruntime", "openvino")
 BACKENDS = ("sam2", "classical")
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--model NAME | --checkpoint PATH [--config NAME]`` and ``--device``."""
+    """Add ``--model NAME | --checkpoint PATH [--config NAME]``, ``--device`` and
+    ``--runtime``."""
     group = parser.add_argument_group("model")
     which = group.add_mutually_exclusive_group()
     which.add_argument(
@@ -42,6 +45,12 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--device", choices=DEVICES, default="auto",
         help="where SAM2 runs (default: auto = CUDA, then MPS, then CPU)",
+    )
+    group.add_argument(
+        "--runtime", choices=RUNTIMES, default=None,
+        help="what computes SAM2 on a CPU: auto = ONNX Runtime where installed (the model is "
+        "converted once and cached; torch if that fails), torch, onnxruntime or openvino "
+        "(default: $MASKLOOP_RUNTIME, else auto; CUDA and MPS always run torch)",
     )
 
 
@@ -63,6 +72,7 @@ def predictor_from_args(
     checkpoint = getattr(args, "checkpoint", None)
     config = getattr(args, "config", None)
     device = getattr(args, "device", None) or "auto"
+    runtime = getattr(args, "runtime", None)
     if backend not in (None, *BACKENDS):
         raise PredictorError(f"unknown backend {backend!r}; use one of: {', '.join(BACKENDS)}")
     if config is not None and checkpoint is None:
@@ -72,16 +82,19 @@ def predictor_from_args(
             raise PredictorError("--model/--checkpoint need the sam2 backend, not classical")
         return _classical()
     if checkpoint is not None:
-        return sam2_predictor(checkpoint, config=config, device=device, cache=cache)
+        return sam2_predictor(checkpoint, config=config, device=device, cache=cache,
+                              runtime=runtime)
     if model is not None:
         path = installed_checkpoint(model)
         if path is None:
             raise PredictorError(_not_installed(model))
-        return sam2_predictor(path, model_name=model, device=device, cache=cache)
+        return sam2_predictor(path, model_name=model, device=device, cache=cache,
+                              runtime=runtime)
     for name in REGISTRY:
         path = installed_checkpoint(name)
         if path is not None:
-            return sam2_predictor(path, model_name=name, device=device, cache=cache)
+            return sam2_predictor(path, model_name=name, device=device, cache=cache,
+                                  runtime=runtime)
     if backend == "sam2":
         raise PredictorError(
             "no SAM2 model is installed: run 'maskloop models download tiny' "
@@ -97,16 +110,17 @@ def sam2_predictor(
     config: str | None = None,
     device: str = "auto",
     cache: EmbeddingCache | None = None,
+    runtime: str | None = None,
 ) -> Predictor:
     """A local SAM2 predictor: a registry model's checkpoint (``model_name``) or a custom
-    checkpoint with an optional config."""
+    checkpoint with an optional config; ``runtime`` None: $MASKLOOP_RUNTIME, else auto."""
     from app.predict.sam2.predictor import SAM2Predictor
 
     if model_name is not None:
         spec = get_model(model_name)
         return SAM2Predictor(checkpoint, spec.config, spec.model_id, device, cache,
-                             name=f"SAM2.1 {spec.name}")
-    return SAM2Predictor(checkpoint, config, None, device, cache)
+                             name=f"SAM2.1 {spec.name}", runtime=runtime)
+    return SAM2Predictor(checkpoint, config, None, device, cache, runtime=runtime)
 
 
 def random_weight_sam2(config: str = "tiny", device: str = "cpu", seed: int = 0) -> object:

@@ -68,10 +68,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from app.cli.bench_server_cmd import add_server_bench_args
 
     add_server_bench_args(parser)
+    add_scenario_args(parser)
+    add_runtime_bench_args(parser)
     parser.set_defaults(func=run)
 
 
+def add_scenario_args(parser: argparse.ArgumentParser) -> None:
+    """``--scenario``: a person labelling, through the real prediction service."""
+    parser.add_argument("--scenario", action="store_true",
+                        help="play clicks through the real prediction service: clicking while "
+                        "the next images are prefetched, and a closed-loop session, with and "
+                        "without prefetch (see app/bench/scenario.py)")
+    parser.add_argument("--scenario-images", type=_positive, default=6,
+                        help="images of the closed-loop session (default: 6)")
+    parser.add_argument("--scenario-clicks", type=_positive, default=4,
+                        help="clicks per image of the closed-loop session (default: 4)")
+    parser.add_argument("--scenario-open-clicks", type=_positive, default=8,
+                        help="clicks of each clicking-while-prefetching run (default: 8)")
+    parser.add_argument("--scenario-interval", type=float, default=1.5,
+                        help="seconds between two clicks (default: 1.5)")
+    parser.add_argument("--scenario-quiet", action="store_true",
+                        help="skip the runs with a busy neighbour process")
+
+
+def run_scenario_cmd(args: argparse.Namespace) -> int:
+    from app.bench.scenario import ScenarioOptions, format_scenario, run_scenario
+
+    options = ScenarioOptions(
+        model=args.model, image_size=args.image_size, interval_s=args.scenario_interval,
+        open_clicks=args.scenario_open_clicks, images=args.scenario_images,
+        clicks=args.scenario_clicks, loaded=not args.scenario_quiet)
+    start = time.perf_counter()
+
+    def progress(done: int, total: int, message: str = "") -> None:
+        print(f"[{done}/{total} {time.perf_counter() - start:6.1f} s] {message}",
+              file=sys.stderr, flush=True)
+
+    result = run_scenario(options, progress=progress)
+    print(json.dumps(result) if args.json else format_scenario(result))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "runtimes", False):
+        return run_runtimes_cmd(args)
+    if getattr(args, "scenario", False):
+        return run_scenario_cmd(args)
     if getattr(args, "server_load", False):
         from app.cli.bench_server_cmd import run_server_load
 
@@ -157,3 +199,48 @@ def format_report(result: dict[str, Any]) -> str:
             f"(cv2 {up['shown_cv2_ms']['p50']:.1f} ms, {up['shown_cv2_vs_all']}x, "
             f"{up['cv2_pixels_differing']} pixels differ from torch's)")
     return "\n".join(lines)
+
+
+def _thread_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected thread counts such as 1,2; got {text!r}")
+    return values
+
+
+def add_runtime_bench_args(parser: argparse.ArgumentParser) -> None:
+    """``--runtimes``: encode and decode on torch, ONNX Runtime and OpenVINO side by side."""
+    parser.add_argument("--runtimes", action="store_true",
+                        help="compare the CPU runtimes (torch eager, onnxruntime, openvino): "
+                        "encode and one-point decode per thread setting, interleaved, with "
+                        "ratios to torch and deviations (see app/bench/runtimes.py)")
+    parser.add_argument("--runtime-threads", type=_thread_list, default=(1, 2),
+                        metavar="N[,N...]", help="thread settings of --runtimes (default: 1,2)")
+    parser.add_argument("--runtime-encodes", type=_positive, default=3,
+                        help="timed encodes per runtime and setting (default: 3)")
+    parser.add_argument("--runtime-decodes", type=_positive, default=20,
+                        help="timed decodes per runtime and setting (default: 20)")
+
+
+def run_runtimes_cmd(args: argparse.Namespace) -> int:
+    from app.bench.runtimes import (
+        RuntimeBenchOptions,
+        format_runtime_report,
+        run_runtime_bench,
+    )
+
+    options = RuntimeBenchOptions(
+        model=args.model, image_size=args.image_size, threads=args.runtime_threads,
+        encodes=args.runtime_encodes, decodes=args.runtime_decodes,
+        checkpoint=args.checkpoint, config=args.config)
+    start = time.perf_counter()
+
+    def progress(message: str) -> None:
+        print(f"[{time.perf_counter() - start:6.1f} s] {message}", file=sys.stderr, flush=True)
+
+    result = run_runtime_bench(options, progress=progress)
+    print(json.dumps(result) if args.json else format_runtime_report(result))
+    return 0

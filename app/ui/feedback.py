@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QTimer
 
+from app.predict.service.types import Phase, ProgressEvent
 from app.ui.canvas.feedback import BusyRing
 
 if TYPE_CHECKING:
@@ -82,8 +83,8 @@ class ClickFeedback(QObject):
         self.ring.set_text("waiting for the encoder" if fraction is None
                            else f"encoding {100 * fraction:.0f}%")
 
-    def _progress(self, message: str, done: int, total: int) -> None:
-        if message == "encoding image":
+    def _progress(self, event: ProgressEvent) -> None:
+        if event.phase is Phase.ENCODING:
             self._update_text()
 
     def _embedded(self, key: object, seconds: float) -> None:

@@ -118,6 +118,15 @@ class LoadingPredictor:
     def predict(self, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
         return self._wait(None).predict(key, prompt)
 
+    def start_embed(self, image: np.ndarray, image_hash: str | None = None) -> Any:
+        """The loaded predictor's resumable encode (asked only once its capabilities,
+        then the loaded predictor's, say ``resumable_encode``)."""
+        return self._wait(None).start_embed(image, image_hash)  # type: ignore[attr-defined]
+
+    def set_threads(self, n: int) -> None:
+        """The loaded predictor's thread count (asked only where it has ``thread_control``)."""
+        self._wait(None).set_threads(n)  # type: ignore[attr-defined]
+
     def segment_everything(self, image: EmbeddingKey | np.ndarray, **knobs: Any
                            ) -> list[MaskProposal]:
         return self._wait(knobs.get("cancel")).segment_everything(image, **knobs)

@@ -15,7 +15,14 @@ import time
 from PySide6.QtCore import QObject, Slot
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
+from app.predict.service.types import Phase, ProgressEvent
+
 MESSAGE_MS = 8000
+_WORDS = {  # how the status bar names the work in progress
+    Phase.PREFETCHING: "prefetching next images",
+    Phase.SEGMENTING: "segmenting everything",
+    Phase.FINDING: "finding",
+}
 
 
 class StatusLine(QObject):
@@ -61,9 +68,10 @@ class StatusLine(QObject):
         self.saved.setText(f"✓ saved {time.strftime('%H:%M:%S')}")
         self.saved.setToolTip(f"Every change is written to {where} at once")
 
-    @Slot(str, int, int)
-    def progress(self, message: str, done: int, total: int) -> None:
-        if message == "encoding image":
+    @Slot(object)
+    def progress(self, event: ProgressEvent) -> None:
+        done, total = event.done, event.total
+        if event.phase is Phase.ENCODING:
             if total > 1:  # the encoder's blocks
                 self.encode_fraction = done / total
                 self.encode.setText(f"encoding {100 * done // total}%")
@@ -73,10 +81,13 @@ class StatusLine(QObject):
                 self.encode_fraction = None
                 self.encode.setText("encoding…")
             return
-        if message == "image encoded":
+        if event.phase is Phase.ENCODED:
             self._encode_done()
         elif total and done < total:
-            self.encode.setText(f"{message} {done}/{total}")
+            words = _WORDS.get(event.phase, event.phase.value)
+            if event.phase is Phase.FINDING:
+                words = f"{words} {event.detail!r}"
+            self.encode.setText(f"{words} {done}/{total}")
         else:
             self.encode.setText("")
 

@@ -5,7 +5,6 @@ GUI thread. Also the decoded-image store shared by the display and the encoder."
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -13,10 +12,11 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from app.core.errors import ImageError
+from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
 from app.predict.base import Capabilities, Predictor, SourceKind
 from app.predict.service.service import PredictionService
-from app.predict.service.types import Job, JobKind, ServiceCallbacks
+from app.predict.service.types import Job, JobKind, Phase, ProgressEvent, ServiceCallbacks
 from app.ui.encode_progress import EncodeProgress
 
 FileVersion = tuple[int, int] | None  # (size, mtime in ns) of a file; None: it is missing
@@ -41,25 +41,24 @@ class ImageStore:
         self.capacity = capacity
         self._loader = loader
         self._lock = threading.Lock()
-        self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._images = BoundedCache[str, np.ndarray](capacity)
         self._busy: dict[str, threading.Lock] = {}
 
     def get(self, image_hash: str, path: Path) -> np.ndarray:
         """The decoded image (raises ImageError when the file cannot be read)."""
         with self._lock:
-            if image_hash in self._images:
-                self._images.move_to_end(image_hash)
-                return self._images[image_hash]
+            image = self._images.get(image_hash)  # now the most recent
+            if image is not None:
+                return image
             key_lock = self._busy.setdefault(image_hash, threading.Lock())
         with key_lock:
             with self._lock:
-                if image_hash in self._images:
-                    return self._images[image_hash]
+                image = self._images.get(image_hash)
+                if image is not None:
+                    return image
             image = self._load(path)
             with self._lock:
-                self._images[image_hash] = image
-                while len(self._images) > self.capacity:
-                    self._images.popitem(last=False)
+                self._images.put(image_hash, image)
                 self._busy.pop(image_hash, None)
             return image
 
@@ -86,14 +85,14 @@ class PredictorBridge(QObject):
     Signals (delivered on the GUI thread when connected to QObject slots):
       embedding_ready(key, seconds), predicted(request_id, MaskResult, latency_ms),
       failed(kind, request_id, message) with kind "predict" | "embed" | "prefetch" |
-      "everything" (request_id -1 for encodes), progress(message, done, total),
+      "everything" (request_id -1 for encodes), progress(ProgressEvent),
       proposals_ready(request_id, list[MaskProposal]).
     """
 
     embedding_ready = Signal(object, float)
     predicted = Signal(int, object, float)
     failed = Signal(str, int, str)
-    progress = Signal(str, int, int)
+    progress = Signal(object)  # ProgressEvent
     proposals_ready = Signal(int, object)
     # worker thread -> GUI thread: a failure and the image it was about (queued)
     _job_failed = Signal(str, int, str, object)
@@ -243,11 +242,14 @@ class PredictorBridge(QObject):
         self.failed.emit(kind, generation, message)
 
     def _encode_step(self, done: int, total: int) -> None:
-        """(worker thread) The current image's encoder is at step ``done`` of ``total``."""
-        self.progress.emit("encoding image", int(done), int(total))
+        """(worker thread) The current image's encoder is at step ``done`` of ``total`` (a
+        predictor that encodes in one call but tells its steps; the service tells those of
+        a resumable encode itself)."""
+        self.progress.emit(ProgressEvent(Phase.ENCODING, int(done), int(total),
+                                         self.current_hash))
 
-    def _progress(self, message: str, done: int, total: int) -> None:
-        self.progress.emit(str(message), int(done), int(total))
+    def _progress(self, event: ProgressEvent) -> None:
+        self.progress.emit(event)
 
     def _everything(self, proposals: list[MaskProposal], generation: int) -> None:
         self.proposals_ready.emit(int(generation), proposals)

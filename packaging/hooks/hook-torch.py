@@ -1,6 +1,7 @@
 """torch, trimmed: pyinstaller-hooks-contrib's hook (kept for its CUDA and MKL handling), minus
 what MaskLoop never loads: test binaries and programs, C++ headers, the compiler stack
-(dynamo/inductor), ONNX export and torch's own test suite. CUDA libraries stay when the
+(dynamo/inductor) and torch's own test suite. ``torch.onnx`` stays: the CPU runtime converts
+the model with its TorchScript exporter (app/predict/sam2/runtimes). CUDA libraries stay when the
 installed torch is a CUDA build: that is how a GPU bundle is made."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import PyInstaller.utils.hooks as pyi_hooks
 
 # Submodules never imported by the app (checked against sys.modules after a self-test).
 SKIPPED_PACKAGES = (
-    "torch._dynamo", "torch._inductor", "torch.onnx", "torch.testing._internal.",
+    "torch._dynamo", "torch._inductor", "torch.testing._internal.",
     "torch.utils.benchmark", "torch.utils.tensorboard", "torch.utils.bottleneck",
     "torch.utils.cpp_extension", "torch.utils.hipify", "torch._numpy", "torch.contrib",
     "torch.distributed.elastic", "torch.distributed.checkpoint", "torch.distributed.fsdp",
@@ -26,7 +27,7 @@ SKIPPED_PACKAGES = (
 SKIPPED_DATA = (
     "test/", "bin/protoc", "bin/test", "bin/FileStore", "bin/HashStore", "bin/TCPStore",
     "bin/script_module", "bin/upgrader_models", "include/", "share/", "_inductor/", "_dynamo/",
-    "testing/", "utils/benchmark/", "utils/hipify/", "onnx/",
+    "testing/", "utils/benchmark/", "utils/hipify/",
 )
 SKIPPED_LIBS = ("libjitbackend_test", "libtorchbind_test", "libbackend_with_compiler",
                 "libaoti_custom_ops")

@@ -167,7 +167,8 @@ def test_reversed_box_is_normalised(predictor, keys) -> None:
 def test_sam2_building_blocks_give_the_same_features_and_logits(predictor, encoder_runs, images):
     """The encoder's input is the image resized (bilinear) and normalised; sam2's own
     ``forward_image`` on it, put through sam2's own calls in the test
-    (_prepare_backbone_features, no_mem_embed), gives the stored features; the prompt encoder and mask decoder called here give our logits."""
+    (_prepare_backbone_features, no_mem_embed), gives the stored features; the prompt
+    encoder and mask decoder called here give our logits."""
     model = predictor.model
     key, batch = encoder_runs["small"]
     image = images["small"]

@@ -19,7 +19,7 @@ from app.predict.cache.file_format import Embedding
 from app.predict.cache.store import EmbeddingCache
 from app.predict.classical.predictor import ClassicalPredictor
 from app.predict.service.service import PredictionService
-from app.predict.service.types import Job, JobKind, ServiceCallbacks
+from app.predict.service.types import Job, JobKind, Phase, ProgressEvent, ServiceCallbacks
 
 WAIT = 10.0  # seconds before a test gives up waiting for an event (never reached when passing)
 
@@ -132,7 +132,7 @@ class Recorder:
             on_embedding_ready=lambda key, sec: self._add("ready", key.image_hash),
             on_mask=lambda result, prompt, gen, ms: self._add("mask", (gen, result, ms)),
             on_error=lambda exc, job: self._add("error", (exc, job)),
-            on_progress=lambda msg, done, total: self._add("progress", (msg, done, total)),
+            on_progress=lambda event: self._add("progress", event),
             on_everything=lambda proposals, gen: self._add("everything", (gen, proposals)),
         )
 
@@ -231,8 +231,8 @@ def test_prefetch_runs_after_the_current_image_in_order(service, predictor, rec)
     assert service.wait_idle(WAIT)
     assert predictor.embed_calls == ["A", "B", "C"]
     assert rec.of("ready") == ["A"]  # prefetches are not the current image
-    prefetch_progress = [p for p in rec.of("progress") if p[0].startswith("prefetch")]
-    assert [(d, t) for _, d, t in prefetch_progress] == [(1, 2), (2, 2)]
+    prefetch_progress = [p for p in rec.of("progress") if p.phase is Phase.PREFETCHING]
+    assert [(p.done, p.total) for p in prefetch_progress] == [(1, 2), (2, 2)]
     # The predictor now holds C: a click on A re-embeds A first, then answers.
     service.request_mask(click(), generation=1)
     assert service.wait_idle(WAIT)
@@ -371,7 +371,7 @@ def test_segment_everything_waits_for_the_encode_and_yields_to_clicks(
     assert rec.kinds() == ["ready", "mask", "everything"]
     gen, proposals = rec.of("everything")[0]
     assert gen == 4 and len(proposals) == 2  # grey background and the white square
-    assert ("segmenting", 0, 8) in rec.of("progress")
+    assert ProgressEvent(Phase.SEGMENTING, 0, 8, "A", "segmenting") in rec.of("progress")
     assert predictor.embed_calls == ["A", "B"]  # prefetch came last
 
 
@@ -396,7 +396,7 @@ def test_find_all_is_a_job_of_its_own(service, predictor, rec) -> None:
     assert rec.kinds() == ["ready", "everything"]
     gen, proposals = rec.of("everything")[0]
     assert gen == 2 and len(proposals) == 1 and proposals[0].mask.any()
-    assert ("finding '255'", 0, 1) in rec.of("progress")
+    assert ProgressEvent(Phase.FINDING, 0, 1, "A", "255") in rec.of("progress")
 
 
 def test_a_failed_find_all_is_reported_as_find_all(service, predictor, rec) -> None:
@@ -473,12 +473,14 @@ def test_a_failed_prefetch_counts_as_done(service, predictor, rec) -> None:
 
     service.set_current_image("A", loader(10), prefetch=[("B", broken), ("C", loader(30))])
     assert service.wait_idle(WAIT)
-    prefetch_progress = [(d, t) for m, d, t in rec.of("progress") if m.startswith("prefetch")]
+    prefetch_progress = [(p.done, p.total) for p in rec.of("progress")
+                         if p.phase is Phase.PREFETCHING]
     assert prefetch_progress == [(1, 2), (2, 2)]
     assert [job for _, job in rec.of("error")] == [Job(JobKind.PREFETCH, "B")]
     assert predictor.embed_calls == ["A", "C"] and service.stats.errors == 1
     # again, C now skipped as prefetched lately: the progress still reaches its total
     service.set_current_image("A", loader(10), prefetch=[("B", broken), ("C", loader(30))])
     assert service.wait_idle(WAIT)
-    prefetch_progress = [(d, t) for m, d, t in rec.of("progress") if m.startswith("prefetch")]
+    prefetch_progress = [(p.done, p.total) for p in rec.of("progress")
+                         if p.phase is Phase.PREFETCHING]
     assert prefetch_progress[2:] == [(1, 2), (2, 2)]

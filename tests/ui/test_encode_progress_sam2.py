@@ -12,6 +12,8 @@ from PySide6.QtCore import QObject, Slot
 from pytestqt.qtbot import QtBot
 from ui_helpers import scene_image, write_png
 
+from app.predict.service.types import Phase, ProgressEvent
+
 pytestmark = pytest.mark.slow
 
 SLOW = 240000  # ms: a CPU encode on a busy 2-core machine
@@ -20,11 +22,11 @@ SLOW = 240000  # ms: a CPU encode on a busy 2-core machine
 class Progress(QObject):
     def __init__(self) -> None:
         super().__init__()
-        self.seen: list[tuple[str, int, int]] = []
+        self.seen: list[ProgressEvent] = []
 
-    @Slot(str, int, int)
-    def progress(self, message: str, done: int, total: int) -> None:
-        self.seen.append((message, done, total))
+    @Slot(object)
+    def progress(self, event: ProgressEvent) -> None:
+        self.seen.append(event)
 
 
 def test_the_bridge_tells_each_encoder_step(qtbot: QtBot, tmp_path: Path,
@@ -49,8 +51,10 @@ def test_the_bridge_tells_each_encoder_step(qtbot: QtBot, tmp_path: Path,
     try:
         image = write_png(tmp_path / "a.png", scene_image())
         bridge.set_image("a", image)
-        qtbot.waitUntil(lambda: ("image encoded", 1, 1) in seen.seen, timeout=SLOW)
-        encoding = [(d, t) for m, d, t in seen.seen if m == "encoding image" and t > 1]
+        qtbot.waitUntil(lambda: ProgressEvent(Phase.ENCODED, 1, 1, "a") in seen.seen,
+                        timeout=SLOW)
+        encoding = [(e.done, e.total) for e in seen.seen
+                    if e.phase is Phase.ENCODING and e.image_hash == "a" and e.total > 1]
         assert encoding == [(i, steps) for i in range(steps)]
         assert predictor.encode_progress is None  # unhooked after the encode
     finally:

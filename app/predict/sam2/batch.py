@@ -98,9 +98,6 @@ def _predict_wave(p: SAM2Predictor, items: Sequence[tuple[EmbeddingKey, Prompt]]
                                  f"shape {np.shape(prompt.mask_input)}")
         if key not in feats:
             feats[key] = p.activate(key)
-    if p._dense_pe is None:
-        with inference(p.precision):
-            p._dense_pe = p.model.sam_prompt_encoder.get_dense_pe()
     on_cpu = p.device.type == "cpu"
     chunks = _chunks([(i, feats[k], pr) for i, (k, pr) in enumerate(items)], on_cpu)
     answers: list[MaskResult | None] = [None] * len(items)
@@ -138,7 +135,7 @@ def _decode_single_threaded(p: SAM2Predictor, chunk: list[_Item]) -> list[MaskRe
 
 def _decode(p: SAM2Predictor, chunk: list[_Item]) -> list[MaskResult]:
     """One prompt-encoder + mask-decoder call for ``chunk`` (one group of ``_chunks``)."""
-    model, device, res = p.model, p.device, p.model.image_size
+    device, res = p.device, p.model.image_size
     coords, labels, masks = [], [], []
     for _, f, pr in chunk:
         c, lab = prompt_tensors(pr, f.orig_hw, res, device)
@@ -158,13 +155,10 @@ def _decode(p: SAM2Predictor, chunk: list[_Item]) -> list[MaskResult]:
     multimask = chunk[0][2].multimask
     out: list[MaskResult] = []
     with inference(p.precision):
-        sparse, dense = model.sam_prompt_encoder(
-            points=(torch.cat(coords), torch.cat(labels)), boxes=None,
-            masks=torch.cat(masks) if masks else None)
-        low_res, iou, _, _ = model.sam_mask_decoder(
-            image_embeddings=embed, image_pe=p._dense_pe, sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense, multimask_output=multimask,
-            repeat_image=one_image and len(chunk) > 1, high_res_features=high_res)
+        low_res, iou = p.decoder.decode(
+            embed, high_res, torch.cat(coords), torch.cat(labels),
+            torch.cat(masks) if masks else None, multimask,
+            repeat_image=one_image and len(chunk) > 1)
         for j, (_, f, _) in enumerate(chunk):
             logits = low_res[j].float()
             full, _ = upscale_masks(logits, f.orig_hw)

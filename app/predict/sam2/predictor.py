@@ -26,7 +26,8 @@ from app.predict.base import Capabilities, PredictorError, SourceKind
 from app.predict.cache.file_format import Embedding
 from app.predict.cache.store import EmbeddingCache
 from app.predict.sam2 import reference as ref
-from app.predict.sam2.encoder import EncoderSteps, EncodeRun, TorchEncoderSteps, encode_all
+from app.predict.sam2.decoder import MaskDecoder
+from app.predict.sam2.encoder import EncoderSteps, EncodeRun, encode_all
 from app.predict.sam2.features import (
     ImageFeatures,
     check_image,
@@ -44,6 +45,7 @@ from app.predict.sam2.model import (
     precision_for,
     upscale_masks,
 )
+from app.predict.sam2.runtimes import LoadedRuntime, load_runtime
 
 __all__ = ["SAM2Predictor", "load_predictor"]
 
@@ -60,32 +62,36 @@ class SAM2Predictor:
         cache: EmbeddingCache | None = None,
         *,
         name: str | None = None,
+        runtime: str | None = None,
     ) -> None:
         """Load ``checkpoint`` with ``config`` (guessed from the weights when None).
         ``model_id`` defaults to "custom-<sha256 prefix of the file>"; ``name`` is shown in
-        ``description`` (default: the checkpoint's file name)."""
+        ``description`` (default: the checkpoint's file name). ``runtime`` ("auto", "torch",
+        "onnxruntime", "openvino"; None: $MASKLOOP_RUNTIME, else "auto") is what computes on
+        a CPU (see ``app/predict/sam2/runtimes``: the first load converts the model)."""
         path = Path(checkpoint)
         model, config = load_sam2(path, config, device)
         if model_id is None:
             model_id = f"custom-{file_sha256(path)[:16]}"
-        self._setup(model, model_id, cache, name or f"SAM2 {path.name}")
+        self._setup(model, model_id, cache, name or f"SAM2 {path.name}", runtime)
         self.checkpoint: Path | None = path
         self.config = config
 
     @classmethod
     def from_model(
         cls, model: SAM2Base, model_id: str, cache: EmbeddingCache | None = None,
-        name: str | None = None,
+        name: str | None = None, runtime: str | None = None,
     ) -> SAM2Predictor:
         """Wrap an already built model (tests and benchmarks with random weights)."""
         self = cls.__new__(cls)
-        self._setup(model, model_id, cache, name or f"SAM2 {model_id}")
+        self._setup(model, model_id, cache, name or f"SAM2 {model_id}", runtime)
         self.checkpoint = None
         self.config = ""
         return self
 
     def _setup(
-        self, model: SAM2Base, model_id: str, cache: EmbeddingCache | None, name: str
+        self, model: SAM2Base, model_id: str, cache: EmbeddingCache | None, name: str,
+        runtime: str | None = None,
     ) -> None:
         self.model = model
         self.device: torch.device = model.device
@@ -99,10 +105,13 @@ class SAM2Predictor:
         self._dtype = next(model.parameters()).dtype
         self._current: ImageFeatures | None = None
         self._recent: OrderedDict[EmbeddingKey, ImageFeatures] = OrderedDict()
-        self._dense_pe: torch.Tensor | None = None
         self._upscale_buf: torch.Tensor | None = None  # (1, 1, H, W) float32, reused
         self._decode_pool: ThreadPoolExecutor | None = None  # predict_batch on a CPU
-        self.encoder: EncoderSteps = TorchEncoderSteps(model)
+        # what computes: torch's modules, or the model converted for a CPU runtime (ONNX
+        # Runtime by default; torch, with the reason logged, when that fails)
+        self.runtime: LoadedRuntime = load_runtime(model, model_id, runtime)
+        self.encoder: EncoderSteps = self.runtime.encoder
+        self.decoder: MaskDecoder = self.runtime.decoder
         # told (steps done, steps) before each encoder step: the app shows the encode's
         # progress with it (set by the owner of the worker thread, None: nobody asks)
         self.encode_progress: Callable[[int, int], None] | None = None
@@ -115,12 +124,20 @@ class SAM2Predictor:
 
     @property
     def description(self) -> str:
-        return f"{self._name} on {self.device.type} ({self.precision.label})"
+        runtime = "" if self.runtime.name == "torch" else f", {self.runtime.name}"
+        return f"{self._name} on {self.device.type} ({self.precision.label}{runtime})"
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(SourceKind.SAM2, self.device.type, batched_decode=True,
-                            resumable_encode=True)
+                            resumable_encode=True, thread_control=True)
+
+    def set_threads(self, n: int) -> None:
+        """The CPU threads the next jobs use (torch's intra-op threads; a converted model's
+        runtime follows them, loading its graphs for ``n`` threads on first use). No effect
+        off the CPU."""
+        if self.device.type == "cpu":
+            torch.set_num_threads(max(1, int(n)))
 
     def embed(
         self,
@@ -253,7 +270,6 @@ class SAM2Predictor:
         the embedding cache stay usable."""
         self._current = None
         self._recent.clear()
-        self._dense_pe = None
         self._upscale_buf = None
         if self._decode_pool is not None:
             self._decode_pool.shutdown(wait=True)
@@ -394,21 +410,9 @@ class SAM2Predictor:
         multimask: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt encoder + mask decoder (call inside ``inference``); no coords: no prompt."""
-        model = self.model
-        points = None if coords is None or labels is None else (coords, labels)
-        sparse, dense = model.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
-        if self._dense_pe is None:
-            self._dense_pe = model.sam_prompt_encoder.get_dense_pe()
-        low_res, iou, _, _ = model.sam_mask_decoder(
-            image_embeddings=feats.image_embed,
-            image_pe=self._dense_pe,
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-            repeat_image=coords is not None and coords.shape[0] > 1,
-            high_res_features=feats.high_res_feats,
-        )
-        return low_res, iou
+        return self.decoder.decode(
+            feats.image_embed, feats.high_res_feats, coords, labels, mask_input, multimask,
+            repeat_image=coords is not None and coords.shape[0] > 1)
 
 
 class SAM2EncodeJob:
@@ -463,6 +467,8 @@ def load_predictor(
     model_id: str | None = None,
     device: str | None = None,
     cache: EmbeddingCache | None = None,
+    runtime: str | None = None,
 ) -> SAM2Predictor:
     """Load a SAM2 checkpoint as a Predictor (device "auto"/None picks CUDA, MPS, CPU)."""
-    return SAM2Predictor(checkpoint, config, model_id, choose_device(device), cache)
+    return SAM2Predictor(checkpoint, config, model_id, choose_device(device), cache,
+                         runtime=runtime)

@@ -12,6 +12,7 @@ import numpy as np
 
 from app.core.jobs import CancelToken
 from app.core.types import EmbeddingKey, Prompt
+from app.predict.base import EncodeJob
 from app.predict.service.types import ImageLoader, Job, JobKind
 
 
@@ -54,6 +55,19 @@ class _Everything:
     @property
     def kind(self) -> JobKind:
         return JobKind.EVERYTHING if self.text is None else JobKind.FIND_ALL
+
+
+@dataclass
+class _Encode:
+    """A resumable encode (``Predictor.start_embed``) under way, run one step per scheduling
+    round, whether its image is the current one or a next one; paused while it is not
+    wanted, in case the person comes back."""
+
+    hash: str
+    job: EncodeJob
+    image: np.ndarray
+    seconds: float = 0.0  # loading and steps so far
+    step_seconds: float = 0.0  # the steps alone (the encoder work)
 
 
 @dataclass

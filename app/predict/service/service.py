@@ -11,18 +11,29 @@ service's worker thread. Work is taken in this order:
    for it, and a click made meanwhile waits for it too, so the UI offers ``cancel_everything``;
 4. prefetching the embeddings of the next images (speculative, so last).
 
-A click made before the current image is encoded waits and is answered as soon as it is; a
-click cancels a running prefetch (SAM2 stops between encoder blocks), which is queued again
-first. So that frequent clicks on a slow CPU cannot starve it forever, a prefetch that has
-been preempted ``MAX_PREEMPTIONS`` times runs to the end the next time.
-Changing image cancels the stale encode (its ``CancelToken``), drops stale clicks and
-replaces the prefetch list; if the new image is the one being prefetched, that encode simply
-becomes the current one.
+A predictor with ``resumable_encode`` (local SAM2) encodes in steps (``start_embed``): the
+worker runs ONE step of one encode per scheduling round, so a click waits at most one
+encoder step, is decoded between two steps, and the encode then goes on where it stopped.
+Encodes are kept by image: switching images keeps a half-done encode that is still wanted
+(the new current image, or one still in the prefetch list) and resumes it; one no longer
+wanted is kept paused (the ``KEEP_PAUSED`` most recent; older ones are released and their
+steps counted in ``stats.encode_steps_discarded``) in case the person comes back. A click
+and the current image's encode get every worker thread, a prefetch one less, so that a core
+stays with the GUI (where the predictor has ``thread_control``).
+
+Other backends (classical, remote, hosted) encode in one call: a click cancels a running
+prefetch (it stops at its next cancel check) and it is queued again first; so that frequent
+clicks cannot starve it forever, a prefetch preempted ``MAX_PREEMPTIONS`` times runs to the
+end the next time. Changing image cancels the stale encode (its ``CancelToken``); if the new
+image is the one being prefetched, that encode simply becomes the current one.
+
+Either way, changing image drops stale clicks and replaces the prefetch list.
 
 Callbacks run ON THE WORKER THREAD: a Qt UI must marshal them to the GUI thread (emit a
 signal from the callback; a queued connection delivers it in the GUI thread). A callback
 that raises is logged and ignored; an exception in a job is reported through ``on_error`` and
-never kills the worker (a failed prediction leaves the annotations alone).
+never kills the worker (a failed prediction leaves the annotations alone). Progress is told
+as typed ``ProgressEvent``s (``Phase``).
 
 ``PredictionService`` both schedules (what runs next, under its lock) and runs the job bodies
 on its worker thread (load, encode, decode, propose) and reports their outcome through the
@@ -35,19 +46,21 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any
+from typing import Any, ParamSpec
 
 import numpy as np
 
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken, check
+from app.core.threads import worker_threads
 from app.core.types import EmbeddingKey, Prompt
-from app.predict.base import Predictor, PredictorError
+from app.predict.base import EncodeJob, Predictor, PredictorError
 from app.predict.cache.store import EmbeddingCache
 from app.predict.service.records import (
     _Click,
+    _Encode,
     _Everything,
     _Image,
     _Status,
@@ -57,17 +70,22 @@ from app.predict.service.types import (
     ImageLoader,
     Job,
     JobKind,
+    Phase,
+    ProgressEvent,
     ServiceCallbacks,
     ServiceStats,
 )
 
 __all__ = [
-    "MAX_PREEMPTIONS", "PredictionService",
+    "KEEP_PAUSED", "MAX_PREEMPTIONS", "PredictionService",
 ]
 
 log = logging.getLogger(__name__)
 
-MAX_PREEMPTIONS = 2  # clicks that may cancel the prefetch of one image before it must finish
+MAX_PREEMPTIONS = 2  # (one-call encodes) clicks that may cancel one prefetch before it must finish
+KEEP_PAUSED = 2  # (resumable encodes) half-done encodes no longer wanted, kept in case
+CLICK_GAP_MAX_S = 10.0  # a longer pause between an answer and the next click is not clicking
+P = ParamSpec("P")
 
 
 class PredictionService:
@@ -94,6 +112,15 @@ class PredictionService:
         self._prefetch_done = 0
         self._prefetched: OrderedDict[str, None] = OrderedDict()  # recently embedded hashes
         self._preemptions: dict[str, int] = {}  # image hash -> prefetches cancelled by clicks
+        # resumable encodes under way or paused, by image hash, least recently stepped first
+        self._encodes: OrderedDict[str, _Encode] = OrderedDict()
+        self._threads: int | None = None  # the thread count last set (worker thread only)
+        # when a click is expected (resumable encodes): the last answer, the person's usual
+        # pause between an answer and the next click, each encoder step's usual length
+        self._answered_at: float | None = None
+        self._click_gap: float | None = None
+        self._step_s: dict[int, float] = {}
+        self._hold_until: float | None = None  # prefetch held back until then (or a click)
         self._running: _Task | None = None
         self._stopping = False
         self._close_predictor = False
@@ -146,7 +173,12 @@ class PredictionService:
                 self._stats.stale_dropped += 1
             cur = self._current
             target = image_hash or (cur.hash if cur else None)
-            self._click = _Click(prompt, generation, target, time.perf_counter())
+            now = time.perf_counter()
+            self._click = _Click(prompt, generation, target, now)
+            if self._answered_at is not None and now - self._answered_at < CLICK_GAP_MAX_S:
+                gap = now - self._answered_at
+                self._click_gap = gap if self._click_gap is None \
+                    else 0.7 * self._click_gap + 0.3 * gap
             if cur is not None and cur.status == _Status.READY and target == cur.hash:
                 self._preempt_prefetch_locked()
             self._cond.notify_all()
@@ -261,6 +293,7 @@ class PredictionService:
         ):
             running.token.cancel()  # a stale encode: the current image goes first
         self._current = new
+        self._answered_at = None  # the pause before a first click is no click rhythm
         if self._click is not None and self._click.image_hash != new.hash:
             self._stats.stale_dropped += 1
             self._click = None
@@ -302,7 +335,10 @@ class PredictionService:
         )
 
     def _next_locked(self) -> _Task | None:
-        """Pick the next job by priority, dropping stale requests on the way."""
+        """Pick the next job by priority, dropping stale requests on the way (worker thread)."""
+        stepping = self._stepping()
+        if stepping:
+            self._trim_encodes_locked()
         cur = self._current
         click = self._click
         if click is not None:
@@ -318,8 +354,10 @@ class PredictionService:
                 job = Job(JobKind.PREDICT, cur.hash, click.generation)
                 return _Task(job, None, lambda: self._run_click(cur, click, job))
         if cur is not None and cur.status == _Status.PENDING:
-            cur.status = _Status.RUNNING
             job = Job(JobKind.EMBED, cur.hash)
+            if stepping:  # one step, then look again (status stays PENDING until encoded)
+                return _Task(job, None, lambda: self._step_current(cur, job))
+            cur.status = _Status.RUNNING
             return _Task(job, cur.token, lambda: self._run_embed(cur, job))
         ev = self._everything
         if ev is not None:
@@ -330,11 +368,71 @@ class PredictionService:
                 self._everything = None
                 job = Job(ev.kind, cur.hash, ev.generation)
                 return _Task(job, ev.token, lambda: self._run_everything(cur, ev, job))
+        self._hold_until = None
+        if self._prefetch and stepping and self._click_expected_locked():
+            return None
+        if self._prefetch and stepping:
+            head = self._prefetch[0]  # stays queued until encoded, skipped or failed
+            job = Job(JobKind.PREFETCH, head.hash)
+            return _Task(job, None, lambda: self._step_prefetch(head, job))
         if self._prefetch:
             item = self._prefetch.popleft()
             job = Job(JobKind.PREFETCH, item.hash)
             return _Task(job, item.token, lambda: self._run_prefetch(item), item)
         return None
+
+    def _stepping(self) -> bool:
+        """Whether the predictor encodes in resumable steps (read each time: a stand-in
+        predictor becomes the real one once loaded)."""
+        try:
+            resumable = self.predictor.capabilities.resumable_encode
+        except Exception:
+            return False
+        return bool(resumable) and callable(getattr(self.predictor, "start_embed", None))
+
+    def _click_expected_locked(self) -> bool:
+        """Whether a prefetch step now would likely still run when the person's next click
+        comes (the usual pause after an answer, less the step's usual length): then it
+        waits (``_hold_until``) until that click or the end of the window, so that a click
+        does not wait for speculative work. A person who stopped clicking (twice the usual
+        pause) does not hold the prefetch back."""
+        gap, answered = self._click_gap, self._answered_at
+        if gap is None or answered is None or self._current is None \
+                or self._current.status != _Status.READY:
+            return False
+        head = self._encodes.get(self._prefetch[0].hash)
+        index = head.job.done if head is not None else 0
+        known = list(self._step_s.values())
+        step = self._step_s.get(index, max(known) if known else 0.0)
+        now = time.perf_counter()
+        start, end = answered + gap - step, answered + 2.0 * gap
+        if now < start or now >= end:
+            return False
+        self._hold_until = end
+        return True
+
+    def _wanted_locked(self) -> set[str]:
+        cur = self._current
+        wanted = {img.hash for img in self._prefetch}
+        if cur is not None and cur.status == _Status.PENDING:
+            wanted.add(cur.hash)
+        return wanted
+
+    def _trim_encodes_locked(self) -> None:
+        """Release the half-done encodes no longer wanted beyond the ``KEEP_PAUSED`` most
+        recently stepped (worker thread: no step runs now)."""
+        wanted = self._wanted_locked()
+        unwanted = [h for h in self._encodes if h not in wanted]  # least recent first
+        for image_hash in unwanted[:max(0, len(unwanted) - KEEP_PAUSED)]:
+            self._discard_encode_locked(self._encodes.pop(image_hash))
+
+    def _discard_encode_locked(self, enc: _Encode) -> None:
+        job = enc.job
+        done = job.done
+        if 0 < done < job.total:
+            self._stats.encode_steps_discarded += done
+            self._stats.encode_seconds_discarded += enc.step_seconds
+        job.release()
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -344,16 +442,21 @@ class PredictionService:
                 task = self._next_locked()
                 while task is None and not self._stopping:
                     self._cond.notify_all()  # wake wait_idle
-                    self._cond.wait()
+                    hold = self._hold_until
+                    self._cond.wait(None if hold is None
+                                    else max(0.001, hold - time.perf_counter()))
                     task = self._next_locked()
                 if task is None:
                     break
                 self._running = task
+            started = time.perf_counter()
             try:
                 task.run()
             except Cancelled:
                 with self._cond:
                     self._stats.cancelled += 1
+                    if task.job.kind in (JobKind.EMBED, JobKind.PREFETCH):
+                        self._stats.encode_seconds_discarded += time.perf_counter() - started
             except Exception as exc:  # a job never kills the worker
                 self._fail(task.job, exc)
             finally:
@@ -368,20 +471,40 @@ class PredictionService:
 
     # ---- job bodies: run on the worker thread ----
 
-    def _emit(self, name: str, *args: Any) -> None:
-        fn = getattr(self.callbacks, name, None)
+    @staticmethod
+    def _notify(fn: Callable[P, None] | None, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Call one of the callbacks (typed: its own arguments), if set; it may not raise."""
         if fn is None:
             return
         try:
-            fn(*args)
+            fn(*args, **kwargs)
         except Exception:
-            log.exception("prediction service callback %s raised", name)
+            log.exception("prediction service callback %s raised",
+                          getattr(fn, "__name__", fn))
+
+    def _progress(self, event: ProgressEvent) -> None:
+        self._notify(self.callbacks.on_progress, event)
+
+    def _use_threads(self, n: int) -> None:
+        """Give the next job ``n`` CPU threads (where the predictor has ``thread_control``)."""
+        n = max(1, n)
+        if n == self._threads:
+            return
+        setter = getattr(self.predictor, "set_threads", None)
+        try:
+            if not self.predictor.capabilities.thread_control or not callable(setter):
+                return
+            setter(n)
+        except Exception:
+            log.exception("setting %d threads failed", n)
+            return
+        self._threads = n
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         log.warning("%s job for image %s failed: %s", job.kind, job.image_hash, exc)
         with self._cond:
             self._stats.errors += 1
-        self._emit("on_error", exc, job)
+        self._notify(self.callbacks.on_error, exc, job)
 
     def _embed(self, image: np.ndarray, image_hash: str, token: CancelToken | None) -> EmbeddingKey:
         key = self.predictor.embed(image, image_hash=image_hash, cancel=token)
@@ -390,7 +513,7 @@ class PredictionService:
 
     def _run_embed(self, cur: _Image, job: Job) -> None:
         t0 = time.perf_counter()
-        self._emit("on_progress", "encoding image", 0, 1)
+        self._progress(ProgressEvent(Phase.ENCODING, 0, 1, cur.hash))
         try:
             check(cur.token)
             image = cur.loader()
@@ -417,8 +540,8 @@ class PredictionService:
                 return  # the person moved on meanwhile
             cur.status, cur.key, cur.image = _Status.READY, key, image
             self._stats.embeds += 1
-        self._emit("on_progress", "image encoded", 1, 1)
-        self._emit("on_embedding_ready", key, sec)
+        self._progress(ProgressEvent(Phase.ENCODED, 1, 1, cur.hash))
+        self._notify(self.callbacks.on_embedding_ready, key, sec)
 
     def _run_prefetch(self, item: _Image) -> None:
         t0 = time.perf_counter()
@@ -428,7 +551,7 @@ class PredictionService:
                     self._stats.prefetch_skipped += 1
                     self._prefetch_done += 1
                     done, total = self._prefetch_done, self._prefetch_total
-                self._emit("on_progress", "prefetching next images", done, total)
+                self._progress(ProgressEvent(Phase.PREFETCHING, done, total, item.hash))
                 return
             check(item.token)
             try:
@@ -454,7 +577,7 @@ class PredictionService:
             if promoted and cur is not None:
                 self._became_ready(cur, image, key, time.perf_counter() - t0)
             else:
-                self._emit("on_progress", "prefetching next images", done, total)
+                self._progress(ProgressEvent(Phase.PREFETCHING, done, total, item.hash))
         finally:
             with self._cond:
                 cur = self._current
@@ -475,7 +598,7 @@ class PredictionService:
         if promoted:
             return
         self._fail(Job(JobKind.PREFETCH, item.hash), exc)
-        self._emit("on_progress", "prefetching next images", done, total)
+        self._progress(ProgressEvent(Phase.PREFETCHING, done, total, item.hash))
 
     def _skip_prefetch(self, image_hash: str) -> bool:
         """True if the predictor already holds this image (its cache, or prefetched lately)."""
@@ -494,18 +617,22 @@ class PredictionService:
         return cur.key
 
     def _run_click(self, cur: _Image, click: _Click, job: Job) -> None:
+        self._use_threads(worker_threads())
         key = self._ensure_current_embedded(cur)
         result = self.predictor.predict(key, click.prompt)
-        latency_ms = (time.perf_counter() - click.requested) * 1000.0
+        now = time.perf_counter()
+        latency_ms = (now - click.requested) * 1000.0
         with self._cond:
             self._stats.masks += 1
-        self._emit("on_mask", result, click.prompt, click.generation, latency_ms)
+            self._answered_at = now
+        self._notify(self.callbacks.on_mask, result, click.prompt, click.generation, latency_ms)
 
     def _run_everything(self, cur: _Image, ev: _Everything, job: Job) -> None:
+        self._use_threads(worker_threads())
         key = self._ensure_current_embedded(cur)
 
         def progress(done: int, total: int, message: str = "") -> None:
-            self._emit("on_progress", message or "segmenting everything", done, total)
+            self._progress(ProgressEvent(Phase.SEGMENTING, done, total, cur.hash, message))
 
         if ev.text is None:
             proposals = self.predictor.segment_everything(
@@ -513,9 +640,139 @@ class PredictionService:
             )
         else:
             check(ev.token)
-            progress(0, 1, f"finding {ev.text!r}")
+            self._progress(ProgressEvent(Phase.FINDING, 0, 1, cur.hash, ev.text))
             proposals = self.predictor.find_all(key, ev.text)
         check(ev.token)
         with self._cond:
             self._stats.everything += 1
-        self._emit("on_everything", proposals, ev.generation)
+        self._notify(self.callbacks.on_everything, proposals, ev.generation)
+
+    # ---- resumable encodes (``start_embed``): one step per scheduling round ----
+
+    def _encode_for(self, img: _Image) -> _Encode:
+        """(worker) The encode of ``img`` under way or paused, else a new one (loading the
+        image here; an embedding already cached gives an encode with no step left)."""
+        with self._cond:
+            enc = self._encodes.get(img.hash)
+        if enc is not None:
+            return enc
+        t0 = time.perf_counter()
+        image = img.loader()
+        start: Callable[[np.ndarray, str], EncodeJob] = self.predictor.start_embed  # type: ignore[attr-defined]
+        enc = _Encode(img.hash, start(image, img.hash), image, time.perf_counter() - t0)
+        with self._cond:
+            self._encodes[img.hash] = enc
+        return enc
+
+    def _step_once(self, enc: _Encode) -> bool:
+        """(worker) Run the next step of ``enc``; True once its embedding is cached."""
+        job = enc.job
+        counted = job.total > 0 and job.done < job.total
+        t0 = time.perf_counter()
+        try:
+            finished = job.step()
+        except BaseException:
+            with self._cond:
+                if self._encodes.get(enc.hash) is enc:
+                    del self._encodes[enc.hash]
+                job.release()
+            raise
+        sec = time.perf_counter() - t0
+        enc.seconds += sec
+        with self._cond:
+            if counted:
+                index = job.done - 1
+                old = self._step_s.get(index)
+                self._step_s[index] = sec if old is None else 0.7 * old + 0.3 * sec
+                enc.step_seconds += sec
+                self._stats.encode_steps += 1
+            if self._encodes.get(enc.hash) is enc:
+                if finished:
+                    del self._encodes[enc.hash]
+                else:
+                    self._encodes.move_to_end(enc.hash)
+        return finished
+
+    def _step_current(self, cur: _Image, job: Job) -> None:
+        """One step of the current image's encode (every thread: the person waits for it)."""
+        try:
+            enc = self._encode_for(cur)
+            self._use_threads(worker_threads())
+            if enc.job.total:
+                self._progress(ProgressEvent(Phase.ENCODING, enc.job.done, enc.job.total,
+                                             cur.hash))
+            finished = self._step_once(enc)
+        except Exception as exc:
+            with self._cond:
+                is_current = self._current is cur
+                if is_current:
+                    cur.status, cur.error = _Status.FAILED, exc
+            if is_current:
+                self._fail(job, exc)
+            return
+        if finished:
+            self._encode_finished(enc)
+
+    def _step_prefetch(self, item: _Image, job: Job) -> None:
+        """One step of a next image's encode (a thread less: a core stays with the GUI)."""
+        with self._cond:
+            under_way = item.hash in self._encodes
+        if not under_way and self._skip_prefetch(item.hash):
+            with self._cond:
+                if self._drop_prefetch_locked(item.hash):
+                    self._stats.prefetch_skipped += 1
+                    self._prefetch_done += 1
+                done, total = self._prefetch_done, self._prefetch_total
+            self._progress(ProgressEvent(Phase.PREFETCHING, done, total, item.hash))
+            return
+        try:
+            enc = self._encode_for(item)
+            self._use_threads(worker_threads() - 1)
+            finished = self._step_once(enc)
+        except Exception as exc:
+            with self._cond:
+                dropped = self._drop_prefetch_locked(item.hash)
+                if dropped:
+                    self._prefetch_done += 1
+                done, total = self._prefetch_done, self._prefetch_total
+            if dropped:  # else it became the current image: its own encode reports it
+                self._fail(job, exc)
+                self._progress(ProgressEvent(Phase.PREFETCHING, done, total, item.hash))
+            return
+        if finished:
+            self._encode_finished(enc)
+
+    def _drop_prefetch_locked(self, image_hash: str) -> bool:
+        """Take ``image_hash`` off the prefetch list; False if it was not there."""
+        for img in self._prefetch:
+            if img.hash == image_hash:
+                self._prefetch.remove(img)
+                return True
+        return False
+
+    def _encode_finished(self, enc: _Encode) -> None:
+        """An encode's embedding is cached: the current image is ready, or a next image is
+        prefetched (or neither any more: it stays cached)."""
+        key = enc.job.key
+        with self._cond:
+            cur = self._current
+            ready = cur is not None and cur.hash == enc.hash and cur.status == _Status.PENDING
+            prefetched = False
+            if cur is not None and ready:
+                cur.status, cur.key, cur.image = _Status.READY, key, enc.image
+                self._stats.embeds += 1
+                self._last_embedded = enc.hash
+            else:
+                self._prefetched[enc.hash] = None
+                while len(self._prefetched) > 256:
+                    self._prefetched.popitem(last=False)
+                prefetched = self._drop_prefetch_locked(enc.hash)
+                if prefetched:
+                    self._stats.prefetched += 1
+                    self._prefetch_done += 1
+            done, total = self._prefetch_done, self._prefetch_total
+        if ready:
+            self._progress(ProgressEvent(Phase.ENCODED, 1, 1, enc.hash))
+            self._notify(self.callbacks.on_embedding_ready, key, enc.seconds)
+        elif prefetched:
+            self._progress(ProgressEvent(Phase.PREFETCHING, done, total, enc.hash))

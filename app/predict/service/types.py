@@ -1,4 +1,5 @@
-"""Public value types of the prediction service: jobs, callbacks and counters."""
+"""Public value types of the prediction service: jobs, progress events, callbacks and
+counters."""
 
 from __future__ import annotations
 
@@ -30,6 +31,38 @@ class Job:
     generation: int | None = None
 
 
+class Phase(StrEnum):
+    """What a ``ProgressEvent`` is about."""
+
+    ENCODING = "encoding"  # the current image's encoder: steps done / steps (total 1: not told)
+    ENCODED = "encoded"  # the current image is encoded (1 / 1)
+    PREFETCHING = "prefetching"  # the next images: images done / images to prefetch
+    SEGMENTING = "segmenting"  # segment everything: the predictor's done / total
+    FINDING = "finding"  # find all started (0 / 1); ``detail`` is the text
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Progress of the service's work: ``phase``, ``done`` of ``total``, the image it is
+    about and ``detail`` (the predictor's own words for segment everything, the text of a
+    find all)."""
+
+    phase: Phase
+    done: int
+    total: int
+    image_hash: str | None = None
+    detail: str = ""
+
+    @property
+    def fraction(self) -> float | None:
+        """done / total when there is more than one step to tell, else None."""
+        return self.done / self.total if self.total > 1 else None
+
+    @property
+    def finished(self) -> bool:
+        return self.total > 0 and self.done >= self.total
+
+
 @dataclass
 class ServiceCallbacks:
     """Listeners, all optional, all called on the worker thread.
@@ -38,14 +71,14 @@ class ServiceCallbacks:
     on_mask(result, prompt, generation, latency_ms): a click answered; latency is measured
         from ``request_mask`` (so it includes waiting for the encode).
     on_error(exc, job): a job failed; nothing else changed.
-    on_progress(message, done, total): encoding / prefetch / segment-everything progress.
+    on_progress(event): encoding / prefetch / segment-everything progress (``ProgressEvent``).
     on_everything(proposals, generation): segment-everything finished.
     """
 
     on_embedding_ready: Callable[[EmbeddingKey, float], None] | None = None
     on_mask: Callable[[MaskResult, Prompt, int, float], None] | None = None
     on_error: Callable[[BaseException, Job], None] | None = None
-    on_progress: Callable[[str, int, int], None] | None = None
+    on_progress: Callable[[ProgressEvent], None] | None = None
     on_everything: Callable[[list[MaskProposal], int], None] | None = None
 
 
@@ -61,3 +94,6 @@ class ServiceStats:
     everything: int = 0  # segment-everything and find-all runs finished
     cancelled: int = 0  # jobs stopped by a CancelToken
     errors: int = 0  # jobs reported through on_error
+    encode_steps: int = 0  # encoder steps run (resumable encodes)
+    encode_steps_discarded: int = 0  # steps of encodes released (or cancelled) unfinished
+    encode_seconds_discarded: float = 0.0  # encoder time thrown away (cancelled or released)
