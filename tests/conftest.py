@@ -18,7 +18,7 @@ TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
 def _private_user_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Point the embedding cache and the models folder at temporary dirs so that tests never
     read or write the real user cache/data dirs; SAM2 runs on torch unless a test asks for
-    another runtime (tests/predict/test_sam2_runtime.py does): many tests count forward
+    another runtime (tests/predict/sam2/test_sam2_runtime.py does): many tests count forward
     hooks on the torch modules, and converting the model in every test would cost minutes."""
     base = tmp_path_factory.mktemp("user-dirs")
     with pytest.MonkeyPatch.context() as mp:

@@ -58,6 +58,28 @@ class BoundedCache(Generic[K, V]):
             max(0, self.maxsize), _entry_size if size_of is not None else None)
         self._lock = threading.Lock()
 
+    def resize(self, maxsize: int) -> None:
+        """Change the bound; the least recent entries that no longer fit are dropped (with
+        ``on_evict``), an entry alone larger than the new bound too."""
+        dropped: list[tuple[K, tuple[V, int]]] = []
+        with self._lock:
+            entries = list(self._data.items())  # least recent first
+            self.maxsize = int(maxsize)
+            self._data = _Recorder(
+                max(0, self.maxsize), _entry_size if self._size_of is not None else None)
+            self._data.dropped = dropped
+            try:
+                for key, entry in entries:
+                    if entry[1] > self.maxsize:
+                        dropped.append((key, entry))
+                    else:
+                        self._data[key] = entry
+            finally:
+                self._data.dropped = None
+        if self._on_evict is not None:
+            for old_key, (old_value, _) in dropped:
+                self._on_evict(old_key, old_value)
+
     @property
     def by_bytes(self) -> bool:
         return self._size_of is not None

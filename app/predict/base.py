@@ -58,6 +58,20 @@ class Capabilities:
         }.get(self.kind, Source.REMOTE)
 
 
+@dataclass(frozen=True)
+class EverythingOptions:
+    """The knobs of "segment everything" (the names of SAM's automatic mask generator):
+    a ``points_per_side`` x ``points_per_side`` grid of prompts (or, for the classical
+    backend, of superpixel seeds); proposals kept with predicted IoU over
+    ``pred_iou_thresh`` and stability at least ``stability_score_thresh``; regions and
+    holes under ``min_mask_region_area`` pixels cleaned away."""
+
+    points_per_side: int = 32
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    min_mask_region_area: int = 100
+
+
 class EncodeJob(Protocol):
     """An encode in steps (``Predictor.start_embed``, where ``resumable_encode``): ``step``
     runs the next one and returns True once the embedding is cached under ``key``. Between
@@ -124,17 +138,10 @@ class Predictor(Protocol):
         """Decode one prompt against an embedded image: full-resolution candidate masks."""
         ...
 
-    def segment_everything(
-        self,
-        image: EmbeddingKey | np.ndarray,
-        *,
-        points_per_side: int = 32,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        min_mask_region_area: int = 100,
-        cancel: CancelToken | None = None,
-        progress: Progress | None = None,
-    ) -> list[MaskProposal]:
+    def segment_everything(self, image: EmbeddingKey | np.ndarray,
+                           options: EverythingOptions = EverythingOptions(), *,
+                           cancel: CancelToken | None = None,
+                           progress: Progress | None = None) -> list[MaskProposal]:
         """Propose every object of the image (after non-maximum suppression), largest first."""
         ...
 

@@ -83,7 +83,8 @@ class ServerState:
 
 
 def state_of(request: Request) -> ServerState:
-    return request.app.state.maskloop  # type: ignore[no-any-return]
+    state: ServerState = request.app.state.maskloop
+    return state
 
 
 def _header_or_query_key(request: Request) -> str | None:

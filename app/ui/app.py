@@ -140,9 +140,15 @@ def run(target: Path | None, predictor: Predictor | StartupBuild,
     app = QApplication.instance() or QApplication(list(argv or sys.argv[:1]))
     app.setApplicationName("MaskLoop")
     app.setOrganizationName("MaskLoop")
-    build = predictor if isinstance(predictor, StartupBuild) else None
-    loading = LoadingPredictor(build.name) if build is not None else None
-    bridge = PredictorBridge(loading or predictor)  # type: ignore[arg-type]
+    build: StartupBuild | None = None
+    loading: LoadingPredictor | None = None
+    first: Predictor
+    if isinstance(predictor, StartupBuild):  # shown at once, the model loaded meanwhile
+        build, loading = predictor, LoadingPredictor(predictor.name)
+        first = loading
+    else:
+        first = predictor
+    bridge = PredictorBridge(first)
     launcher = Launcher(bridge, predictor_factory=predictor_factory)
     if build is not None and loading is not None:
         load_in_background(launcher, loading, build)

@@ -465,8 +465,8 @@ class MainWindow(QMainWindow):
         tool = self.canvas.tool
         if tool is self.edit_tool:
             self.edit_tool.select(None)
-        elif hasattr(tool, "clear"):
-            tool.clear()  # type: ignore[union-attr]
+        elif callable(clear := getattr(tool, "clear", None)):
+            clear()
 
     def find_all(self, text: str) -> None:
         """Find-all's Enter: suggestions for ``text``; the canvas takes the keyboard back."""
@@ -474,9 +474,9 @@ class MainWindow(QMainWindow):
         self.canvas.setFocus()
 
     def backspace(self) -> None:
-        tool = self.canvas.tool
-        if hasattr(tool, "undo_last"):
-            tool.undo_last()  # type: ignore[union-attr]
+        undo_last = getattr(self.canvas.tool, "undo_last", None)
+        if callable(undo_last):
+            undo_last()
 
     def undo(self) -> None:
         self.show_message("Undone" if self.session.undo() else "Nothing to undo")

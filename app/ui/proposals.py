@@ -15,6 +15,7 @@ from shapely.geometry import Point as ShapelyPoint
 
 from app.core.types import Geometry, MaskProposal, Source
 from app.interaction.events import Button, PointerEvent
+from app.predict.base import EverythingOptions
 from app.predict.service.types import Phase, ProgressEvent
 from app.ui.app_state import AppState
 from app.ui.canvas.banner import Banner
@@ -86,7 +87,7 @@ class ProposalsController(QObject):
         self.clear()
         self._query = None
         self._request = self.state.bridge.segment_everything(
-            points_per_side=self.state.bridge.everything_grid)
+            EverythingOptions(points_per_side=self.state.bridge.everything_grid))
         self.state.say("Segmenting everything… (Esc cancels)")
         self.banner.say("Segmenting everything… (Esc cancels)")
 

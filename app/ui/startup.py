@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.core.errors import Cancelled
-from app.core.jobs import CancelToken, check
+from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, Predictor, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, Predictor, SourceKind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -127,9 +127,12 @@ class LoadingPredictor:
         """The loaded predictor's thread count (asked only where it has ``thread_control``)."""
         self._wait(None).set_threads(n)  # type: ignore[attr-defined]
 
-    def segment_everything(self, image: EmbeddingKey | np.ndarray, **knobs: Any
-                           ) -> list[MaskProposal]:
-        return self._wait(knobs.get("cancel")).segment_everything(image, **knobs)
+    def segment_everything(self, image: EmbeddingKey | np.ndarray,
+                           options: EverythingOptions = EverythingOptions(), *,
+                           cancel: CancelToken | None = None,
+                           progress: Progress | None = None) -> list[MaskProposal]:
+        return self._wait(cancel).segment_everything(image, options, cancel=cancel,
+                                                     progress=progress)
 
     def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
         return self._wait(None).find_all(image, text)

@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, Signal
 from app.core.errors import ImageError
 from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
-from app.predict.base import Capabilities, Predictor, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, Predictor, SourceKind
 from app.predict.service.service import PredictionService
 from app.predict.service.types import Job, JobKind, Phase, ProgressEvent, ServiceCallbacks
 from app.ui.encode_progress import EncodeProgress
@@ -192,9 +192,9 @@ class PredictorBridge(QObject):
         self.service.request_mask(prompt, self._generation, self.current_hash)
         return self._generation
 
-    def segment_everything(self, **knobs: object) -> int:
+    def segment_everything(self, options: EverythingOptions = EverythingOptions()) -> int:
         self._generation += 1
-        self.service.segment_everything(self._generation, **knobs)
+        self.service.segment_everything(self._generation, options)
         return self._generation
 
     def find_all(self, text: str) -> int:

@@ -119,6 +119,25 @@ def test_on_evict_sees_only_entries_dropped_to_make_room() -> None:
     assert evicted == [("b", b"2" * 9), ("a", b"4" * 9)]
 
 
+def test_resize_keeps_the_most_recent_that_fit() -> None:
+    evicted: list[str] = []
+    cache: BoundedCache[str, int] = BoundedCache(4, on_evict=lambda k, v: evicted.append(k))
+    for i, key in enumerate("abcd"):
+        cache.put(key, i)
+    cache.get("a")
+    cache.resize(2)  # "b" and "c" were the least recent
+    assert cache.maxsize == 2 and evicted == ["b", "c"]
+    assert [k for k, _ in cache.items()] == ["d", "a"]
+    cache.resize(3)  # growing drops nothing and makes room
+    cache.put("e", 4)
+    assert [k for k, _ in cache.items()] == ["d", "a", "e"] and evicted == ["b", "c"]
+    sized: BoundedCache[str, bytes] = BoundedCache(30, _nbytes)
+    sized.put("x", b"1" * 19)
+    sized.put("y", b"2" * 4)
+    sized.resize(10)  # "x" (20 bytes) no longer fits alone
+    assert [k for k, _ in sized.items()] == ["y"] and sized.nbytes == 5
+
+
 def test_on_evict_may_use_the_cache() -> None:
     """The callback runs after the lock is released: it may look at the cache."""
     seen: list[int] = []

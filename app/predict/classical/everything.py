@@ -23,6 +23,7 @@ import numpy as np
 from app.core.jobs import CancelToken, Progress, check
 from app.core.nms import mask_nms
 from app.core.types import MaskProposal
+from app.predict.base import EverythingOptions
 from app.predict.classical.ops import PreparedImage, edge_score, fill_small_holes, upscale_mask
 
 SCORE_RELAX = 0.7
@@ -97,18 +98,15 @@ def merge_regions(labels: np.ndarray, lab: np.ndarray, k: float) -> np.ndarray:
 
 def propose_regions(
     prep: PreparedImage,
+    options: EverythingOptions = EverythingOptions(),
     *,
-    points_per_side: int = 32,
-    pred_iou_thresh: float = 0.88,
-    stability_score_thresh: float = 0.95,
-    min_mask_region_area: int = 100,
     cancel: CancelToken | None = None,
     progress: Progress | None = None,
 ) -> list[MaskProposal]:
     """Region proposals of a prepared image (see the module docstring), largest first."""
     h, w = prep.image.shape[:2]
-    min_area = max(1, int(min_mask_region_area * prep.scale * prep.scale))
-    labels = superpixels(prep, points_per_side)
+    min_area = max(1, int(options.min_mask_region_area * prep.scale * prep.scale))
+    labels = superpixels(prep, options.points_per_side)
     levels: list[np.ndarray] = []  # per scale: (h, w) region label image
     for i, k in enumerate(SCALES):
         check(cancel)
@@ -143,7 +141,8 @@ def propose_regions(
                     union = int(crop.sum()) + int(level_areas[j][best]) - inter
                     stability = max(stability, inter / union if union else 0.0)
             score = edge_score(prep, crop, window)
-            if score >= pred_iou_thresh * SCORE_RELAX and stability >= stability_score_thresh:
+            if (score >= options.pred_iou_thresh * SCORE_RELAX
+                    and stability >= options.stability_score_thresh):
                 full = np.zeros((h, w), dtype=bool)
                 full[window] = crop
                 candidates.append((full, score, stability))

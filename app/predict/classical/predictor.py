@@ -32,7 +32,7 @@ import numpy as np
 from app.core.jobs import CancelToken, Progress, check
 from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, PredictorError, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
 from app.predict.classical.ops import (
     GrabCutParams,
     PreparedImage,
@@ -134,27 +134,17 @@ class ClassicalPredictor:
 
     # ------------------------------------------------------------ everything
 
-    def segment_everything(
-        self,
-        image: EmbeddingKey | np.ndarray,
-        *,
-        points_per_side: int = 32,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        min_mask_region_area: int = 100,
-        cancel: CancelToken | None = None,
-        progress: Progress | None = None,
-    ) -> list[MaskProposal]:
+    def segment_everything(self, image: EmbeddingKey | np.ndarray,
+                           options: EverythingOptions = EverythingOptions(), *,
+                           cancel: CancelToken | None = None,
+                           progress: Progress | None = None) -> list[MaskProposal]:
         """Region proposals from merging watershed superpixels (see ``everything.py``)."""
         from app.predict.classical.everything import propose_regions
 
         key = image if isinstance(image, EmbeddingKey) else self.embed(image, cancel=cancel)
         return propose_regions(
             self._prepared(key),
-            points_per_side=points_per_side,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            min_mask_region_area=min_mask_region_area,
+            options,
             cancel=cancel,
             progress=progress,
         )

@@ -20,7 +20,7 @@ polls a ``CancelToken`` between frames, and on cancel returns what it finished.
 
 No parameter here was tuned on a benchmark's images; each value is chosen from what the step
 needs (see the comments of ``PropagationParams``) and checked on synthetic shapes only
-(tests/predict/test_propagate.py).
+(tests/predict/classical/test_propagate.py).
 """
 
 from __future__ import annotations

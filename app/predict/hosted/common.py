@@ -21,7 +21,7 @@ from app.core.images import array_hash, sniff_format
 from app.core.jobs import CancelToken, Progress, check
 from app.core.lru import BoundedCache
 from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, PredictorError, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
 from app.predict.remote.http_session import HttpSession
 
 KEPT_IMAGES = 4
@@ -221,25 +221,16 @@ class HostedPredictor:
     def _predict(self, image: np.ndarray, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
         raise NotImplementedError
 
-    def segment_everything(
-        self,
-        image: EmbeddingKey | np.ndarray,
-        *,
-        points_per_side: int = 32,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        min_mask_region_area: int = 100,
-        cancel: CancelToken | None = None,
-        progress: Progress | None = None,
-    ) -> list[MaskProposal]:
+    def segment_everything(self, image: EmbeddingKey | np.ndarray,
+                           options: EverythingOptions = EverythingOptions(), *,
+                           cancel: CancelToken | None = None,
+                           progress: Progress | None = None) -> list[MaskProposal]:
         """Every object, where the API offers it (else PredictorError)."""
         arr = self.image_of(image) if isinstance(image, EmbeddingKey) else image
         check(cancel)
-        return self._everything(arr, points_per_side, pred_iou_thresh, stability_score_thresh,
-                                min_mask_region_area)
+        return self._everything(arr, options)
 
-    def _everything(self, image: np.ndarray, points_per_side: int, pred_iou_thresh: float,
-                    stability_score_thresh: float, min_area: int) -> list[MaskProposal]:
+    def _everything(self, image: np.ndarray, options: EverythingOptions) -> list[MaskProposal]:
         text = self.capabilities.text_prompts
         hint = "; use 'find all' with a text prompt instead" if text else ""
         raise PredictorError(f"{self.provider} offers no 'segment everything'{hint}")

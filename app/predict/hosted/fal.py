@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from app.core.jobs import CancelToken, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, PredictorError, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
 from app.predict.hosted.common import (
     HostedPredictor,
     api_key_from,
@@ -145,14 +146,11 @@ class FalPredictor(HostedPredictor):
         # fal gives no score: report 1.0 for a non-empty mask
         return result_from_masks([mask], [1.0 if mask.any() else 0.0], h, w)
 
-    def _everything(self, image: np.ndarray, points_per_side: int, pred_iou_thresh: float,
-                    stability_score_thresh: float, min_area: int) -> list[MaskProposal]:
+    def _everything(self, image: np.ndarray, options: EverythingOptions) -> list[MaskProposal]:
         h, w = image.shape[:2]
+        min_area = options.min_mask_region_area
         payload = {"image_url": data_uri(image, self.image_format), "sync_mode": True,
-                   "output_format": "png", "points_per_side": points_per_side,
-                   "pred_iou_thresh": pred_iou_thresh,
-                   "stability_score_thresh": stability_score_thresh,
-                   "min_mask_region_area": min_area}
+                   "output_format": "png", **asdict(options)}
         output = self.run(AUTO_APP, payload)
         what = f"fal's result of {AUTO_APP}"
         files = output.get("individual_masks")

@@ -30,7 +30,7 @@ from app.core.images import array_hash
 from app.core.jobs import CancelToken, Progress, check
 from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, PredictorError, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
 from app.predict.hosted.common import encode_image, logits_from_mask
 from app.predict.remote.http_session import HttpSession, WireStats
 from app.wire import codecs
@@ -237,17 +237,10 @@ class RemotePredictor:
             return self.decoder.predict(key, prompt)
         return self._predict_on_server(key, prompt)
 
-    def segment_everything(
-        self,
-        image: EmbeddingKey | np.ndarray,
-        *,
-        points_per_side: int = 32,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        min_mask_region_area: int = 100,
-        cancel: CancelToken | None = None,
-        progress: Progress | None = None,
-    ) -> list[MaskProposal]:
+    def segment_everything(self, image: EmbeddingKey | np.ndarray,
+                           options: EverythingOptions = EverythingOptions(), *,
+                           cancel: CancelToken | None = None,
+                           progress: Progress | None = None) -> list[MaskProposal]:
         """Hybrid mode runs it locally on the fetched embedding; server mode does not offer
         it (it would take a thousand round trips)."""
         if self.decoder is None:
@@ -256,10 +249,7 @@ class RemotePredictor:
         key = image if isinstance(image, EmbeddingKey) else self.embed(image, cancel=cancel)
         self._fetch_embedding(key)
         return self.decoder.segment_everything(
-            key, points_per_side=points_per_side, pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            min_mask_region_area=min_mask_region_area, cancel=cancel, progress=progress,
-        )
+            key, options, cancel=cancel, progress=progress)
 
     def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
         raise PredictorError("MaskLoop's server does not understand text prompts")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from app.core.jobs import CancelToken, Progress, check
 from app.core.nms import box_nms
 from app.core.types import MaskProposal
+from app.predict.base import EverythingOptions
 
 # points (N, 2) in pixels -> (low-res logits (N, C, 256, 256), predicted IoU (N, C)) tensors
 PointDecoder = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
@@ -107,11 +108,8 @@ def remove_small_regions(
 def segment_everything(
     decode: PointDecoder,
     image_hw: tuple[int, int],
+    options: EverythingOptions = EverythingOptions(),
     *,
-    points_per_side: int = 32,
-    pred_iou_thresh: float = 0.88,
-    stability_score_thresh: float = 0.95,
-    min_mask_region_area: int = 100,
     box_nms_thresh: float = 0.7,
     points_per_batch: int = 64,
     stability_score_offset: float = 1.0,
@@ -119,13 +117,14 @@ def segment_everything(
     progress: Progress | None = None,
 ) -> list[MaskProposal]:
     """Propose every object: decode a grid of points in batches, keep masks with predicted
-    IoU > ``pred_iou_thresh`` and stability >= ``stability_score_thresh``, suppress
-    duplicates (box IoU > ``box_nms_thresh``), clean regions below ``min_mask_region_area``.
-    Returns full-resolution proposals sorted by area, largest first."""
-    if points_per_side < 1:
+    IoU > ``options.pred_iou_thresh`` and stability >= ``options.stability_score_thresh``,
+    suppress duplicates (box IoU > ``box_nms_thresh``), clean regions below
+    ``options.min_mask_region_area``. Returns full-resolution proposals sorted by area,
+    largest first."""
+    if options.points_per_side < 1:
         raise ValueError("points_per_side must be at least 1")
     h, w = image_hw
-    points = point_grid(points_per_side, w, h)
+    points = point_grid(options.points_per_side, w, h)
     batches = [points[i:i + points_per_batch] for i in range(0, len(points), points_per_batch)]
     candidates: list[_Candidate] = []
     with torch.inference_mode():
@@ -133,8 +132,8 @@ def segment_everything(
             check(cancel)
             low_res, iou = decode(batch)
             candidates += _filter_batch(
-                low_res.flatten(0, 1), iou.flatten(0, 1), (h, w), pred_iou_thresh,
-                stability_score_thresh, stability_score_offset,
+                low_res.flatten(0, 1), iou.flatten(0, 1), (h, w), options.pred_iou_thresh,
+                options.stability_score_thresh, stability_score_offset,
             )
             if progress is not None:
                 progress(done + 1, len(batches), "segment everything")
@@ -145,8 +144,9 @@ def segment_everything(
     keep = box_nms(boxes, np.array([c.score for c in candidates]), box_nms_thresh)
     kept = [candidates[i] for i in keep]
     masks = [c.full(h, w) for c in kept]
-    if min_mask_region_area > 0:
-        masks, kept = _clean_small_regions(masks, kept, min_mask_region_area, box_nms_thresh)
+    if options.min_mask_region_area > 0:
+        masks, kept = _clean_small_regions(masks, kept, options.min_mask_region_area,
+                                           box_nms_thresh)
     proposals = []
     for mask, c in zip(masks, kept, strict=True):
         box = mask_boxes(mask[None])[0]

@@ -9,7 +9,6 @@ mask decoder and the upscale to full resolution.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,9 +19,10 @@ from sam2.modeling.sam2_base import SAM2Base
 
 from app.core.images import array_hash
 from app.core.jobs import CancelToken, Progress, check
+from app.core.lru import BoundedCache
 from app.core.threads import worker_threads
 from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, PredictorError, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
 from app.predict.cache.file_format import Embedding
 from app.predict.cache.store import EmbeddingCache
 from app.predict.sam2 import reference as ref
@@ -48,6 +48,8 @@ from app.predict.sam2.model import (
 from app.predict.sam2.runtimes import LoadedRuntime, load_runtime
 
 __all__ = ["SAM2Predictor", "load_predictor"]
+
+FEATURES_KEPT = 4  # recent images whose device tensors are kept, unless told otherwise
 
 
 class SAM2Predictor:
@@ -104,7 +106,8 @@ class SAM2Predictor:
         self._name = name
         self._dtype = next(model.parameters()).dtype
         self._current: ImageFeatures | None = None
-        self._recent: OrderedDict[EmbeddingKey, ImageFeatures] = OrderedDict()
+        # the recent images' device tensors (``features_kept``)
+        self._recent: BoundedCache[EmbeddingKey, ImageFeatures] = BoundedCache(FEATURES_KEPT)
         self._upscale_buf: torch.Tensor | None = None  # (1, 1, H, W) float32, reused
         self._decode_pool: ThreadPoolExecutor | None = None  # predict_batch on a CPU
         # what computes: torch's modules, or the model converted for a CPU runtime (ONNX
@@ -224,18 +227,11 @@ class SAM2Predictor:
             low_res, iou = self._decode(feats, None, None, None, multimask)
             return self._result(low_res[0].float(), iou[0].float(), feats.orig_hw)
 
-    def segment_everything(
-        self,
-        image: EmbeddingKey | np.ndarray,
-        *,
-        points_per_side: int = 32,
-        pred_iou_thresh: float = 0.88,
-        stability_score_thresh: float = 0.95,
-        min_mask_region_area: int = 100,
-        cancel: CancelToken | None = None,
-        progress: Progress | None = None,
-        points_per_batch: int | None = None,
-    ) -> list[MaskProposal]:
+    def segment_everything(self, image: EmbeddingKey | np.ndarray,
+                           options: EverythingOptions = EverythingOptions(), *,
+                           cancel: CancelToken | None = None,
+                           progress: Progress | None = None,
+                           points_per_batch: int | None = None) -> list[MaskProposal]:
         """Every object of the image from a grid of single-point prompts (see everything.py),
         decoded ``points_per_batch`` points at a time (default: ``self.points_per_batch``)."""
         from app.predict.sam2.everything import segment_everything
@@ -245,10 +241,7 @@ class SAM2Predictor:
         return segment_everything(
             lambda points: self.decode_points(key, points),
             feats.orig_hw,
-            points_per_side=points_per_side,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            min_mask_region_area=min_mask_region_area,
+            options,
             points_per_batch=points_per_batch or self.points_per_batch,
             cancel=cancel,
             progress=progress,
@@ -288,7 +281,14 @@ class SAM2Predictor:
         and a coarser grain for progress and cancel)."""
         return 64 if self.device.type == "cuda" else 16
 
-    features_kept = 4  # recent images whose device tensors are kept (16 MiB each in float32)
+    @property
+    def features_kept(self) -> int:
+        """Recent images whose device tensors are kept (16 MiB each in float32)."""
+        return self._recent.maxsize
+
+    @features_kept.setter
+    def features_kept(self, n: int) -> None:
+        self._recent.resize(max(1, n))
 
     def activate(self, key: EmbeddingKey) -> ImageFeatures:
         """Make ``key``'s image current: its float16 embedding converted to device tensors
@@ -298,7 +298,6 @@ class SAM2Predictor:
             return self._current
         recent = self._recent.get(key)
         if recent is not None:
-            self._recent.move_to_end(key)
             self._current = recent
             return recent
         if key.model_id != self._model_id:
@@ -312,9 +311,7 @@ class SAM2Predictor:
                 f"image {key.image_hash[:12]} has no embedding for {self._model_id}: embed it first"
             )
         self._current = features_from_embedding(key, emb, self.device, self._dtype)
-        self._recent[key] = self._current
-        while len(self._recent) > max(1, self.features_kept):
-            self._recent.popitem(last=False)
+        self._recent.put(key, self._current)
         return self._current
 
     def decode_points(

@@ -1,18 +1,18 @@
 """The records of the prediction service's queued work (images, clicks, segment-everything
-requests, tasks). Internal to ``PredictionService`` (service.py), which owns them."""
+requests, tasks; the resumable encodes are in ``encodes.py``). Internal to
+``PredictionService`` (service.py), which owns them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import numpy as np
 
 from app.core.jobs import CancelToken
 from app.core.types import EmbeddingKey, Prompt
-from app.predict.base import EncodeJob
+from app.predict.base import EverythingOptions
 from app.predict.service.types import ImageLoader, Job, JobKind
 
 
@@ -44,30 +44,17 @@ class _Click:
 
 @dataclass
 class _Everything:
-    """A request for proposals: segment everything (``knobs``) or find all (``text``)."""
+    """A request for proposals: segment everything (``options``) or find all (``text``)."""
 
     generation: int
     image_hash: str | None
-    knobs: dict[str, Any]
+    options: EverythingOptions
     token: CancelToken = field(default_factory=CancelToken)
     text: str | None = None
 
     @property
     def kind(self) -> JobKind:
         return JobKind.EVERYTHING if self.text is None else JobKind.FIND_ALL
-
-
-@dataclass
-class _Encode:
-    """A resumable encode (``Predictor.start_embed``) under way, run one step per scheduling
-    round, whether its image is the current one or a next one; paused while it is not
-    wanted, in case the person comes back."""
-
-    hash: str
-    job: EncodeJob
-    image: np.ndarray
-    seconds: float = 0.0  # loading and steps so far
-    step_seconds: float = 0.0  # the steps alone (the encoder work)
 
 
 @dataclass

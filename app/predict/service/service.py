@@ -16,7 +16,7 @@ worker runs ONE step of one encode per scheduling round, so a click waits at mos
 encoder step, is decoded between two steps, and the encode then goes on where it stopped.
 Encodes are kept by image: switching images keeps a half-done encode that is still wanted
 (the new current image, or one still in the prefetch list) and resumes it; one no longer
-wanted is kept paused (the ``KEEP_PAUSED`` most recent; older ones are released and their
+wanted is kept paused (the ``encodes.KEEP_PAUSED`` most recent; older ones are released and their
 steps counted in ``stats.encode_steps_discarded``) in case the person comes back. A click
 and the current image's encode get every worker thread, a prefetch one less, so that a core
 stays with the GUI (where the predictor has ``thread_control``).
@@ -37,7 +37,9 @@ as typed ``ProgressEvent``s (``Phase``).
 
 ``PredictionService`` both schedules (what runs next, under its lock) and runs the job bodies
 on its worker thread (load, encode, decode, propose) and reports their outcome through the
-callbacks; the records of queued work are in ``records.py``.
+callbacks. The records of queued work are in ``records.py``, the resumable encodes under way
+or paused in ``encodes.py``, and when a click is due (so that a prefetch step waits) in
+``rhythm.py``.
 """
 
 from __future__ import annotations
@@ -45,27 +47,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, ParamSpec
+from typing import ParamSpec
 
 import numpy as np
 
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken, check
+from app.core.lru import BoundedCache
 from app.core.threads import worker_threads
 from app.core.types import EmbeddingKey, Prompt
-from app.predict.base import EncodeJob, Predictor, PredictorError
+from app.predict.base import EncodeJob, EverythingOptions, Predictor, PredictorError
 from app.predict.cache.store import EmbeddingCache
-from app.predict.service.records import (
-    _Click,
-    _Encode,
-    _Everything,
-    _Image,
-    _Status,
-    _Task,
-)
+from app.predict.service.encodes import ResumableEncodes, _Encode
+from app.predict.service.records import _Click, _Everything, _Image, _Status, _Task
+from app.predict.service.rhythm import ClickRhythm
 from app.predict.service.types import (
     ImageLoader,
     Job,
@@ -76,15 +74,12 @@ from app.predict.service.types import (
     ServiceStats,
 )
 
-__all__ = [
-    "KEEP_PAUSED", "MAX_PREEMPTIONS", "PredictionService",
-]
+__all__ = ["MAX_PREEMPTIONS", "PredictionService"]
 
 log = logging.getLogger(__name__)
 
 MAX_PREEMPTIONS = 2  # (one-call encodes) clicks that may cancel one prefetch before it must finish
-KEEP_PAUSED = 2  # (resumable encodes) half-done encodes no longer wanted, kept in case
-CLICK_GAP_MAX_S = 10.0  # a longer pause between an answer and the next click is not clicking
+PREFETCHED_KEPT = 256  # recently prefetched image hashes remembered (predictors with no cache)
 P = ParamSpec("P")
 
 
@@ -110,16 +105,12 @@ class PredictionService:
         self._prefetch: deque[_Image] = deque()
         self._prefetch_total = 0
         self._prefetch_done = 0
-        self._prefetched: OrderedDict[str, None] = OrderedDict()  # recently embedded hashes
+        # recently embedded hashes
+        self._prefetched: BoundedCache[str, bool] = BoundedCache(PREFETCHED_KEPT)
         self._preemptions: dict[str, int] = {}  # image hash -> prefetches cancelled by clicks
-        # resumable encodes under way or paused, by image hash, least recently stepped first
-        self._encodes: OrderedDict[str, _Encode] = OrderedDict()
+        self._encodes = ResumableEncodes()  # resumable encodes under way or paused
         self._threads: int | None = None  # the thread count last set (worker thread only)
-        # when a click is expected (resumable encodes): the last answer, the person's usual
-        # pause between an answer and the next click, each encoder step's usual length
-        self._answered_at: float | None = None
-        self._click_gap: float | None = None
-        self._step_s: dict[int, float] = {}
+        self._rhythm = ClickRhythm()  # when a click is expected (resumable encodes)
         self._hold_until: float | None = None  # prefetch held back until then (or a click)
         self._running: _Task | None = None
         self._stopping = False
@@ -175,24 +166,23 @@ class PredictionService:
             target = image_hash or (cur.hash if cur else None)
             now = time.perf_counter()
             self._click = _Click(prompt, generation, target, now)
-            if self._answered_at is not None and now - self._answered_at < CLICK_GAP_MAX_S:
-                gap = now - self._answered_at
-                self._click_gap = gap if self._click_gap is None \
-                    else 0.7 * self._click_gap + 0.3 * gap
+            self._rhythm.clicked(now)
             if cur is not None and cur.status == _Status.READY and target == cur.hash:
                 self._preempt_prefetch_locked()
             self._cond.notify_all()
 
-    def segment_everything(self, generation: int, **knobs: Any) -> None:
-        """Propose every object of the current image once it is encoded (``knobs`` go to
-        ``Predictor.segment_everything``: points_per_side, pred_iou_thresh, ...). A newer
-        request replaces (and cancels) an older one."""
+    def segment_everything(
+        self, generation: int, options: EverythingOptions = EverythingOptions()
+    ) -> None:
+        """Propose every object of the current image once it is encoded
+        (``Predictor.segment_everything`` with ``options``). A newer request replaces (and
+        cancels) an older one."""
         with self._cond:
             if self._stopping:
                 return
             self._cancel_everything_locked()
             target = self._current.hash if self._current else None
-            self._everything = _Everything(generation, target, dict(knobs))
+            self._everything = _Everything(generation, target, options)
             self._cond.notify_all()
 
     def find_all(self, generation: int, text: str) -> None:
@@ -204,7 +194,7 @@ class PredictionService:
                 return
             self._cancel_everything_locked()
             target = self._current.hash if self._current else None
-            self._everything = _Everything(generation, target, {}, text=text)
+            self._everything = _Everything(generation, target, EverythingOptions(), text=text)
             self._cond.notify_all()
 
     def cancel_everything(self) -> None:
@@ -293,7 +283,7 @@ class PredictionService:
         ):
             running.token.cancel()  # a stale encode: the current image goes first
         self._current = new
-        self._answered_at = None  # the pause before a first click is no click rhythm
+        self._rhythm.new_image()
         if self._click is not None and self._click.image_hash != new.hash:
             self._stats.stale_dropped += 1
             self._click = None
@@ -338,7 +328,7 @@ class PredictionService:
         """Pick the next job by priority, dropping stale requests on the way (worker thread)."""
         stepping = self._stepping()
         if stepping:
-            self._trim_encodes_locked()
+            self._encodes.trim(self._wanted_locked(), self._stats)
         cur = self._current
         click = self._click
         if click is not None:
@@ -395,20 +385,15 @@ class PredictionService:
         comes (the usual pause after an answer, less the step's usual length): then it
         waits (``_hold_until``) until that click or the end of the window, so that a click
         does not wait for speculative work. A person who stopped clicking (twice the usual
-        pause) does not hold the prefetch back."""
-        gap, answered = self._click_gap, self._answered_at
-        if gap is None or answered is None or self._current is None \
-                or self._current.status != _Status.READY:
+        pause) does not hold the prefetch back. See ``rhythm.py``."""
+        if self._current is None or self._current.status != _Status.READY:
             return False
         head = self._encodes.get(self._prefetch[0].hash)
-        index = head.job.done if head is not None else 0
-        known = list(self._step_s.values())
-        step = self._step_s.get(index, max(known) if known else 0.0)
-        now = time.perf_counter()
-        start, end = answered + gap - step, answered + 2.0 * gap
-        if now < start or now >= end:
+        hold = self._rhythm.hold_until(head.job.done if head is not None else 0,
+                                       time.perf_counter())
+        if hold is None:
             return False
-        self._hold_until = end
+        self._hold_until = hold
         return True
 
     def _wanted_locked(self) -> set[str]:
@@ -417,22 +402,6 @@ class PredictionService:
         if cur is not None and cur.status == _Status.PENDING:
             wanted.add(cur.hash)
         return wanted
-
-    def _trim_encodes_locked(self) -> None:
-        """Release the half-done encodes no longer wanted beyond the ``KEEP_PAUSED`` most
-        recently stepped (worker thread: no step runs now)."""
-        wanted = self._wanted_locked()
-        unwanted = [h for h in self._encodes if h not in wanted]  # least recent first
-        for image_hash in unwanted[:max(0, len(unwanted) - KEEP_PAUSED)]:
-            self._discard_encode_locked(self._encodes.pop(image_hash))
-
-    def _discard_encode_locked(self, enc: _Encode) -> None:
-        job = enc.job
-        done = job.done
-        if 0 < done < job.total:
-            self._stats.encode_steps_discarded += done
-            self._stats.encode_seconds_discarded += enc.step_seconds
-        job.release()
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -525,14 +494,18 @@ class PredictionService:
                     cur.status, cur.token = _Status.PENDING, CancelToken()
             raise
         except Exception as exc:
-            with self._cond:
-                is_current = self._current is cur
-                if is_current:
-                    cur.status, cur.error = _Status.FAILED, exc
-            if is_current:
-                self._fail(job, exc)
+            self._current_failed(cur, job, exc)
             return
         self._became_ready(cur, image, key, time.perf_counter() - t0)
+
+    def _current_failed(self, cur: _Image, job: Job, exc: Exception) -> None:
+        """The encode of ``cur`` failed: reported if it is still the current image."""
+        with self._cond:
+            is_current = self._current is cur
+            if is_current:
+                cur.status, cur.error = _Status.FAILED, exc
+        if is_current:
+            self._fail(job, exc)
 
     def _became_ready(self, cur: _Image, image: np.ndarray, key: EmbeddingKey, sec: float) -> None:
         with self._cond:
@@ -570,9 +543,7 @@ class PredictionService:
                 if not promoted:
                     self._stats.prefetched += 1
                     self._prefetch_done += 1
-                    self._prefetched[item.hash] = None
-                    while len(self._prefetched) > 256:
-                        self._prefetched.popitem(last=False)
+                    self._prefetched.put(item.hash, True)
                 done, total = self._prefetch_done, self._prefetch_total
             if promoted and cur is not None:
                 self._became_ready(cur, image, key, time.perf_counter() - t0)
@@ -624,7 +595,7 @@ class PredictionService:
         latency_ms = (now - click.requested) * 1000.0
         with self._cond:
             self._stats.masks += 1
-            self._answered_at = now
+            self._rhythm.answered(now)
         self._notify(self.callbacks.on_mask, result, click.prompt, click.generation, latency_ms)
 
     def _run_everything(self, cur: _Image, ev: _Everything, job: Job) -> None:
@@ -636,7 +607,7 @@ class PredictionService:
 
         if ev.text is None:
             proposals = self.predictor.segment_everything(
-                key, cancel=ev.token, progress=progress, **ev.knobs
+                key, ev.options, cancel=ev.token, progress=progress
             )
         else:
             check(ev.token)
@@ -661,7 +632,7 @@ class PredictionService:
         start: Callable[[np.ndarray, str], EncodeJob] = self.predictor.start_embed  # type: ignore[attr-defined]
         enc = _Encode(img.hash, start(image, img.hash), image, time.perf_counter() - t0)
         with self._cond:
-            self._encodes[img.hash] = enc
+            self._encodes.add(enc)
         return enc
 
     def _step_once(self, enc: _Encode) -> bool:
@@ -673,24 +644,17 @@ class PredictionService:
             finished = job.step()
         except BaseException:
             with self._cond:
-                if self._encodes.get(enc.hash) is enc:
-                    del self._encodes[enc.hash]
+                self._encodes.drop(enc)
                 job.release()
             raise
         sec = time.perf_counter() - t0
         enc.seconds += sec
         with self._cond:
             if counted:
-                index = job.done - 1
-                old = self._step_s.get(index)
-                self._step_s[index] = sec if old is None else 0.7 * old + 0.3 * sec
+                self._rhythm.step_took(job.done - 1, sec)
                 enc.step_seconds += sec
                 self._stats.encode_steps += 1
-            if self._encodes.get(enc.hash) is enc:
-                if finished:
-                    del self._encodes[enc.hash]
-                else:
-                    self._encodes.move_to_end(enc.hash)
+            self._encodes.stepped(enc, finished)
         return finished
 
     def _step_current(self, cur: _Image, job: Job) -> None:
@@ -703,12 +667,7 @@ class PredictionService:
                                              cur.hash))
             finished = self._step_once(enc)
         except Exception as exc:
-            with self._cond:
-                is_current = self._current is cur
-                if is_current:
-                    cur.status, cur.error = _Status.FAILED, exc
-            if is_current:
-                self._fail(job, exc)
+            self._current_failed(cur, job, exc)
             return
         if finished:
             self._encode_finished(enc)
@@ -763,9 +722,7 @@ class PredictionService:
                 self._stats.embeds += 1
                 self._last_embedded = enc.hash
             else:
-                self._prefetched[enc.hash] = None
-                while len(self._prefetched) > 256:
-                    self._prefetched.popitem(last=False)
+                self._prefetched.put(enc.hash, True)
                 prefetched = self._drop_prefetch_locked(enc.hash)
                 if prefetched:
                     self._stats.prefetched += 1

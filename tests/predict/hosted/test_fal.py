@@ -8,7 +8,7 @@ import pytest
 from fakes import Reply, click_mask
 
 from app.core.types import Box, Point, Prompt
-from app.predict.base import Predictor, PredictorError
+from app.predict.base import EverythingOptions, Predictor, PredictorError
 from app.predict.hosted.factory import hosted_predictor
 from app.predict.hosted.fal import FalPredictor
 
@@ -48,7 +48,7 @@ def test_box_prompt_is_corner_based(fal, image):
 
 def test_auto_segment_downloads_mask_files(fal, image, monkeypatch):
     cl = client(fal)
-    found = cl.segment_everything(cl.embed(image), min_mask_region_area=10)
+    found = cl.segment_everything(cl.embed(image), EverythingOptions(min_mask_region_area=10))
     assert [int(p.mask.sum()) for p in found] == [1200, 600]
     assert fal.calls("/fal-ai/sam2/auto-segment")[0].json()["min_mask_region_area"] == 10
 

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from app.core.types import Box, Point, Prompt
-from app.predict.base import Predictor, PredictorError
+from app.predict.base import EverythingOptions, Predictor, PredictorError
 from app.predict.remote.predictor import RemotePredictor
 
 pytestmark = pytest.mark.slow
 
 KEY = "remote-test-key-42"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def free_port() -> int:
@@ -147,8 +147,8 @@ def test_hybrid_mode_decodes_locally_without_network(server, decoder, image):
     there = server_side.predict(server_side.embed(image), CLICK)
     np.testing.assert_allclose(result.scores, there.scores, atol=1e-2)
     server_side.close()
-    assert rp.segment_everything(key, points_per_side=4, pred_iou_thresh=0.0,
-                                 stability_score_thresh=0.0) is not None
+    assert rp.segment_everything(key, EverythingOptions(
+        points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)) is not None
 
 
 def test_forgotten_or_unknown_refinement_sends_the_logits(server, image):

@@ -363,7 +363,7 @@ def test_new_process_reads_the_disk_cache(tmp_path: Path) -> None:
     )
     env = {**os.environ, "MASKLOOP_CACHE_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).parents[2]).stdout.split(")")
+                         check=True, cwd=Path(__file__).parents[3]).stdout.split(")")
     expected = float(emb.arrays["image_embed"].astype(np.float32).sum())
     assert out[0] + ")" == str(emb.image_size)
     assert float(out[1]) == pytest.approx(expected, rel=1e-6)

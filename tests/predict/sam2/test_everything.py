@@ -15,6 +15,7 @@ from sam2.utils import amg
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken
 from app.core.nms import box_iou, box_nms, mask_nms
+from app.predict.base import EverythingOptions
 from app.predict.sam2.everything import (
     mask_boxes,
     point_grid,
@@ -195,8 +196,9 @@ class DrawingDecoder:
 def test_pipeline_known_answer() -> None:
     decoder = DrawingDecoder()
     progress: list[tuple[int, int]] = []
-    proposals = segment_everything(decoder, (H, W), points_per_side=8, points_per_batch=30,
-                                   min_mask_region_area=0,
+    proposals = segment_everything(decoder, (H, W),
+                                   EverythingOptions(points_per_side=8, min_mask_region_area=0),
+                                   points_per_batch=30,
                                    progress=lambda d, t, m: progress.append((d, t)))
     assert decoder.calls == [30, 30, 4]
     assert progress == [(1, 3), (2, 3), (3, 3)]
@@ -211,17 +213,18 @@ def test_pipeline_known_answer() -> None:
 
 
 def test_pipeline_removes_small_regions() -> None:
-    proposals = segment_everything(DrawingDecoder(), (H, W), points_per_side=8,
-                                   min_mask_region_area=10)
+    proposals = segment_everything(
+        DrawingDecoder(), (H, W), EverythingOptions(points_per_side=8, min_mask_region_area=10))
     assert [int(p.mask.sum()) for p in proposals] == [480, 256]
     np.testing.assert_array_equal(proposals[1].mask, full_mask(SQUARE))
     assert proposals[1].bbox == (8.0, 8.0, 24.0, 24.0)
 
 
 def test_pipeline_thresholds_are_honoured() -> None:
-    def run(**knobs: float) -> list[int]:
-        props = segment_everything(DrawingDecoder(), (H, W), points_per_side=8,
-                                   min_mask_region_area=0, **knobs)
+    def run(box_nms_thresh: float = 0.7, **knobs: float) -> list[int]:
+        options = EverythingOptions(points_per_side=8, min_mask_region_area=0, **knobs)
+        props = segment_everything(DrawingDecoder(), (H, W), options,
+                                   box_nms_thresh=box_nms_thresh)
         return sorted(int(p.mask.sum()) for p in props)
 
     background = H * W - 480 - 256 - 4
@@ -238,8 +241,9 @@ def test_pipeline_cancel_and_empty() -> None:
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        segment_everything(DrawingDecoder(), (H, W), points_per_side=4, cancel=token)
-    assert segment_everything(DrawingDecoder(), (H, W), points_per_side=4,
-                              pred_iou_thresh=0.99) == []
+        segment_everything(DrawingDecoder(), (H, W), EverythingOptions(points_per_side=4),
+                           cancel=token)
+    assert segment_everything(DrawingDecoder(), (H, W),
+                              EverythingOptions(points_per_side=4, pred_iou_thresh=0.99)) == []
     with pytest.raises(ValueError):
-        segment_everything(DrawingDecoder(), (H, W), points_per_side=0)
+        segment_everything(DrawingDecoder(), (H, W), EverythingOptions(points_per_side=0))

@@ -14,7 +14,7 @@ import pytest
 from app.core.errors import ImageError
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import Box, EmbeddingKey, MaskProposal, MaskResult, Point, Prompt
-from app.predict.base import Capabilities, Predictor, PredictorError, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, Predictor, PredictorError, SourceKind
 from app.predict.cache.file_format import Embedding
 from app.predict.cache.store import EmbeddingCache
 from app.predict.classical.predictor import ClassicalPredictor
@@ -87,9 +87,9 @@ class ScriptedPredictor:
         return MaskResult(mask[None], np.array([0.9], np.float32),
                           np.zeros((1, 256, 256), np.float32))
 
-    def segment_everything(self, image: EmbeddingKey | np.ndarray, *, points_per_side: int = 32,
-                           pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
-                           min_mask_region_area: int = 100, cancel: CancelToken | None = None,
+    def segment_everything(self, image: EmbeddingKey | np.ndarray,
+                           options: EverythingOptions = EverythingOptions(), *,
+                           cancel: CancelToken | None = None,
                            progress: Progress | None = None) -> list[MaskProposal]:
         assert isinstance(image, EmbeddingKey) and image.image_hash == self.last
         gate = self.gates.get("everything")
@@ -99,7 +99,7 @@ class ScriptedPredictor:
         out = []
         for i, value in enumerate(np.unique(pixels)):
             if progress:
-                progress(i, points_per_side, "segmenting")
+                progress(i, options.points_per_side, "segmenting")
             out.append(MaskProposal(pixels == value, 0.9, 0.95, (0.0, 0.0, 1.0, 1.0)))
         return out
 
@@ -364,7 +364,7 @@ def test_segment_everything_waits_for_the_encode_and_yields_to_clicks(
 ) -> None:
     predictor.gates["A"] = threading.Event()
     service.set_current_image("A", loader(10), prefetch=[("B", loader(20))])
-    service.segment_everything(generation=4, points_per_side=8)
+    service.segment_everything(generation=4, options=EverythingOptions(points_per_side=8))
     service.request_mask(click(), generation=5)
     predictor.gates["A"].set()
     assert service.wait_idle(WAIT)

@@ -8,7 +8,7 @@ import pytest
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken
 from app.core.types import Box, EmbeddingKey, Point, Prompt
-from app.predict.base import Predictor, PredictorError
+from app.predict.base import EverythingOptions, Predictor, PredictorError
 from app.predict.classical.ops import logits_to_frame, mask_to_logits
 from app.predict.classical.predictor import MODEL_ID, ClassicalPredictor
 
@@ -155,8 +155,8 @@ def test_segment_everything_finds_the_objects() -> None:
     image = image_a.copy()
     image[blob_b] = np.clip(rng.normal((240, 240, 240), 8, (int(blob_b.sum()), 3)), 0, 255)
     predictor = ClassicalPredictor()
-    proposals = predictor.segment_everything(image, points_per_side=16,
-                                             min_mask_region_area=200)
+    proposals = predictor.segment_everything(
+        image, EverythingOptions(points_per_side=16, min_mask_region_area=200))
     assert proposals
     areas = [int(p.mask.sum()) for p in proposals]
     assert areas == sorted(areas, reverse=True) and min(areas) >= 200

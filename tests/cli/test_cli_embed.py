@@ -21,7 +21,7 @@ from app.core.types import EmbeddingKey
 from app.predict.cache.file_format import SUFFIX, read_embedding
 from app.predict.cache.store import EmbeddingCache
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def write_images(folder: Path, names: list[str], seed: int = 0) -> list[Path]:

@@ -12,7 +12,7 @@ import pytest
 
 from app.cli import main
 
-GRABCUT = Path(__file__).resolve().parents[1] / "data" / "grabcut"
+GRABCUT = Path(__file__).resolve().parents[2] / "data" / "grabcut"
 SMALL_GRABCUT = ("teddy", "fullmoon", "bool")
 
 

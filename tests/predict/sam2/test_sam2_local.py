@@ -20,7 +20,7 @@ from app.core.errors import Cancelled
 from app.core.images import array_hash
 from app.core.jobs import CancelToken
 from app.core.types import Box, EmbeddingKey, MaskResult, Point, Prompt
-from app.predict.base import Predictor, PredictorError
+from app.predict.base import EverythingOptions, Predictor, PredictorError
 from app.predict.cache.store import EmbeddingCache
 from app.predict.sam2.model import guess_config, load_sam2, read_state_dict
 from app.predict.sam2.predictor import SAM2Predictor
@@ -363,9 +363,10 @@ def test_decode_points_batches(predictor, keys) -> None:
 def test_segment_everything_on_the_model(predictor, keys, images) -> None:
     h, w = images["wide"].shape[:2]
     calls = []
+    loose = EverythingOptions(points_per_side=2, pred_iou_thresh=0.0,
+                              stability_score_thresh=0.0, min_mask_region_area=0)
     proposals = predictor.segment_everything(
-        keys["wide"], points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-        min_mask_region_area=0, progress=lambda d, t, m: calls.append((d, t)))
+        keys["wide"], loose, progress=lambda d, t, m: calls.append((d, t)))
     assert calls == [(1, 1)]
     assert proposals, "with no thresholds, some mask survives"
     areas = [int(p.mask.sum()) for p in proposals]
@@ -377,19 +378,19 @@ def test_segment_everything_on_the_model(predictor, keys, images) -> None:
     assert predictor.points_per_batch == 16  # on a CPU
     calls.clear()
     chunked = predictor.segment_everything(
-        keys["wide"], points_per_side=2, pred_iou_thresh=0.0, stability_score_thresh=0.0,
-        min_mask_region_area=0, progress=lambda d, t, m: calls.append((d, t)),
+        keys["wide"], loose, progress=lambda d, t, m: calls.append((d, t)),
         points_per_batch=3)
     assert calls == [(1, 2), (2, 2)]
     assert sorted(p.score for p in chunked) == pytest.approx(
         sorted(p.score for p in proposals), abs=1e-5)
-    strict = predictor.segment_everything(keys["wide"], points_per_side=2,
-                                          pred_iou_thresh=0.999, stability_score_thresh=0.0)
+    strict = predictor.segment_everything(keys["wide"], EverythingOptions(
+        points_per_side=2, pred_iou_thresh=0.999, stability_score_thresh=0.0))
     assert strict == []
     token = CancelToken()
     token.cancel()
     with pytest.raises(Cancelled):
-        predictor.segment_everything(keys["wide"], points_per_side=2, cancel=token)
+        predictor.segment_everything(keys["wide"], EverythingOptions(points_per_side=2),
+                                     cancel=token)
 
 
 # -- loading ------------------------------------------------------------------------------
