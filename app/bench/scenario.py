@@ -157,14 +157,18 @@ def _clicking_while_prefetching(predictor: Any, options: ScenarioOptions, tag: s
             service.request_mask(_prompt(options, n), n, names[0])
             answers.wait_answer(n)
         service.wait_idle(600.0)
-        stats = service.stats
-        return {"click_ms": summary_ms(list(answers.latencies.values())),
-                "prefetched": stats.prefetched,
-                "discarded_s": round(stats.encode_seconds_discarded, 3),
-                "discarded_steps": stats.encode_steps_discarded,
-                "errors": answers.errors}
+        return _figures(answers, service.stats)
     finally:
         service.shutdown(60.0)
+
+
+def _figures(answers: _Answers, stats: Any, **extra: float) -> dict[str, Any]:
+    """One run's figures: click latencies, what was prefetched and thrown away, errors."""
+    return {"click_ms": summary_ms(list(answers.latencies.values())), **extra,
+            "prefetched": stats.prefetched,
+            "discarded_s": round(stats.encode_seconds_discarded, 3),
+            "discarded_steps": stats.encode_steps_discarded,
+            "errors": answers.errors}
 
 
 def _closed_loop(predictor: Any, options: ScenarioOptions, tag: str,
@@ -187,13 +191,7 @@ def _closed_loop(predictor: Any, options: ScenarioOptions, tag: str,
                 answers.wait_answer(gen)
         session = time.perf_counter() - t0
         service.wait_idle(600.0)
-        stats = service.stats
-        return {"click_ms": summary_ms(list(answers.latencies.values())),
-                "session_s": round(session, 2),
-                "prefetched": stats.prefetched,
-                "discarded_s": round(stats.encode_seconds_discarded, 3),
-                "discarded_steps": stats.encode_steps_discarded,
-                "errors": answers.errors}
+        return _figures(answers, service.stats, session_s=round(session, 2))
     finally:
         service.shutdown(60.0)
 

@@ -81,9 +81,20 @@ def _check_index(index: int, length: int) -> int:
 
 
 class _Base:
-    """Context manager and iteration shared by the sequences."""
+    """What the sequences share: fps and size as set by each, the context manager and
+    iteration."""
 
     name: str
+    _fps: float
+    _size: tuple[int, int]  # (width, height)
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self._size
 
     def __len__(self) -> int:
         raise NotImplementedError
@@ -118,19 +129,11 @@ class ArraySequence(_Base):
                 raise SequenceError(f"{name}: frame {i} is not RGB uint8 of {w} x {h}")
         self._frames = frames
         self._fps = float(fps)
+        self._size = (int(w), int(h))
         self.name = name
 
     def __len__(self) -> int:
         return len(self._frames)
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        h, w = self._frames[0].shape[:2]
-        return w, h
 
     def frame(self, index: int) -> np.ndarray:
         return self._frames[_check_index(index, len(self._frames))]
@@ -162,14 +165,6 @@ class FrameFolderSequence(_Base):
 
     def __len__(self) -> int:
         return len(self.files)
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
 
     def frame(self, index: int) -> np.ndarray:
         index = _check_index(index, len(self.files))
@@ -285,14 +280,6 @@ class VideoSequence(_Base):
 
     def __len__(self) -> int:
         return len(self._pts)
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
 
     @property
     def keyframes(self) -> list[int]:

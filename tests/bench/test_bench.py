@@ -108,3 +108,22 @@ def test_bench_json_has_every_field(capsys) -> None:
     table = format_report(result)
     assert "ours / raw" in table and "goal" in table and "96x64" in table
     assert "upscale 400x300" in table
+
+
+@pytest.mark.slow
+def test_bench_scenario_runs_through_the_real_service(capsys) -> None:
+    """The smallest scenario run (quiet only, 2 images, one click each): every run is
+    reported with its click latencies and the encoder work thrown away (0 s: the service
+    resumes encodes instead of restarting them)."""
+    code = main(["bench", "--scenario", "--json", "--image-size", "64x48",
+                 "--scenario-images", "2", "--scenario-clicks", "1",
+                 "--scenario-open-clicks", "1", "--scenario-interval", "0.05",
+                 "--scenario-quiet"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    text = json.dumps(result)
+    for run in ("quiet_no_prefetch", "quiet_prefetch", "no_prefetch", "prefetch"):
+        assert f'"{run}"' in text, run
+    assert "loaded_prefetch" not in text  # --scenario-quiet
+    assert '"errors": 0' in text or '"errors": []' in text or '"errors": {}' in text
+    assert '"discarded_steps": 0' in text
