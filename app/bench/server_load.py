@@ -32,7 +32,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +91,21 @@ class _Record:
             self.errors[what] = self.errors.get(what, 0) + 1
 
 
+def _timed(record: _Record, call: Callable[[], httpx.Response]) -> None:
+    """Time one request: an answer 200 is recorded with its latency, anything else (another
+    status, a connection error) as an error by its kind."""
+    t0 = time.perf_counter()
+    try:
+        r = call()
+    except httpx.HTTPError as exc:
+        record.error(type(exc).__name__)
+        return
+    if r.status_code == 200:
+        record.ok(t0)
+    else:
+        record.error(f"HTTP {r.status_code}")
+
+
 class _Load:
     """The clients of one bench run against ``url``."""
 
@@ -105,23 +122,14 @@ class _Load:
         with httpx.Client(base_url=self.url, timeout=self.o.grace_s + 120) as client:
             while not self.stop.is_set():
                 x, y = float(rng.uniform(0, w)), float(rng.uniform(0, h))
-                t0 = time.perf_counter()
-                try:
-                    if self.o.route == "v1":
-                        r = client.post(f"/v1/images/{digest}/predict",
-                                        json={"points": [[x, y, 1]]})
-                    else:
-                        r = client.post("/sam2/segment_image", json={
-                            "image_id": image_id, "format": "rle",
-                            "prompts": {"prompts": [{"points": [
-                                {"x": x, "y": y, "positive": True}]}]}})
-                except httpx.HTTPError as exc:
-                    record.error(type(exc).__name__)
-                    continue
-                if r.status_code == 200:
-                    record.ok(t0)
+                if self.o.route == "v1":
+                    _timed(record, partial(client.post, f"/v1/images/{digest}/predict",
+                                           json={"points": [[x, y, 1]]}))
                 else:
-                    record.error(f"HTTP {r.status_code}")
+                    _timed(record, partial(client.post, "/sam2/segment_image", json={
+                        "image_id": image_id, "format": "rle",
+                        "prompts": {"prompts": [{"points": [
+                            {"x": x, "y": y, "positive": True}]}]}}))
 
     def encode_loop(self, i: int, record: _Record) -> None:
         w, h = self.o.image_size
@@ -132,17 +140,8 @@ class _Load:
                 n += 1
                 data = png_bytes(synthetic_image(w, h, seed % 2**31))
                 digest = hashlib.sha256(data).hexdigest()
-                t0 = time.perf_counter()
-                try:
-                    r = client.put(f"/v1/images/{digest}", content=data,
-                                   headers={"Content-Type": "image/png"})
-                except httpx.HTTPError as exc:
-                    record.error(type(exc).__name__)
-                    continue
-                if r.status_code == 200:
-                    record.ok(t0)
-                else:
-                    record.error(f"HTTP {r.status_code}")
+                _timed(record, partial(client.put, f"/v1/images/{digest}", content=data,
+                                       headers={"Content-Type": "image/png"}))
 
     def probe_loop(self, record: _Record) -> None:
         with httpx.Client(base_url=self.url, timeout=self.o.grace_s + 120) as client:
