@@ -27,9 +27,14 @@ import torch
 from sam2.modeling.sam2_base import SAM2Base
 
 from app.core.jobs import CancelToken, check
+from app.core.types import EmbeddingKey
+from app.predict.base import PredictorError
+from app.predict.cache.store import EmbeddingCache
 from app.predict.sam2 import reference as ref
+from app.predict.sam2.features import embeddings_from_features
+from app.predict.sam2.model import Precision, inference
 
-__all__ = ["EncodeRun", "EncoderSteps", "TorchEncoderSteps", "encode_all"]
+__all__ = ["CachedEncodeJob", "EncodeRun", "EncoderSteps", "TorchEncoderSteps", "encode_all"]
 
 
 class EncoderSteps(Protocol):
@@ -191,3 +196,50 @@ def encode_all(run: EncodeRun, cancel: CancelToken | None = None,
         run.step()
     assert run.outputs is not None
     return run.outputs
+
+
+class CachedEncodeJob:
+    """``SAM2Predictor.start_embed``'s ``EncodeJob``: one image's ``EncodeRun`` stepped under
+    the predictor's inference mode; the last step puts the embedding in ``cache``. No run:
+    the embedding was cached already (no step left)."""
+
+    def __init__(self, key: EmbeddingKey, run: EncodeRun | None, cache: EmbeddingCache,
+                 precision: Precision) -> None:
+        self._key = key
+        self._run = run
+        self._cache = cache
+        self._precision = precision
+        self._total = run.total if run is not None else 0
+        self._finished = run is None
+
+    @property
+    def key(self) -> EmbeddingKey:
+        return self._key
+
+    @property
+    def total(self) -> int:
+        return self._total
+
+    @property
+    def done(self) -> int:
+        return self._total if self._run is None else self._run.done
+
+    def step(self) -> bool:
+        if self._finished:
+            return True
+        run = self._run
+        if run is None:
+            raise PredictorError(f"the encode of {self._key.image_hash[:12]} was released")
+        with inference(self._precision):
+            if run.step():
+                assert run.outputs is not None
+                image_embed, high_res = run.outputs
+                emb = embeddings_from_features(image_embed, high_res, run.images)[0]
+                self._cache.put(self._key, emb)
+                self._run, self._finished = None, True
+        return self._finished
+
+    def release(self) -> None:
+        if self._run is not None:
+            self._run.release()
+            self._run = None

@@ -27,7 +27,7 @@ from app.predict.cache.file_format import Embedding
 from app.predict.cache.store import EmbeddingCache
 from app.predict.sam2 import reference as ref
 from app.predict.sam2.decoder import MaskDecoder
-from app.predict.sam2.encoder import EncoderSteps, EncodeRun, encode_all
+from app.predict.sam2.encoder import CachedEncodeJob, EncoderSteps, EncodeRun, encode_all
 from app.predict.sam2.features import (
     ImageFeatures,
     check_image,
@@ -165,13 +165,14 @@ class SAM2Predictor:
         check(cancel)
         return key
 
-    def start_embed(self, image: np.ndarray, image_hash: str | None = None) -> SAM2EncodeJob:
+    def start_embed(self, image: np.ndarray, image_hash: str | None = None) -> CachedEncodeJob:
         """An encode of ``image`` in steps (see ``EncodeJob``); already finished (no step
         left) when the embedding is cached."""
         image = check_image(image)
         key = EmbeddingKey(image_hash or array_hash(image), self._model_id)
         cached = self.cache.contains(key)
-        return SAM2EncodeJob(self, key, None if cached else self._run([image]))
+        return CachedEncodeJob(key, None if cached else self._run([image]), self.cache,
+                               self.precision)
 
     def embed_batch(
         self,
@@ -410,52 +411,6 @@ class SAM2Predictor:
         return self.decoder.decode(
             feats.image_embed, feats.high_res_feats, coords, labels, mask_input, multimask,
             repeat_image=coords is not None and coords.shape[0] > 1)
-
-
-class SAM2EncodeJob:
-    """``SAM2Predictor.start_embed``'s ``EncodeJob``: the encode's steps run under the
-    predictor's inference mode, the last one caches the embedding."""
-
-    def __init__(self, predictor: SAM2Predictor, key: EmbeddingKey, run: EncodeRun | None
-                 ) -> None:
-        self._predictor = predictor
-        self._key = key
-        self._run = run
-        self._total = run.total if run is not None else 0
-        self._finished = run is None
-
-    @property
-    def key(self) -> EmbeddingKey:
-        return self._key
-
-    @property
-    def total(self) -> int:
-        return self._total
-
-    @property
-    def done(self) -> int:
-        return self._total if self._run is None else self._run.done
-
-    def step(self) -> bool:
-        if self._finished:
-            return True
-        run = self._run
-        if run is None:
-            raise PredictorError(f"the encode of {self._key.image_hash[:12]} was released")
-        p = self._predictor
-        with inference(p.precision):
-            if run.step():
-                assert run.outputs is not None
-                image_embed, high_res = run.outputs
-                emb = embeddings_from_features(image_embed, high_res, run.images)[0]
-                p.cache.put(self._key, emb)
-                self._run, self._finished = None, True
-        return self._finished
-
-    def release(self) -> None:
-        if self._run is not None:
-            self._run.release()
-            self._run = None
 
 
 def load_predictor(
