@@ -232,9 +232,12 @@ class Instance:
 
 @dataclass
 class MaskProposal:
-    """One mask proposed by "segment everything": full-resolution bool mask and its scores."""
+    """One mask a predictor proposes (segment everything, find all, propagation):
+    full-resolution bool mask and its scores. ``prompt`` says what found it: the text
+    ("person") or exemplar that matched, empty for segment everything."""
 
     mask: np.ndarray
     score: float
     stability: float
     bbox: tuple[float, float, float, float]  # (x0, y0, x1, y1)
+    prompt: str = ""

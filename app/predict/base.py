@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
@@ -70,6 +70,57 @@ class EverythingOptions:
     pred_iou_thresh: float = 0.88
     stability_score_thresh: float = 0.95
     min_mask_region_area: int = 100
+
+
+@dataclass(frozen=True)
+class Exemplar:
+    """An example region for "find all like this": a box in image pixels (x0, y0, x1, y1,
+    corners) and whether things like it are wanted (``positive``) or not. ``mask`` (bool,
+    image-sized), when the exemplar is an accepted instance, lets a local backend use its
+    exact shape instead of the box. ``image`` (RGB uint8) is the picture the exemplar lies
+    in when it is not the one searched ("the same exemplar in the next images"); None means
+    the searched image itself."""
+
+    box: tuple[float, float, float, float]
+    positive: bool = True
+    mask: np.ndarray | None = field(default=None, compare=False, repr=False)
+    image: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class FindQuery:
+    """What "find all" looks for: any of ``texts`` ("person", "car"), or things like the
+    positive ``exemplars`` and unlike the negative ones, or both together (SAM3's concept
+    prompts). Results scoring under ``score_threshold`` are dropped, overlaps above
+    ``nms_iou`` suppressed, at most ``max_results`` kept, best first."""
+
+    texts: tuple[str, ...] = ()
+    exemplars: tuple[Exemplar, ...] = ()
+    score_threshold: float = 0.5
+    nms_iou: float = 0.5
+    max_results: int = 100
+
+    @classmethod
+    def text(cls, text: str, **kw: float | int) -> FindQuery:
+        """A query from comma-separated text: "person, car" -> ("person", "car")."""
+        names = tuple(t.strip() for t in text.split(",") if t.strip())
+        return cls(texts=names, **kw)  # type: ignore[arg-type]
+
+    @property
+    def positives(self) -> tuple[Exemplar, ...]:
+        return tuple(e for e in self.exemplars if e.positive)
+
+    @property
+    def negatives(self) -> tuple[Exemplar, ...]:
+        return tuple(e for e in self.exemplars if not e.positive)
+
+    def describe(self) -> str:
+        """A short, stable text of the query (a proposal's prompt; autolabel's resume key)."""
+        parts = list(self.texts)
+        for e in self.exemplars:
+            x0, y0, x1, y1 = (round(v) for v in e.box)
+            parts.append(f"{'+' if e.positive else '-'}box({x0},{y0},{x1},{y1})")
+        return ", ".join(parts)
 
 
 class EncodeJob(Protocol):
