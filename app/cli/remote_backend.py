@@ -1,8 +1,8 @@
 """Remote backends from command-line options: ``--server URL [--api-key KEY]
-[--remote-mode server|hybrid]`` (MaskLoop's own server) and ``--hosted roboflow|fal|segmind
-[--hosted-url URL] [--api-key KEY]`` (hosted SAM APIs). ``predictor_from_args`` in
-backend.py calls ``remote_predictor_from_args`` first; commands opt in with
-``add_remote_args``."""
+[--remote-mode server|hybrid]`` (MaskLoop's own server) and ``--hosted
+roboflow|roboflow-sam3|fal|segmind [--hosted-url URL] [--api-key KEY]`` (hosted SAM APIs).
+``predictor_from_args`` in backend.py calls ``remote_predictor_from_args`` first; commands
+opt in with ``add_remote_args``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import argparse
 import os
 
 from app.predict.base import Predictor, PredictorError
+from app.predict.hosted.factory import PROVIDERS as HOSTED  # no httpx until one is built
 
 SERVER_KEY_ENV = "MASKLOOP_API_KEY"
-HOSTED = ("roboflow", "fal", "segmind")
 
 
 def add_remote_args(parser: argparse.ArgumentParser, *, api_key: bool = True) -> None:
@@ -23,7 +23,8 @@ def add_remote_args(parser: argparse.ArgumentParser, *, api_key: bool = True) ->
     which.add_argument("--server", metavar="URL",
                        help="use a MaskLoop server (maskloop serve) for predictions")
     which.add_argument("--hosted", choices=HOSTED,
-                       help="use a hosted SAM API (keys: $API_KEY for Roboflow, $FAL_KEY, "
+                       help="use a hosted SAM API (roboflow: SAM2 clicks, SAM3 find all; "
+                       "roboflow-sam3: SAM3 for both; keys: $API_KEY for Roboflow, $FAL_KEY, "
                        "$SEGMIND_API_KEY)")
     group.add_argument("--remote-mode", choices=("server", "hybrid"), default="server",
                        help="server: the server decodes clicks; hybrid: fetch each embedding "

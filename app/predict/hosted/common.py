@@ -17,11 +17,19 @@ import cv2
 import numpy as np
 
 from app.core import rle as rle_codec
+from app.core.geometry import mask_iou
 from app.core.images import array_hash, sniff_format
 from app.core.jobs import CancelToken, Progress, check
 from app.core.lru import BoundedCache
+from app.core.nms import nms
 from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
+from app.predict.base import (
+    Capabilities,
+    EverythingOptions,
+    FindQuery,
+    PredictorError,
+    SourceKind,
+)
 from app.predict.remote.http_session import HttpSession
 
 KEPT_IMAGES = 4
@@ -154,12 +162,40 @@ def bbox_of(mask: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def proposals_from_masks(masks: Sequence[np.ndarray], scores: Sequence[float],
-                         min_area: int = 0) -> list[MaskProposal]:
-    """MaskProposals (largest first), dropping masks smaller than ``min_area`` pixels."""
-    out = [MaskProposal(mask=m, score=float(s), stability=float(s), bbox=bbox_of(m))
+                         min_area: int = 0, prompt: str = "") -> list[MaskProposal]:
+    """MaskProposals (largest first), dropping masks smaller than ``min_area`` pixels;
+    ``prompt`` says what found them (a text, an exemplar; empty for segment everything)."""
+    out = [MaskProposal(mask=m, score=float(s), stability=float(s), bbox=bbox_of(m),
+                        prompt=prompt)
            for m, s in zip(masks, scores, strict=True) if int(m.sum()) >= max(1, min_area)]
     out.sort(key=lambda p: -int(p.mask.sum()))
     return out
+
+
+def finish_proposals(proposals: Sequence[MaskProposal], query: FindQuery) -> list[MaskProposal]:
+    """What ``find_all`` returns: proposals scoring at least ``query.score_threshold``,
+    overlaps above ``query.nms_iou`` suppressed (also across separate API requests), best
+    first (larger first among equal scores), at most ``query.max_results``."""
+    kept = [p for p in proposals if p.score >= query.score_threshold and p.mask.any()]
+    kept.sort(key=lambda p: (-p.score, -int(p.mask.sum())))
+    if len(kept) > 1:
+        order = nms([p.score for p in kept],
+                    lambda i, rest: np.array([proposal_iou(kept[i], kept[j]) for j in rest]),
+                    query.nms_iou)
+        kept = [kept[int(i)] for i in order]
+    return kept[:max(0, query.max_results)]
+
+
+def proposal_iou(a: MaskProposal, b: MaskProposal) -> float:
+    """The masks' IoU, counted inside the union of their boxes only (0 when the boxes are
+    apart): many proposals on a large image stay cheap to compare."""
+    ax0, ay0, ax1, ay1 = a.bbox
+    bx0, by0, bx1, by1 = b.bbox
+    if ax1 <= bx0 or bx1 <= ax0 or ay1 <= by0 or by1 <= ay0:
+        return 0.0
+    x0, y0 = int(min(ax0, bx0)), int(min(ay0, by0))
+    x1, y1 = int(np.ceil(max(ax1, bx1))), int(np.ceil(max(ay1, by1)))
+    return mask_iou(a.mask[y0:y1, x0:x1], b.mask[y0:y1, x0:x1])
 
 
 def split_components(mask: np.ndarray, min_area: int = 1) -> list[np.ndarray]:
@@ -235,9 +271,32 @@ class HostedPredictor:
         hint = "; use 'find all' with a text prompt instead" if text else ""
         raise PredictorError(f"{self.provider} offers no 'segment everything'{hint}")
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
-        """Every instance of ``text`` (e.g. "person"), where the API understands text."""
-        raise PredictorError(f"{self.provider} does not understand text prompts")
+    def find_all(self, image: EmbeddingKey | np.ndarray, query: FindQuery, *,
+                 cancel: CancelToken | None = None,
+                 progress: Progress | None = None) -> list[MaskProposal]:
+        """Every instance ``query`` asks for, where the API understands its kind of prompt
+        (``capabilities``); best first, each with the prompt that found it."""
+        self.check_query(query)
+        arr = as_image(self, image)
+        check(cancel)
+        return finish_proposals(self._find(arr, query, cancel, progress), query)
+
+    def check_query(self, query: FindQuery) -> None:
+        """PredictorError unless this API takes every kind of prompt in ``query``."""
+        if not query.texts and not query.exemplars:
+            raise PredictorError("find all needs a text such as 'person' or an example box")
+        if any(not t.strip() for t in query.texts):
+            raise PredictorError("find all got an empty text prompt")
+        if query.texts and not self.capabilities.text_prompts:
+            raise PredictorError(f"{self.provider} does not understand text prompts")
+        if query.exemplars and not self.capabilities.exemplar_prompts:
+            raise PredictorError(f"{self.provider} takes no example boxes ('find all like "
+                                 f"this'); give a text instead")
+
+    def _find(self, image: np.ndarray, query: FindQuery, cancel: CancelToken | None,
+              progress: Progress | None) -> list[MaskProposal]:
+        """The API's proposals for ``query`` (filtered and sorted by ``find_all``)."""
+        raise PredictorError(f"{self.provider} offers no 'find all'")
 
     def close(self) -> None:
         self._images.clear()

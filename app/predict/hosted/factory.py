@@ -1,7 +1,8 @@
 """Clients for hosted SAM APIs: Roboflow, fal and Segmind (one module each).
 
-``hosted_predictor("roboflow" | "fal" | "segmind", api_key=None, url=None, settings=None)``
-builds one; nothing here imports httpx until a client is built.
+``hosted_predictor("roboflow" | "roboflow-sam3" | "fal" | "segmind", api_key=None, url=None,
+settings=None)`` builds one; nothing here imports httpx until a client is built. "roboflow"
+clicks with SAM2 and finds with SAM3; "roboflow-sam3" does both with SAM3.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from app.predict.base import PredictorError
 if TYPE_CHECKING:
     from app.predict.hosted.common import HostedPredictor
 
-PROVIDERS = ("roboflow", "fal", "segmind")
-KEY_VARIABLES = {"roboflow": "API_KEY", "fal": "FAL_KEY", "segmind": "SEGMIND_API_KEY"}
+PROVIDERS = ("roboflow", "roboflow-sam3", "fal", "segmind")
+KEY_VARIABLES = {"roboflow": "API_KEY", "roboflow-sam3": "API_KEY", "fal": "FAL_KEY",
+                 "segmind": "SEGMIND_API_KEY"}
 
 
 def hosted_predictor(
@@ -32,6 +34,10 @@ def hosted_predictor(
         from app.predict.hosted.roboflow import RoboflowPredictor
 
         return RoboflowPredictor(api_key, url, settings=settings, **options)
+    if name == "roboflow-sam3":
+        from app.predict.hosted.roboflow_sam3 import RoboflowSam3Predictor
+
+        return RoboflowSam3Predictor(api_key, url, settings=settings, **options)
     if name == "fal":
         from app.predict.hosted.fal import FalPredictor
 

@@ -16,12 +16,12 @@ from typing import Any
 import httpx
 import numpy as np
 
+from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, PredictorError, SourceKind
+from app.predict.base import Capabilities, FindQuery, PredictorError, SourceKind
 from app.predict.hosted.common import (
     HostedPredictor,
     api_key_from,
-    as_image,
     decode_b64,
     image_b64,
     mask_from_image_bytes,
@@ -43,7 +43,8 @@ def coordinates(points: list[tuple[float, float]]) -> str:
 
 
 class SegmindPredictor(HostedPredictor):
-    """Clicks (positive and negative points) and text prompts through sam-v2-image."""
+    """Clicks (positive and negative points) and text prompts through sam-v2-image (no
+    example boxes: the API has no such prompt)."""
 
     provider = "Segmind"
     capabilities = Capabilities(SourceKind.HOSTED, "remote", text_prompts=True)
@@ -106,12 +107,19 @@ class SegmindPredictor(HostedPredictor):
         h, w = image.shape[:2]
         return result_from_masks([mask], [1.0 if mask.any() else 0.0], h, w)
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str,
-                 min_area: int = 16) -> list[MaskProposal]:
-        """The mask of ``text`` split into its connected parts, one proposal each."""
-        if not text.strip():
-            raise PredictorError("find all needs a text such as 'person'")
-        arr = as_image(self, image)
-        mask = self._call(arr, {"prompt": text.strip()}, f"finding {text.strip()!r}")
-        parts = split_components(mask, min_area)
-        return proposals_from_masks(parts, [1.0] * len(parts))
+    def _find(self, image: np.ndarray, query: FindQuery, cancel: CancelToken | None,
+              progress: Progress | None, min_area: int = 16) -> list[MaskProposal]:
+        """One request per text; each text's mask split into its connected parts, one
+        proposal each (Segmind returns one mask and no score)."""
+        found: list[MaskProposal] = []
+        texts = [t.strip() for t in query.texts]
+        for i, text in enumerate(texts):
+            if progress is not None:
+                progress(i, len(texts), f"finding {text!r}")
+            check(cancel)
+            mask = self._call(image, {"prompt": text}, f"finding {text!r}")
+            parts = split_components(mask, min_area)
+            found += proposals_from_masks(parts, [1.0] * len(parts), prompt=text)
+        if progress is not None:
+            progress(len(texts), len(texts), "done")
+        return found

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,9 +32,12 @@ NEG_HALF = 5
 
 @dataclass
 class Reply:
+    """A canned answer; ``delay`` seconds pass before it is sent (a slow or hung server)."""
+
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
 
     @classmethod
     def json(cls, status: int, obj: Any, headers: Mapping[str, str] | None = None) -> Reply:
@@ -173,13 +177,18 @@ class FakeAPI:
                             {k.lower(): v for k, v in self.headers.items()},
                             self.rfile.read(length) if length else b"")
                 reply = fake.dispatch(seen)
-                self.send_response(reply.status)
-                for k, v in reply.headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(reply.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(reply.body)
+                if reply.delay:
+                    time.sleep(reply.delay)
+                try:
+                    self.send_response(reply.status)
+                    for k, v in reply.headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(reply.body)))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(reply.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a timeout test)
 
             do_GET = do_POST = do_PUT = do_HEAD = _any
 

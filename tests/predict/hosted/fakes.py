@@ -1,4 +1,5 @@
-"""Local stand-ins for the hosted SAM APIs (Roboflow, fal, Segmind) on 127.0.0.1.
+"""Local stand-ins for the hosted SAM APIs (Roboflow in fake_roboflow.py, fal, Segmind) on
+127.0.0.1.
 
 Each implements its API's documented request and response schema and VALIDATES every
 request it gets (unknown or missing fields, wrong types: 422/400 like the real one), so a
@@ -32,121 +33,9 @@ from fake_common import (  # noqa: F401  (re-exported for the tests)
     polygons,
     rle,
 )
+from fake_roboflow import FakeRoboflow  # noqa: F401  (re-exported for the tests)
 
 IMAGE_APP, AUTO_APP = "fal-ai/sam2/image", "fal-ai/sam2/auto-segment"
-
-
-# -- Roboflow ------------------------------------------------------------------------------
-
-
-class FakeRoboflow(FakeAPI):
-    """/sam2/embed_image, /sam2/segment_image, /sam3/concept_segment (api_key in the query)."""
-
-    def authorized(self, seen: Seen) -> bool:
-        return seen.query.get("api_key") == self.api_key
-
-    def unauthorized(self) -> Reply:
-        return Reply.json(401, {"message": "Unauthorized access to roboflow API - check API "
-                                           "key and make sure the key is valid"})
-
-    def __init__(self, api_key: str = "secret-key-123") -> None:
-        super().__init__(api_key)
-        self.embedded: set[str] = set()
-        self._ids = itertools.count(1)
-
-    def handle(self, seen: Seen) -> Reply:
-        if seen.method != "POST":
-            return Reply.json(405, {"detail": "Method Not Allowed"})
-        body = self.body(seen)
-        if seen.path == "/sam2/embed_image":
-            check_fields(body, "body", set(), {"image", "image_id", "sam2_version_id",
-                                               "api_key", "model_id"})
-            self._version(body)
-            if "image" in body:
-                self._image(body["image"])
-            image_id = body.get("image_id") or f"img-{next(self._ids)}"
-            self.embedded.add(image_id)
-            return Reply.json(200, {"image_id": image_id, "time": 0.01})
-        if seen.path == "/sam2/segment_image":
-            return self._segment(body)
-        if seen.path == "/sam3/concept_segment":
-            return self._concept(body)
-        return Reply.json(404, {"detail": "Not Found"})
-
-    def _version(self, body: dict) -> None:
-        v = body.get("sam2_version_id")
-        if v is not None and v not in ("hiera_tiny", "hiera_small", "hiera_large",
-                                       "hiera_b_plus"):
-            raise Invalid(f"unknown sam2_version_id {v!r}")
-
-    def _image(self, image: Any) -> np.ndarray:
-        check_fields(image, "image", {"type", "value"}, set())
-        if image["type"] != "base64":
-            raise Invalid("this fake takes base64 images only")
-        return image_from_b64(image["value"])
-
-    def _segment(self, body: Any) -> Reply:
-        check_fields(body, "body", {"image"}, {
-            "format", "image_id", "prompts", "mask_input", "mask_input_format",
-            "multimask_output", "use_mask_input_cache", "save_logits_to_cache",
-            "load_logits_from_cache", "sam2_version_id", "model_id", "api_key"})
-        self._version(body)
-        img = self._image(body["image"])
-        fmt = body.get("format", "json")
-        if fmt not in ("json", "rle", "binary"):
-            raise Invalid(f"unknown format {fmt!r}")
-        for name in ("multimask_output", "save_logits_to_cache", "load_logits_from_cache"):
-            if name in body:
-                boolean(body[name], name)
-        prompt_set = check_fields(body.get("prompts", {"prompts": None}), "prompts", set(),
-                                  {"prompts"})
-        preds = []
-        for i, prompt in enumerate(prompt_set.get("prompts") or []):
-            check_fields(prompt, f"prompts[{i}]", set(), {"box", "points"})
-            box = None
-            if prompt.get("box") is not None:
-                b = check_fields(prompt["box"], "box", {"x", "y", "width", "height"}, set())
-                cx, cy = number(b["x"], "box.x"), number(b["y"], "box.y")
-                bw, bh = number(b["width"], "box.width"), number(b["height"], "box.height")
-                box = (cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2)  # centre-based
-            keep, drop = [], []
-            for p in prompt.get("points") or []:
-                check_fields(p, "point", {"x", "y", "positive"}, set())
-                xy = (number(p["x"], "point.x"), number(p["y"], "point.y"))
-                (keep if boolean(p["positive"], "point.positive") else drop).append(xy)
-            mask = click_mask(img.shape[:2], keep, drop, box)
-            if fmt == "rle":
-                preds.append({"masks": rle(mask), "confidence": 0.9, "format": "rle"})
-            else:
-                preds.append({"masks": polygons(mask), "confidence": 0.9, "format": "polygon"})
-        return Reply.json(200, {"predictions": preds, "time": 0.02})
-
-    def _concept(self, body: Any) -> Reply:
-        check_fields(body, "body", {"image"}, {
-            "format", "image_id", "prompts", "text", "points", "point_labels", "boxes",
-            "box_labels", "instance_prompt", "output_prob_thresh", "model_id", "api_key",
-            "sam3_version_id"})
-        img = self._image(body["image"])
-        fmt = body.get("format", "polygon")
-        if fmt not in ("polygon", "rle", "binary"):
-            raise Invalid(f"unknown format {fmt!r}")
-        if "output_prob_thresh" in body:
-            number(body["output_prob_thresh"], "output_prob_thresh")
-        results = []
-        for i, prompt in enumerate(body.get("prompts") or []):
-            check_fields(prompt, f"prompts[{i}]", set(), {
-                "type", "text", "boxes", "box_labels", "points", "point_labels",
-                "output_prob_thresh"})
-            if prompt.get("type") not in (None, "text", "visual"):
-                raise Invalid("prompt type must be 'text' or 'visual'")
-            text = prompt.get("text")
-            parts = bright_parts(img) if text and "bright" in text else []
-            preds = [{"masks": rle(m) if fmt == "rle" else polygons(m), "confidence": 0.8,
-                      "format": fmt} for m in parts]
-            results.append({"prompt_index": i, "echo": {"prompt_index": i, "type": "text",
-                                                        "text": text},
-                            "predictions": preds})
-        return Reply.json(200, {"prompt_results": results, "time": 0.05})
 
 
 # -- fal -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import pytest
 from fakes import Reply, click_mask
 
 from app.core.types import Box, Point, Prompt
-from app.predict.base import EverythingOptions, Predictor, PredictorError
+from app.predict.base import EverythingOptions, FindQuery, Predictor, PredictorError
 from app.predict.hosted.factory import hosted_predictor
 from app.predict.hosted.fal import FalPredictor
 
@@ -127,3 +127,11 @@ def test_key_from_settings_then_environment(monkeypatch, fal, image):
         hosted_predictor("fal", url=fal.url)
     cl = hosted_predictor("fal", url=fal.url, settings={"fal_key": KEY}, poll_interval=0.001)
     assert cl.predict(cl.embed(image), Prompt(points=(Point(5, 5),))).masks.any()
+
+
+def test_find_all_is_refused_clearly(fal, image):
+    cl = client(fal)
+    assert not cl.capabilities.text_prompts
+    with pytest.raises(PredictorError, match="fal does not understand text prompts"):
+        cl.find_all(cl.embed(image), FindQuery.text("person"))
+    assert fal.seen == []

@@ -8,7 +8,7 @@ import pytest
 from fakes import Reply, click_mask
 
 from app.core.types import Box, Point, Prompt
-from app.predict.base import Predictor, PredictorError
+from app.predict.base import FindQuery, Predictor, PredictorError
 from app.predict.hosted.factory import hosted_predictor
 from app.predict.hosted.roboflow import RoboflowPredictor
 
@@ -61,14 +61,17 @@ def test_negative_point_and_refinement_flags(roboflow, image):
 
 def test_find_all_text_returns_every_instance(roboflow, image):
     rf = client(roboflow)
-    assert rf.capabilities.text_prompts
-    found = rf.find_all(image, "bright square")
+    assert rf.capabilities.text_prompts and rf.capabilities.exemplar_prompts
+    found = rf.find_all(image, FindQuery.text("bright square"))
     assert len(found) == 2
-    assert [int(p.mask.sum()) for p in found] == [1200, 600]  # largest first
+    assert [int(p.mask.sum()) for p in found] == [1200, 600]  # equal scores: larger first
     assert found[0].bbox == (70.0, 50.0, 110.0, 80.0)
-    assert rf.find_all(image, "zebra") == []
+    assert {p.prompt for p in found} == {"bright square"}
+    assert rf.find_all(image, FindQuery.text("zebra")) == []
     body = roboflow.calls("/sam3/concept_segment")[0].json()
     assert body["prompts"] == [{"type": "text", "text": "bright square"}]
+    assert (body["format"], body["output_prob_thresh"], body["nms_iou_threshold"]) == (
+        "rle", 0.5, 0.5)
 
 
 def test_wrong_key_is_a_clear_error_without_the_key(roboflow, image):

@@ -10,7 +10,7 @@ import pytest
 from fakes import Reply, click_mask, jpeg_bytes
 
 from app.core.types import Box, Point, Prompt
-from app.predict.base import Predictor, PredictorError
+from app.predict.base import Exemplar, FindQuery, Predictor, PredictorError
 from app.predict.hosted.factory import hosted_predictor
 from app.predict.hosted.segmind import SegmindPredictor, coordinates
 
@@ -44,10 +44,28 @@ def test_clicks_keep_and_remove(segmind, image):
 
 def test_find_all_splits_the_text_mask_into_parts(segmind, image):
     sm = client(segmind)
-    found = sm.find_all(image, "bright squares")
+    found = sm.find_all(image, FindQuery.text("bright squares"))
     assert len(found) == 2
     assert found[0].bbox == (70.0, 50.0, 110.0, 80.0)
+    assert found[0].prompt == "bright squares"
     assert segmind.seen[0].json()["prompt"] == "bright squares"
+
+
+def test_find_all_sends_one_request_per_text_and_reports_progress(segmind, image):
+    sm = client(segmind)
+    steps: list[tuple[int, int]] = []
+    found = sm.find_all(image, FindQuery.text("zebra, bright squares"),
+                        progress=lambda done, total, _msg: steps.append((done, total)))
+    assert [s.json()["prompt"] for s in segmind.seen] == ["zebra", "bright squares"]
+    assert len(found) == 2 and steps == [(0, 2), (1, 2), (2, 2)]
+
+
+def test_find_all_refuses_example_boxes(segmind, image):
+    sm = client(segmind)
+    assert not sm.capabilities.exemplar_prompts
+    with pytest.raises(PredictorError, match="no example boxes"):
+        sm.find_all(image, FindQuery(exemplars=(Exemplar((10, 10, 40, 30)),)))
+    assert segmind.seen == []
 
 
 def test_box_is_refused_clearly(segmind, image):
