@@ -8,6 +8,7 @@ line naming the file; progress bars go to stderr, summaries to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import sys
@@ -100,7 +101,7 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def project_summary(project: Any) -> dict[str, Any]:
     """What ``maskloop info --json`` prints: images by status, labels with their instance
-    counts, the number of instances and the images not found on disk."""
+    counts, the number of instances, proposals by status and the images not found on disk."""
     counts = project.status_counts()
     label_counts = project.label_counts()
     return {
@@ -112,6 +113,7 @@ def project_summary(project: Any) -> dict[str, Any]:
         "labels": [{"name": lab.name, "colour": lab.colour, "hotkey": lab.hotkey,
                     "instances": label_counts.get(lab.name, 0)} for lab in project.labels()],
         "instances": project.instance_count(),
+        "proposals": dataclasses.asdict(project.proposals.counts()),
         "missing_images": [r.path for r in project.missing_images()],
     }
 
@@ -132,6 +134,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  image root: {summary['image_root']}{root_note}")
     print(f"  images:     {images['total']} ({by_status})")
     print(f"  instances:  {summary['instances']}")
+    proposals = summary["proposals"]
+    if any(proposals.values()):
+        print(f"  proposals:  {proposals['pending']} pending, {proposals['accepted']} accepted, "
+              f"{proposals['rejected']} rejected")
     print(f"  labels:     {len(summary['labels'])}")
     for lab in summary["labels"]:
         key = f", key {lab['hotkey']}" if lab["hotkey"] else ""
@@ -189,9 +195,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         with progress_bar(f"Exporting {args.format}", args.quiet) as progress:
             report = export_project(project, args.format, Path(args.out), image_ids=image_ids,
                                     overwrite=args.overwrite, progress=progress, verify=verify,
+                                    include_proposals=args.include_proposals,
                                     **_export_options(args))
+        pending = sum(project.proposals.counts(i).pending for i in image_ids) \
+            if image_ids is not None else project.proposals.counts().pending
     print(f"Exported {report.images} image(s) and {report.instances} instance(s) "
           f"as {args.format} to {args.out}")
+    if args.include_proposals:
+        print(f"  proposals: {report.proposals_included} pending proposal(s) exported as "
+              f"instances, {report.proposals_unlabelled} without a label skipped")
+    elif pending:
+        print(f"  proposals: {pending} pending proposal(s) not exported "
+              "(review them, or pass --include-proposals)")
     for warning in _listed(report.warnings):
         print(f"  warning: {warning}")
     if report.fidelity is None:
@@ -283,6 +298,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     export.add_argument("--verify-min-iou", type=float, metavar="IOU",
                         help="with --verify: the least IoU every instance must have (default "
                         "0.95; implies --verify)")
+    export.add_argument("--include-proposals", action="store_true",
+                        help="also export the pending proposals (automatic results not yet "
+                        "reviewed) as instances under their label; those without a label are "
+                        "skipped and counted")
     export.add_argument("--overwrite", action="store_true",
                         help="export into a non-empty folder, replacing an earlier MaskLoop "
                         "export there: only the files its manifest lists are removed")

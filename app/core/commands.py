@@ -11,8 +11,9 @@ old id (instance ids are never reused), so later commands that name it stay vali
 store was changed behind the stack's back (e.g. an instance deleted without a command), undo or
 redo of a command that needs it raises ProjectError and changes nothing.
 
-The command kinds are defined in ``app.core.edit_commands`` (their base and JSON form in
-``app.core.command_base``) and re-exported here; importing this module registers them all.
+The command kinds are defined in ``app.core.edit_commands`` and, for decisions on proposals,
+``app.core.proposal_commands`` (their base and JSON form in ``app.core.command_base``) and
+re-exported here; importing this module registers them all.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ from app.core.edit_commands import (
 from app.core.errors import ProjectError
 from app.core.project import Project
 from app.core.project_schema import now
+from app.core.proposal_commands import AcceptAll, AcceptProposal, RejectProposal
 
 __all__ = [
-    "COMMANDS", "AddInstance", "Batch", "Command", "DeleteInstance", "EditGeometry", "Merge",
-    "Relabel", "SetStatus", "UndoStack", "command_from_dict", "command_to_dict",
-    "union_geometry",
+    "COMMANDS", "AcceptAll", "AcceptProposal", "AddInstance", "Batch", "Command",
+    "DeleteInstance", "EditGeometry", "Merge", "RejectProposal", "Relabel", "SetStatus",
+    "UndoStack", "command_from_dict", "command_to_dict", "union_geometry",
 ]
 
 DEFAULT_LIMIT = 500  # commands kept per image (older ones are dropped)

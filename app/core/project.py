@@ -30,6 +30,7 @@ from app.core.project_schema import (
     normalise_colour,
     now,
 )
+from app.core.proposals import ProposalStore
 from app.core.types import Geometry, ImageRecord, ImageStatus, Instance, Label, Source
 
 __all__ = ["AddReport", "Project", "RelocateReport"]
@@ -71,6 +72,11 @@ def _label_row(row: sqlite3.Row) -> Label:
 class Project(ProjectFile):
     """An open project: images, labels and instances (plus settings and the image root from
     ProjectFile). ``Project.create(path, image_root)`` / ``Project.open(path)``."""
+
+    @property
+    def proposals(self) -> ProposalStore:
+        """What automatic tools proposed for this project's images (``app.core.proposals``)."""
+        return ProposalStore(self)
 
     # --- images -------------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from app.core.types import Geometry
 
 # 'MLOP': marks the SQLite file as a MaskLoop project (PRAGMA application_id).
 APPLICATION_ID = 0x4D4C4F50
-SCHEMA_VERSION = 2  # 2: history rows refer to labels by id; image_checks
+SCHEMA_VERSION = 3  # 2: history rows refer to labels by id; image_checks. 3: proposals
 
 SCHEMA_V1 = """
 CREATE TABLE meta (
@@ -88,7 +88,47 @@ CREATE TABLE image_checks (
 );
 """
 
+SCHEMA_V3 = """
+-- What automatic tools proposed (app.core.proposals): never an instance until accepted.
+-- label is a name (the label may not exist until the proposal is accepted), instance_id
+-- the instance its acceptance made. AUTOINCREMENT: undo and redo keep ids stable.
+CREATE TABLE proposals (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    image_id    INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    source      TEXT NOT NULL,
+    backend     TEXT NOT NULL,
+    made_by     TEXT NOT NULL,
+    prompt      TEXT NOT NULL,
+    score       REAL,
+    geometry    BLOB NOT NULL,
+    label       TEXT,
+    status      TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'accepted', 'rejected')),
+    instance_id INTEGER,
+    created_at  TEXT NOT NULL,
+    decided_at  TEXT
+);
+CREATE INDEX proposals_by_image ON proposals (image_id, status);
+-- Images a batch run (maskloop autolabel) has finished, by its run key (the kind, the
+-- query or boxes file, the model): a rerun skips them.
+CREATE TABLE autolabel_done (
+    image_id    INTEGER NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+    run_key     TEXT NOT NULL,
+    proposals   INTEGER NOT NULL,
+    finished_at TEXT NOT NULL,
+    PRIMARY KEY (image_id, run_key)
+);
+"""
+
 Migration = Callable[[sqlite3.Connection], None]
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run each statement of ``script`` (no ";" inside its comments) in the caller's
+    transaction (``executescript`` would commit it)."""
+    for statement in script.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 
@@ -126,8 +166,13 @@ def _history_label_ids(conn: sqlite3.Connection) -> None:
                      (json.dumps(_with_label_ids(data, ids), separators=(",", ":")), row_id))
 
 
+def _proposals(conn: sqlite3.Connection) -> None:
+    """2 -> 3: the tables of proposals and of finished autolabel runs (nothing else changes)."""
+    _run_script(conn, SCHEMA_V3)
+
+
 # MIGRATIONS[v] takes a file from schema version v to v + 1.
-MIGRATIONS: dict[int, Migration] = {1: _history_label_ids}
+MIGRATIONS: dict[int, Migration] = {1: _history_label_ids, 2: _proposals}
 
 
 def now() -> str:
@@ -137,9 +182,7 @@ def now() -> str:
 
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create the current schema in an empty database (inside the caller's transaction)."""
-    for statement in (SCHEMA_V1 + SCHEMA_V2).split(";"):  # no ";" inside the comments above
-        if statement.strip():
-            conn.execute(statement)
+    _run_script(conn, SCHEMA_V1 + SCHEMA_V2 + SCHEMA_V3)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 

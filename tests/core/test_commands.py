@@ -253,7 +253,8 @@ def test_old_history_rows_with_label_names_still_load(project: Project) -> None:
     stack.push(Relabel(a.id, "cat"))
     stack.push(DeleteInstance(a.id))
     _make_rows_old(project)
-    project.execute("DROP TABLE image_checks")  # the schema before label ids in history
+    for table in ("image_checks", "proposals", "autolabel_done"):  # the schema of version 1
+        project.execute(f"DROP TABLE {table}")
     project.execute("PRAGMA user_version = 1")
     project.close()
     with Project.open(project.path) as reopened:

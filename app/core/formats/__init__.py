@@ -43,6 +43,7 @@ from app.core.image_checks import check_images
 from app.core.images import content_hash
 from app.core.jobs import CancelToken, Progress, check
 from app.core.project import Project
+from app.core.proposals import ProposalStatus
 from app.core.types import ImageRecord, Instance
 
 __all__ = [
@@ -123,6 +124,7 @@ def export_project(
     progress: Progress | None = None,
     cancel: CancelToken | None = None,
     verify: bool = False,
+    include_proposals: bool = False,
     **options: Any,
 ) -> ExportReport:
     """Export the project's images (or those in ``image_ids``) to ``out_dir`` in ``fmt``
@@ -133,6 +135,11 @@ def export_project(
     ``images``; overlay ``image_format``, ``alpha``, ``outline``. The report's ``written``
     says where each image's annotations went; with ``verify`` its ``fidelity`` says what the
     format's reference reader gets back (``app.core.formats.fidelity``).
+
+    Proposals (``app.core.proposals``) are left out unless ``include_proposals``: then each
+    image's pending proposals are written as instances under their label after its instances
+    (unlabelled ones are skipped); the report counts both (``proposals_included``,
+    ``proposals_unlabelled``).
 
     The export never touches the project's images or any file it did not write (see
     ``app.core.formats.output``): ``out_dir`` must be new or empty, or ``overwrite`` given
@@ -167,10 +174,16 @@ def export_project(
         fmt=fmt, overwrite=overwrite)
     unreadable = check_images(project, records, cancel=cancel)  # e.g. truncated: left out
     items: list[ExportItem] = []
+    included = unlabelled = 0
     for record in records:
         check(cancel)
         if record.id not in unreadable:
-            items.append((record, project.instances(int(record.id or 0))))
+            instances = project.instances(int(record.id or 0))
+            if include_proposals:
+                extra, skipped = _pending_as_instances(project, int(record.id or 0))
+                instances += extra
+                included, unlabelled = included + len(extra), unlabelled + skipped
+            items.append((record, instances))
     labels = project.labels()
     common: dict[str, Any] = {"progress": progress, "cancel": cancel}
     if fmt != "masks":
@@ -183,12 +196,22 @@ def export_project(
         report.files, warnings = target.commit(stage, info)
     for written in report.written:  # where the files are now
         written.file = target.path / Path(written.file).relative_to(stage)
+    report.proposals_included, report.proposals_unlabelled = included, unlabelled
     if verify:
         report.fidelity = verify_export(items, fmt, report, progress=progress, cancel=cancel)
     report.warnings += [f"{r.path}: left out: {unreadable[r.id]}" for r in records
                         if r.id in unreadable]
     report.warnings += warnings
     return report
+
+
+def _pending_as_instances(project: Project, image_id: int) -> tuple[list[Instance], int]:
+    """The image's pending proposals that have a label, as instances (not stored), and how
+    many were left out for having none."""
+    pending = project.proposals.find(image_id, status=ProposalStatus.PENDING)
+    labelled = [Instance(image_id, p.label, p.geometry, p.score, p.made_by)
+                for p in pending if p.label]
+    return labelled, len(pending) - len(labelled)
 
 
 # ---------------------------------------------------------------------------------------------

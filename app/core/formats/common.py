@@ -64,6 +64,8 @@ class ExportReport:
     warnings: list[str] = field(default_factory=list)
     written: list[Written] = field(default_factory=list)
     fidelity: FidelityReport | None = None  # when the export was verified
+    proposals_included: int = 0  # pending proposals written as instances (include_proposals)
+    proposals_unlabelled: int = 0  # pending proposals left out for having no label
 
 
 @dataclass

@@ -1,0 +1,223 @@
+"""``maskloop autolabel PROJECT (--text T | --exemplars LABEL | --everything | --boxes FILE)``:
+proposals for many images, for a person to review.
+
+Each image's results are stored as proposals (``app.core.proposals``), never as instances;
+instances already there are never touched, and proposals repeating one are not stored.
+Resumable: every image is stored with a "done" mark for the run key (the kind, the query or
+the boxes file's hash, the backend's model id) in one transaction; a rerun of the same
+command skips the images done, and Ctrl-C keeps every image finished. The work itself is in
+``app.cli.autolabel_work`` (a pure per-image step and the one loop that writes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from app.cli.autolabel_work import (
+    AutolabelJob,
+    AutolabelReport,
+    ExemplarSource,
+    map_local,
+    run_autolabel,
+)
+from app.cli.backend import BACKENDS, add_model_args, predictor_from_args
+from app.cli.remote_backend import add_remote_args
+from app.core.errors import ProjectError
+from app.core.jobs import Progress
+from app.core.proposals import ProposalSource
+from app.core.types import ImageRecord
+from app.predict.base import EverythingOptions, FindQuery, Predictor
+
+MAX_LISTED = 10
+EXIT_INTERRUPTED = 130
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "autolabel", help="propose annotations for many images (reviewed later)",
+        description="Run an automatic tool over the project's images and store what it finds "
+        "as proposals to review (never as annotations). Resumable: images already done for "
+        "the same prompt and model are skipped; Ctrl-C keeps what finished.")
+    parser.add_argument("project", metavar="PROJECT", help="the project file")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--text", metavar="TEXT",
+                      help='find all by text, comma-separated ("person, car"); needs a '
+                      "backend with text prompts (e.g. --hosted roboflow)")
+    what.add_argument("--exemplars", metavar="LABEL",
+                      help="find all like the accepted instances of LABEL (positive "
+                      "exemplars, searched in every image)")
+    what.add_argument("--everything", action="store_true", help="segment everything")
+    what.add_argument("--boxes", metavar="FILE_OR_DIR",
+                      help="an external detector's boxes (a COCO results JSON file or a YOLO "
+                      "labels folder), each decoded as a box prompt")
+    parser.add_argument("--images", nargs="+", metavar="GLOB_OR_ID",
+                        help="only these images: ids, or glob patterns of paths relative to "
+                        "the image root ('train/*.jpg')")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="sam2 or classical (default: SAM2 when a model is installed)")
+    parser.add_argument("--label", metavar="NAME",
+                        help="the label of proposals that have none (everything; default for "
+                        "--exemplars: LABEL)")
+    parser.add_argument("--coco-dataset", metavar="FILE",
+                        help="--boxes: the COCO dataset whose images and categories the "
+                        "results' image_id and category_id refer to")
+    parser.add_argument("--max-exemplars", type=int, default=16, metavar="N",
+                        help="--exemplars: use at most N instances, oldest first (default 16)")
+    parser.add_argument("--score-threshold", type=float, default=None, metavar="S",
+                        help="--text/--exemplars: drop results scoring under S (default 0.5)")
+    parser.add_argument("--max-results", type=int, default=None, metavar="N",
+                        help="--text/--exemplars: at most N results per image (default 100)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_model_args(parser)
+    add_remote_args(parser)
+    parser.set_defaults(func=run)
+
+
+def select_images(project: Any, wanted: Sequence[str] | None) -> list[ImageRecord]:
+    """The project's images (in its order) named by ids or glob patterns; every item must
+    name at least one image."""
+    records: list[ImageRecord] = project.images()
+    if not wanted:
+        return records
+    chosen: set[int] = set()
+    for item in wanted:
+        if item.isdigit():
+            chosen.add(int(project.image(int(item)).id or 0))
+            continue
+        hits = [r for r in records if fnmatch.fnmatchcase(r.path, item)]
+        if not hits:
+            raise ProjectError(f"{item}: matches no image of {project.path}")
+        chosen.update(int(r.id or 0) for r in hits)
+    return [r for r in records if r.id in chosen]
+
+
+def _query_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if args.score_threshold is not None:
+        options["score_threshold"] = args.score_threshold
+    if args.max_results is not None:
+        options["max_results"] = args.max_results
+    return options
+
+
+def exemplar_sources(project: Any, label: str, limit: int) -> tuple[ExemplarSource, ...]:
+    """The first ``limit`` instances of ``label`` as exemplars, with their image's pixels."""
+    from app.core.geometry import bbox, geometry_to_mask
+    from app.core.images import load_image
+
+    if project.label(label) is None:
+        raise ProjectError(f"{project.path}: no label {label!r}")
+    instances = [i for i in project.all_instances() if i.label == label]
+    if not instances:
+        raise ProjectError(f"{project.path}: no instance labelled {label!r} to use as an "
+                           "exemplar: accept or draw one first")
+    instances.sort(key=lambda inst: inst.id or 0)
+    pixels: dict[int, Any] = {}
+    sources = []
+    for inst in instances[:max(1, limit)]:
+        if inst.image_id not in pixels:
+            record = project.image(inst.image_id)
+            pixels[inst.image_id] = load_image(project.image_path(record))
+        image = pixels[inst.image_id]
+        mask = geometry_to_mask(inst.geometry, image.shape[0], image.shape[1])
+        sources.append(ExemplarSource(inst.image_id, bbox(inst.geometry), mask, image))
+    return tuple(sources)
+
+
+def build_job(args: argparse.Namespace, project: Any, records: Sequence[ImageRecord],
+              predictor: Predictor) -> AutolabelJob:
+    """The job the options ask for, checked against what the backend can do."""
+    model = predictor.model_id
+    if args.text is not None:
+        query = FindQuery.text(args.text, **_query_options(args))
+        query.check_supported(predictor.capabilities, predictor.description)
+        return AutolabelJob(ProposalSource.TEXT, f"text|{query.describe()}|{model}", query)
+    if args.exemplars is not None:
+        sources = exemplar_sources(project, args.exemplars, args.max_exemplars)
+        from app.predict.base import Exemplar
+
+        query = FindQuery(exemplars=tuple(Exemplar(s.box) for s in sources),
+                          **_query_options(args))
+        query.check_supported(predictor.capabilities, predictor.description)
+        where = ",".join(str(s.image_id) for s in sources)
+        return AutolabelJob(ProposalSource.EXEMPLAR,
+                            f"exemplar|{query.describe()} in images {where}|{model}",
+                            query, exemplars=sources, label=args.label or args.exemplars)
+    if args.everything:
+        options = EverythingOptions()
+        return AutolabelJob(ProposalSource.EVERYTHING, f"everything|{options}|{model}",
+                            everything=options, label=args.label)
+    from pathlib import Path
+
+    from app.core.formats.detections import read_detections
+
+    detections = read_detections(args.boxes, records, coco_dataset=args.coco_dataset)
+    for ref in detections.unmatched[:MAX_LISTED]:
+        print(f"warning: {detections.source}: image {ref} is not in the project; its boxes "
+              "are skipped", file=sys.stderr)
+    if len(detections.unmatched) > MAX_LISTED:
+        print(f"warning: ... and {len(detections.unmatched) - MAX_LISTED} more images not in "
+              "the project", file=sys.stderr)
+    return AutolabelJob(ProposalSource.BOXES, f"boxes|sha256:{detections.digest}|{model}",
+                        boxes=detections.by_image, boxes_name=Path(args.boxes).name,
+                        label=args.label)
+
+
+@contextmanager
+def _bar(quiet: bool) -> Iterator[Progress]:
+    from tqdm import tqdm
+
+    bar = tqdm(desc="autolabel", unit="img", file=sys.stderr, disable=True if quiet else None,
+               dynamic_ncols=True)
+
+    def update(done: int, total: int, message: str = "") -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(message[-40:], refresh=False)
+        bar.refresh()
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _summary(report: AutolabelReport, job: AutolabelJob, predictor: Predictor) -> list[str]:
+    lines = [f"autolabel {job.kind.value} with {predictor.description}: "
+             f"{report.done} image(s) done, {report.skipped} skipped (done before), "
+             f"{len(report.failed)} failed; {report.proposals} proposal(s) stored, "
+             f"{report.duplicates} repeating an instance not stored"]
+    lines += [f"  failed: {msg}" for msg in report.failed[:MAX_LISTED]]
+    if len(report.failed) > MAX_LISTED:
+        lines.append(f"  ... and {len(report.failed) - MAX_LISTED} more")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``autolabel`` command: 0, 1 when some images failed, 130 when interrupted."""
+    from app.core.project import Project
+
+    with Project.open(args.project) as project:
+        records = select_images(project, args.images)
+        predictor = predictor_from_args(args, backend=args.backend)
+        try:
+            job = build_job(args, project, records, predictor)
+            with _bar(args.quiet) as progress:
+                report = run_autolabel(project, job, records, map_local(predictor),
+                                       progress=progress)
+        finally:
+            predictor.close()
+        pending = project.proposals.counts().pending
+    for line in _summary(report, job, predictor):
+        print(line)
+    print(f"  {pending} proposal(s) of the project wait for review")
+    if report.interrupted:
+        print("interrupted: the images done are kept; run the same command again to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 1 if report.failed else 0
