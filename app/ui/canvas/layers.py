@@ -3,11 +3,20 @@ marks and drawing previews. All sizes that should not grow with zoom are cosmeti
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPixmap, QPolygonF
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QPixmapCache,
+    QPolygonF,
+)
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPathItem,
@@ -85,7 +94,9 @@ class InstanceItem(QGraphicsPathItem):
     """An instance: its shade's translucent fill (this item, no pen), then a thin outline
     over a light halo (visible on any background); the selected ones a wider line and a
     dashed ring. Each line is a child path item with a cosmetic pen sharing this item's path
-    (implicitly shared, no copy): Qt draws them all, no Python ``paint`` runs per frame."""
+    (implicitly shared, no copy): Qt draws them all, no Python ``paint`` runs per frame.
+    In the scene only while selected; otherwise ``InstancePicture`` draws it (same path,
+    brush and pens) into its cached pixmap."""
 
     def __init__(self, path: QPainterPath) -> None:
         super().__init__(path)
@@ -105,6 +116,8 @@ class InstanceItem(QGraphicsPathItem):
             line = self.lines.pop()
             if line.scene() is not None:
                 line.scene().removeItem(line)  # and from this item's children
+            else:  # this item is drawn by the instance picture, not in the scene
+                line.setParentItem(None)  # type: ignore[arg-type]  # None is allowed
         for line, pen in zip(self.lines, pens, strict=True):
             line.setPen(pen)
 
@@ -114,16 +127,107 @@ class InstanceItem(QGraphicsPathItem):
             line.setPath(path)
 
 
+OUTLINE_REACH = 3.0  # screen pixels: half the widest baked outline (2.6) and antialiasing
+PIXMAP_CACHE_KIB = 128 * 1024  # the instance picture of a 4K canvas is ~33 MiB
+
+
+class InstancePicture(QGraphicsItem):
+    """The instances that are not being edited, painted as one item that Qt keeps as a
+    pixmap in device coordinates (``DeviceCoordinateCache``). Any repaint over them (the
+    live mask, the busy ring, the hover preview) blits that pixmap instead of rasterising
+    every instance's fill and outlines again, which grew with their number (issue 16); a
+    change repaints only the changed instance's rectangle into the pixmap."""
+
+    def __init__(self, items: dict[int, InstanceItem], baked: Callable[[int], bool]) -> None:
+        super().__init__()
+        self.setZValue(Z_INSTANCES)
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemUsesExtendedStyleOption, True)
+        self.items, self.baked = items, baked  # the layer's: drawing order = its order
+        self._area = QRectF()  # the scene's rectangle
+        self._rect = QRectF()  # how far the instances reach (inside the area, normally)
+        self.painted = 0  # instance paths drawn into the pixmap (for tests and the benchmark)
+
+    def set_area(self, rect: QRectF) -> None:
+        """The scene's rectangle (the image and the margin the view can show): the picture
+        covers it all, so an accept never resizes the picture (which would drop its pixmap
+        and paint every instance again). Qt caches only the part in the viewport."""
+        if rect != self._area:
+            self.prepareGeometryChange()
+            self._area = QRectF(rect)
+
+    def changed(self, rect: QRectF) -> None:
+        """Repaint this scene rectangle (an instance's old or new bounds) into the pixmap;
+        an instance beyond the scene's rectangle grows the picture (repainted whole)."""
+        if rect.isEmpty():
+            return
+        padded = _padded(rect, self._reach())
+        if not self.boundingRect().contains(padded):
+            self.prepareGeometryChange()
+            self._rect = self._rect.united(rect) if not self._rect.isEmpty() else QRectF(rect)
+            self.update()
+        else:
+            self.update(padded)
+
+    def reset(self) -> None:
+        """Nothing baked any more (another image): forget how far instances reached."""
+        if not self._rect.isEmpty():
+            self.prepareGeometryChange()
+            self._rect = QRectF()
+
+    def _reach(self) -> float:
+        """How far (scene units) an outline reaches beyond its path at the smallest zoom of
+        the views showing the picture: the outlines are cosmetic (screen pixels)."""
+        scene = self.scene()
+        scales = [abs(v.transform().m11()) for v in scene.views()] if scene else []
+        return OUTLINE_REACH / max(min(scales, default=1.0), 1e-3)
+
+    def boundingRect(self) -> QRectF:  # noqa: N802
+        if self._rect.isEmpty():
+            return QRectF(self._area)
+        # an instance beyond the scene's rectangle (rare): room for outlines down to 1/50 zoom
+        pad = max(3.0, 0.02 * max(self._rect.width(), self._rect.height()))
+        return self._area.united(_padded(self._rect, pad))
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        exposed: QRectF = option.exposedRect  # type: ignore[attr-defined]
+        margin = self._reach()
+        for iid, item in self.items.items():
+            if not item.isVisible() or not self.baked(iid):
+                continue
+            path = item.path()
+            if not _padded(path.controlPointRect(), margin).intersects(exposed):
+                continue
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(item.brush())
+            painter.drawPath(path)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            for pen in item.pens:
+                painter.setPen(pen)
+                painter.drawPath(path)
+            self.painted += 1
+
+
+def _padded(rect: QRectF, margin: float) -> QRectF:
+    return rect.adjusted(-margin, -margin, margin, margin)
+
+
 class InstanceLayer:
     """One filled, outlined path per instance; holes show through (odd-even fill). Each
     instance has its own shade of its label's colour (see shades.py).
 
     ``set_instances`` is incremental: an instance whose geometry, colour and visibility are
     unchanged keeps its item untouched, so an accept costs one new item, not a rebuild of
-    all (``created`` and ``reshaped`` count the items made and the paths replaced)."""
+    all (``created`` and ``reshaped`` count the items made and the paths replaced).
 
-    def __init__(self, scene: QGraphicsScene) -> None:
+    ``cached`` (the default): the instances are drawn by one ``InstancePicture``; only the
+    selected ones (being edited: live previews, dashed outline) are items of the scene, over
+    it. Not cached: every instance is an item of the scene (what the benchmark compares)."""
+
+    def __init__(self, scene: QGraphicsScene, cached: bool = True) -> None:
         self.scene = scene
+        self.cached = cached
         self.items: dict[int, InstanceItem] = {}
         self.opacity = 0.4
         self.selected: set[int] = set()
@@ -133,6 +237,17 @@ class InstanceLayer:
         self._geoms: dict[int, Geometry] = {}
         self.created = 0  # items made (for tests and the benchmark)
         self.reshaped = 0  # paths replaced on existing items
+        self.picture = InstancePicture(self.items, self.baked)
+        if cached:
+            if QPixmapCache.cacheLimit() < PIXMAP_CACHE_KIB:  # Qt keeps the picture there
+                QPixmapCache.setCacheLimit(PIXMAP_CACHE_KIB)
+            scene.addItem(self.picture)
+            self.picture.set_area(scene.sceneRect())
+            scene.sceneRectChanged.connect(self.picture.set_area)
+
+    def baked(self, iid: int) -> bool:
+        """Drawn by the picture (not an item of the scene of its own)."""
+        return self.cached and iid not in self.selected
 
     def set_instances(self, rows: Iterable[tuple[int, Geometry, str | QColor, bool]]) -> None:
         """Show exactly these rows of (instance id, geometry, colour, visible): new ones get
@@ -143,14 +258,17 @@ class InstanceLayer:
             item = self.items.get(iid)
             if item is None:
                 item = InstanceItem(geometry_path(geom))
-                item.setZValue(Z_INSTANCES)
-                self.scene.addItem(item)
+                item.setZValue(Z_INSTANCES + 0.1)
                 self.items[iid] = item
+                if not self.baked(iid):
+                    self.scene.addItem(item)
                 self.created += 1
-                restyle = True
+                restyle = dirty = True
             else:
                 old = self._geoms.get(iid)
-                if old is not geom and not _same_geometry(old, geom):
+                dirty = old is not geom and not _same_geometry(old, geom)
+                if dirty:
+                    self._changed(iid)  # where it was
                     item.set_path(geometry_path(geom))
                     self.reshaped += 1
                 restyle = self._colours.get(iid) != QColor(colour)
@@ -159,46 +277,72 @@ class InstanceLayer:
             if self._visible.get(iid) != visible or restyle:
                 self._visible[iid] = visible
                 item.setVisible(visible and not self.all_hidden)
+                dirty = True
             if restyle:
                 self._style(iid)
+            if dirty:  # an unchanged instance costs the picture nothing
+                self._changed(iid)
         for iid in [i for i in self.items if i not in seen]:
-            self.scene.removeItem(self.items.pop(iid))
+            self._changed(iid)
+            item = self.items.pop(iid)
+            if item.scene() is not None:
+                self.scene.removeItem(item)
             self._colours.pop(iid, None)
             self._visible.pop(iid, None)
             self._geoms.pop(iid, None)
+        if not self.items:
+            self.picture.reset()
 
     def set_geometry(self, iid: int, geom: Geometry | None) -> None:
         """Live preview of an edit (not stored)."""
         item = self.items.get(iid)
         if item is not None:
+            self._changed(iid)
             item.set_path(geometry_path(geom) if geom is not None else QPainterPath())
+            self._changed(iid)
             self._geoms.pop(iid, None)  # the stored geometry is drawn again on refresh
 
     def set_opacity(self, opacity: float) -> None:
         self.opacity = opacity
         for iid in self.items:
             self._style(iid)
+        self.picture.update()
 
     def set_selected(self, ids: Iterable[int]) -> None:
         new = set(ids)
         changed = new ^ self.selected
         self.selected = new
         for iid in changed:
-            if iid in self.items:
-                self._style(iid)
+            item = self.items.get(iid)
+            if item is None:
+                continue
+            self._style(iid)
+            if self.cached:  # the selected ones leave the picture, the others go back
+                if iid in new and item.scene() is None:
+                    self.scene.addItem(item)
+                elif iid not in new and item.scene() is not None:
+                    self.scene.removeItem(item)
+                self.picture.changed(_bounds(item))
 
     def set_visible(self, iid: int, visible: bool) -> None:
         if iid in self.items:
             self._visible[iid] = visible
             self.items[iid].setVisible(visible and not self.all_hidden)
+            self._changed(iid)
 
     def set_all_hidden(self, hidden: bool) -> None:
         self.all_hidden = hidden
         for iid, item in self.items.items():
             item.setVisible(self._visible.get(iid, True) and not hidden)
+        self.picture.update()
 
     def colour(self, iid: int) -> QColor | None:
         return self._colours.get(iid)
+
+    def _changed(self, iid: int) -> None:
+        """The picture repaints where this instance is drawn (if the picture draws it)."""
+        if self.baked(iid):
+            self.picture.changed(_bounds(self.items[iid]))
 
     def _style(self, iid: int) -> None:
         item, colour = self.items[iid], QColor(self._colours[iid])
@@ -214,6 +358,10 @@ class InstanceLayer:
         else:
             halo = QColor(255, 255, 255, 150)
             item.set_pens([cosmetic_pen(halo, 2.6), cosmetic_pen(line, 1.2)])
+
+
+def _bounds(item: InstanceItem) -> QRectF:
+    return item.path().controlPointRect()
 
 
 def _same_geometry(a: Geometry | None, b: Geometry) -> bool:
