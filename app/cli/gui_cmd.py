@@ -120,7 +120,10 @@ def predictor_for_settings(settings: GuiSettings, device: str = "auto") -> Predi
             remote_mode=settings.remote_mode,
             checkpoint=Path(settings.checkpoint) if settings.checkpoint else None))
     if settings.backend in HOSTED:
-        key = getattr(settings, f"{settings.backend}_key", "")
+        from app.ui.secrets import key_field  # both Roboflow backends share one key
+
+        field = key_field(settings.backend)
+        key = getattr(settings, field) if field else ""
         return _remote(argparse.Namespace(hosted=settings.backend, api_key=key or None,
                                           hosted_url=settings.hosted_url or None))
     args = argparse.Namespace(model=None, checkpoint=None, config=None,

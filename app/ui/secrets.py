@@ -16,6 +16,17 @@ log = logging.getLogger(__name__)
 
 SERVICE = "maskloop"
 
+# hosted backend -> the settings field (and keyring entry) of its API key. "roboflow-sam3" is
+# Roboflow's SAM3 on the same account: it shares Roboflow's key rather than storing another
+HOSTED_KEY_FIELDS = {"roboflow": "roboflow_key", "roboflow-sam3": "roboflow_key",
+                     "fal": "fal_key", "segmind": "segmind_key"}
+
+
+def key_field(backend: str) -> str | None:
+    """The settings field that holds ``backend``'s API key; None for a backend without one
+    (local, classical; the MaskLoop server's key is ``server_key``)."""
+    return HOSTED_KEY_FIELDS.get(backend)
+
 
 def available() -> bool:
     """True if a real keyring backend is configured (not the one that always fails)."""

@@ -94,3 +94,67 @@ def test_command_line_takes_every_remote_backend(roboflow: FakeRoboflow, tmp_pat
         predictor.close()
     with pytest.raises(SystemExit):  # one remote backend at a time
         parser.parse_args(["--server", "http://x", "--hosted", "fal"])
+
+
+def test_dialog_offers_roboflow_sam3_with_the_shared_roboflow_key(qtbot: QtBot) -> None:
+    settings = GuiSettings(backend="roboflow", roboflow_key="rf-key")
+    dlg = SettingsDialog(settings, TaskRunner(1), "Roboflow")
+    qtbot.addWidget(dlg)
+    form = dlg.form
+    assert not form.isRowVisible(dlg.shared_key_note)  # Roboflow itself: its own key
+    dlg.backend.setCurrentIndex(dlg.backend.findData("roboflow-sam3"))
+    assert dlg.backend.currentText().startswith("Roboflow SAM3")
+    # the one Roboflow key row, already filled, and a note saying it is shared
+    assert form.isRowVisible(dlg.hosted_keys["roboflow"]) and form.isRowVisible(dlg.hosted_url)
+    assert not form.isRowVisible(dlg.hosted_keys["fal"])
+    assert not form.isRowVisible(dlg.hosted_keys["segmind"])
+    assert "roboflow-sam3" not in dlg.hosted_keys  # no second key to fill in
+    assert dlg.hosted_keys["roboflow"].text() == "rf-key"
+    assert form.isRowVisible(dlg.shared_key_note) and form.isRowVisible(dlg.key_note)
+    note = dlg.shared_key_note.text()
+    assert "Roboflow SAM3" in note and "Roboflow API key" in note and "rf-key" not in note
+    dlg.hosted_keys["roboflow"].setText(" new-key ")
+    dlg.accept()
+    assert (settings.backend, settings.roboflow_key) == ("roboflow-sam3", "new-key")
+    dlg2 = SettingsDialog(settings, TaskRunner(1), "Roboflow SAM3")  # opens on the choice
+    qtbot.addWidget(dlg2)
+    assert dlg2.backend.currentData() == "roboflow-sam3"
+    assert dlg2.form.isRowVisible(dlg2.shared_key_note)
+
+
+def test_roboflow_sam3_key_is_stored_once_and_used(roboflow: FakeRoboflow,
+                                                   tmp_path: Path) -> None:
+    import keyring
+    import numpy as np
+    from test_settings_keyring import MemoryKeyring
+
+    from app.core.types import Point, Prompt
+    from app.ui import secrets
+
+    assert secrets.key_field("roboflow-sam3") == secrets.key_field("roboflow") == "roboflow_key"
+    assert secrets.key_field("sam2") is None
+    before = keyring.get_keyring()
+    ring = MemoryKeyring()
+    keyring.set_keyring(ring)
+    try:
+        path = tmp_path / "gui.json"
+        GuiSettings(backend="roboflow-sam3", roboflow_key=KEY,
+                    hosted_url=roboflow.url).save(path)
+        assert ring.store == {("maskloop", "roboflow_key"): KEY}  # Roboflow's entry, no other
+        assert KEY not in path.read_text(encoding="utf-8")
+        loaded = GuiSettings.load(path)
+    finally:
+        keyring.set_keyring(before)
+    assert (loaded.backend, loaded.roboflow_key) == ("roboflow-sam3", KEY)
+    predictor = predictor_for_settings(loaded)
+    try:
+        assert type(predictor).__name__ == "RoboflowSam3Predictor"
+        image = np.full((96, 128, 3), 40, dtype=np.uint8)
+        image[30:60, 40:90] = 230
+        key = predictor.embed(image)
+        result = predictor.predict(key, Prompt(points=(Point(60.5, 40.5),)))
+        assert result.masks.shape[1:] == (96, 128) and result.masks[0].any()
+        assert roboflow.calls("/sam3/visual_segment")  # the fake checked the shared key
+        assert KEY not in repr(predictor) and KEY not in predictor.description  # type: ignore[attr-defined]
+    finally:
+        predictor.close()  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""Settings: backend (local SAM2, classical, a MaskLoop server, Roboflow, fal, Segmind),
+"""Settings: backend (local SAM2, classical, a MaskLoop server, Roboflow, Roboflow SAM3, fal,
+Segmind),
 model (with a Download button), checkpoint file, device, server URL, key and mode, hosted-API
 keys, cache size, simplification default, the label popup and the hover preview (the keys
 are in F1's table). Only the rows of the chosen backend are shown; it fits a 1366 x 768
@@ -35,13 +36,26 @@ BACKENDS = [("auto", "Best available (SAM2 if installed, else classical)"),
             ("sam2", "SAM2 (local)"), ("classical", "Classical (GrabCut, no model)"),
             ("server", "MaskLoop server (maskloop serve)"),
             ("roboflow", "Roboflow (SAM2 clicks, SAM3 'find all' by text)"),
+            ("roboflow-sam3", "Roboflow SAM3 (SAM3 clicks, boxes and 'find all' by text)"),
             ("fal", "fal (SAM2)"), ("segmind", "Segmind (SAM2, 'find all' by text)")]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 REMOTE_MODES = [("server", "server decodes clicks"),
                 ("hybrid", "hybrid: embedding from the server, clicks decoded here")]
-# hosted backend -> (settings field of its key, environment variable used when it is empty)
+# the key rows, one per key: (settings field of the key, environment variable used when it
+# is empty); both Roboflow backends use the "roboflow" row (secrets.HOSTED_KEY_FIELDS)
 HOSTED_KEYS = {"roboflow": ("roboflow_key", "API_KEY"), "fal": ("fal_key", "FAL_KEY"),
                "segmind": ("segmind_key", "SEGMIND_API_KEY")}
+
+
+def key_row(backend: str) -> str | None:
+    """The key row (a name in HOSTED_KEYS) of ``backend``; None if it takes no hosted key."""
+    field = secrets.key_field(backend)
+    return next((name for name, (attr, _) in HOSTED_KEYS.items() if attr == field), None)
+
+
+def _short(backend: str) -> str:
+    """The backend's name without its explanation: "Roboflow SAM3"."""
+    return dict(BACKENDS)[backend].split(" (")[0]
 
 
 def _secret(text: str) -> QLineEdit:
@@ -103,6 +117,8 @@ class SettingsDialog(QDialog):
                  else f"in {settings_path()} (readable only by you; no system keyring found)")
         self.key_note = QLabel(f"API keys are stored {where}; they are never logged or shown.")
         self.key_note.setWordWrap(True)
+        self.shared_key_note = QLabel()  # a backend using another one's key says so
+        self.shared_key_note.setWordWrap(True)
         self.cache_mb = QSpinBox()
         self.cache_mb.setRange(64, 65536)
         self.cache_mb.setSuffix(" MB")
@@ -132,7 +148,8 @@ class SettingsDialog(QDialog):
         form.addRow("Server key", self.server_key)
         form.addRow("Server mode", self.remote_mode)
         for name, edit in self.hosted_keys.items():
-            form.addRow(f"{dict(BACKENDS)[name].split(' ')[0]} API key", edit)
+            form.addRow(f"{_short(name)} API key", edit)
+        form.addRow(self.shared_key_note)
         form.addRow("Hosted API URL", self.hosted_url)
         form.addRow(self.key_note)
         form.addRow("Embedding cache", self.cache_mb)
@@ -152,10 +169,17 @@ class SettingsDialog(QDialog):
         chosen = self.backend.currentData()
         for wgt in (self.server_url, self.server_key, self.remote_mode):
             self.form.setRowVisible(wgt, chosen == "server")
+        row = key_row(chosen)
         for name, edit in self.hosted_keys.items():
-            self.form.setRowVisible(edit, chosen == name)
-        self.form.setRowVisible(self.hosted_url, chosen in HOSTED_KEYS)
-        self.form.setRowVisible(self.key_note, chosen == "server" or chosen in HOSTED_KEYS)
+            self.form.setRowVisible(edit, name == row)
+        shared = row is not None and row != chosen
+        if shared:
+            self.shared_key_note.setText(
+                f"{_short(chosen)} uses your {_short(row or '')} API key: the same key as the "
+                f"{_short(row or '')} backend, stored once for both.")
+        self.form.setRowVisible(self.shared_key_note, shared)
+        self.form.setRowVisible(self.hosted_url, row is not None)
+        self.form.setRowVisible(self.key_note, chosen == "server" or row is not None)
 
     def _model_state(self) -> None:
         name = self.model.currentText()
