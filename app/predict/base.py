@@ -31,8 +31,9 @@ class Capabilities:
     """What a backend is and can do, declared by the backend (never guessed from names).
 
     ``device``: where masks are decoded ("cpu", "cuda", "mps"; "remote" for a server or an
-    API). ``text_prompts``: ``find_all(key, text)`` works. ``exemplar_prompts``: prompts by
-    example regions (none yet). ``video``: propagation through a sequence (none yet).
+    API). ``text_prompts``: ``find_all`` takes a ``FindQuery`` with texts.
+    ``exemplar_prompts``: ``find_all`` takes one with exemplars ("find all like this").
+    ``video``: propagation through a sequence (none yet).
     ``batched_decode``: ``predict_batch`` decodes several prompts at once.
     ``resumable_encode``: ``start_embed`` returns an ``EncodeJob`` that encodes one step at
     a time, so the owner can decode clicks between two steps and resume where it stopped.
@@ -113,6 +114,18 @@ class FindQuery:
     @property
     def negatives(self) -> tuple[Exemplar, ...]:
         return tuple(e for e in self.exemplars if not e.positive)
+
+    def check_supported(self, capabilities: Capabilities, who: str) -> None:
+        """PredictorError naming ``who`` when the query asks for what it cannot do (text, or
+        exemplars) or asks for nothing at all."""
+        if not self.texts and not self.exemplars:
+            raise PredictorError("find all needs a text or an exemplar")
+        if self.texts and not capabilities.text_prompts:
+            raise PredictorError(f"{who} does not understand text prompts")
+        if self.exemplars and not capabilities.exemplar_prompts:
+            raise PredictorError(f"{who} does not find objects from exemplars")
+        if self.exemplars and not self.positives and not self.texts:
+            raise PredictorError("find all like this needs at least one positive exemplar")
 
     def describe(self) -> str:
         """A short, stable text of the query (a proposal's prompt; autolabel's resume key)."""
@@ -196,9 +209,13 @@ class Predictor(Protocol):
         """Propose every object of the image (after non-maximum suppression), largest first."""
         ...
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
-        """Every instance of ``text`` (e.g. "person") in the image; PredictorError unless
-        ``capabilities.text_prompts``."""
+    def find_all(self, image: EmbeddingKey | np.ndarray, query: FindQuery, *,
+                 cancel: CancelToken | None = None,
+                 progress: Progress | None = None) -> list[MaskProposal]:
+        """Every object of the image that ``query`` asks for, best first, each with the
+        ``prompt`` that found it: by text (PredictorError unless
+        ``capabilities.text_prompts``) and/or like its exemplars (PredictorError unless
+        ``capabilities.exemplar_prompts``)."""
         ...
 
     def close(self) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, EverythingOptions, Predictor, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, FindQuery, Predictor, SourceKind
 
 if TYPE_CHECKING:
     import numpy as np
@@ -134,8 +134,10 @@ class LoadingPredictor:
         return self._wait(cancel).segment_everything(image, options, cancel=cancel,
                                                      progress=progress)
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
-        return self._wait(None).find_all(image, text)
+    def find_all(self, image: EmbeddingKey | np.ndarray, query: FindQuery, *,
+                 cancel: CancelToken | None = None,
+                 progress: Progress | None = None) -> list[MaskProposal]:
+        return self._wait(cancel).find_all(image, query, cancel=cancel, progress=progress)
 
     def close(self) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ from PySide6.QtCore import QObject, Signal
 from app.core.errors import ImageError
 from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
-from app.predict.base import Capabilities, EverythingOptions, Predictor, SourceKind
+from app.predict.base import Capabilities, EverythingOptions, FindQuery, Predictor, SourceKind
 from app.predict.service.service import PredictionService
 from app.predict.service.types import Job, JobKind, Phase, ProgressEvent, ServiceCallbacks
 from app.ui.encode_progress import EncodeProgress
@@ -81,7 +81,7 @@ class PredictorBridge(QObject):
     ``proposals_ready`` or ``failed`` with kind "everything"), ``cancel_everything``,
     ``close``. What the backend is and can do is what the predictor declares
     (``capabilities``; ``supports_text``: it can ``find_all`` by text, e.g. Roboflow SAM3,
-    Segmind).
+    Segmind; ``supports_exemplars``: by example regions, e.g. local SAM2, classical).
     Signals (delivered on the GUI thread when connected to QObject slots):
       embedding_ready(key, seconds), predicted(request_id, MaskResult, latency_ms),
       failed(kind, request_id, message) with kind "predict" | "embed" | "prefetch" |
@@ -137,6 +137,11 @@ class PredictorBridge(QObject):
     def supports_text(self) -> bool:
         """The predictor can ``find_all`` by text."""
         return self.capabilities.text_prompts
+
+    @property
+    def supports_exemplars(self) -> bool:
+        """The predictor can ``find_all`` like example regions ("find all like this")."""
+        return self.capabilities.exemplar_prompts
 
     @property
     def source(self) -> Source:
@@ -197,11 +202,12 @@ class PredictorBridge(QObject):
         self.service.segment_everything(self._generation, options)
         return self._generation
 
-    def find_all(self, text: str) -> int:
-        """Every instance of ``text`` in the current image (``supports_text`` only); the
-        answer comes like segment everything's."""
+    def find_all(self, query: FindQuery) -> int:
+        """What ``query`` asks for in the current image (texts where ``supports_text``,
+        exemplars where ``supports_exemplars``); the answer comes like segment
+        everything's."""
         self._generation += 1
-        self.service.find_all(self._generation, text)
+        self.service.find_all(self._generation, query)
         return self._generation
 
     def cancel_everything(self) -> None:

@@ -21,7 +21,7 @@ from app.core.evaluation import (
 )
 from app.core.jobs import CancelToken
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Point, Prompt
-from app.predict.base import Capabilities, Predictor, PredictorError, SourceKind
+from app.predict.base import Capabilities, FindQuery, Predictor, PredictorError, SourceKind
 
 
 def disc(shape: tuple[int, int], centre: tuple[int, int], radius: int) -> np.ndarray:
@@ -161,8 +161,9 @@ class RowsPredictor:
                            ) -> list[MaskProposal]:
         return []
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
-        raise PredictorError("no text prompts")
+    def find_all(self, image: EmbeddingKey | np.ndarray, query: FindQuery,
+                 **kwargs: object) -> list[MaskProposal]:
+        raise PredictorError("no find all")
 
     def close(self) -> None:
         pass

@@ -16,6 +16,7 @@ from pytestqt.qtbot import QtBot
 from ui_helpers import TIMEOUT, click, key, open_window
 
 from app.core.types import Source
+from app.predict.base import Exemplar, FindQuery
 from app.ui.workers import PredictorBridge
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "predict" / "hosted"))
@@ -59,9 +60,9 @@ def test_find_all_proposals_accept_one(qtbot: QtBot, image_folder: Path,
     calls: list[int] = []
     original = roboflow_bridge.predictor.find_all  # type: ignore[attr-defined]
 
-    def spy(image: object, text: str) -> object:
+    def spy(image: object, query: FindQuery, **kw: object) -> object:
         calls.append(threading.get_ident())
-        return original(image, text)
+        return original(image, query, **kw)
 
     roboflow_bridge.predictor.find_all = spy  # type: ignore[attr-defined]
     type_query(qtbot, w, "bright object")
@@ -127,7 +128,7 @@ def test_find_all_box_is_hidden_without_text(qtbot: QtBot, image_folder: Path,
     assert not classical_bridge.supports_text
     assert w.find_all_action is not None and not w.find_all_action.isVisible()
     assert not w.find_all_box.isVisibleTo(w)
-    w.proposals.find_all("person")  # even when asked, nothing is sent
+    w.proposals.find_all(FindQuery.text("person"))  # even when asked, nothing is sent
     assert not w.proposals.busy and "does not understand text" in (
         w.statusBar().currentMessage())
     w.set_bridge(roboflow_bridge)  # switching to a text-capable backend shows the box
@@ -135,4 +136,40 @@ def test_find_all_box_is_hidden_without_text(qtbot: QtBot, image_folder: Path,
     qtbot.waitUntil(lambda: w.find_all_box.isVisibleTo(w))  # the toolbar lays out later
     w.set_bridge(classical_bridge)
     assert not w.find_all_action.isVisible()
+    w.close()
+
+
+def copies_folder(root: Path) -> Path:
+    """One picture: three copies of a striped orange disc (radius 20) on a blue-green
+    texture."""
+    import numpy as np
+    from ui_helpers import write_png
+
+    root.mkdir()
+    yy, xx = np.mgrid[0:240, 0:320].astype(np.float32)
+    image = np.stack([60 + 20 * np.sin(xx / 11), 110 + 25 * np.cos(yy / 7), 150 + 0 * xx], -1)
+    for cx, cy in ((60, 60), (200, 70), (130, 180)):
+        dx, dy = xx - cx, yy - cy
+        stripes = np.stack([200 + 40 * np.sin(dx / 3), 120 + 60 * np.sin(dy / 4),
+                            40 + 0 * xx], -1)
+        disc = dx ** 2 + dy ** 2 <= 20 ** 2
+        image[disc] = stripes[disc]
+    write_png(root / "copies.png", np.clip(image, 0, 255).astype(np.uint8))
+    return root
+
+
+@pytest.mark.slow  # template matching and GrabCut on the worker
+def test_find_all_like_an_exemplar_with_the_classical_backend(
+        qtbot: QtBot, tmp_path: Path, classical_bridge: PredictorBridge) -> None:
+    w = open_window(qtbot, copies_folder(tmp_path / "photos"), classical_bridge)
+    assert classical_bridge.supports_exemplars and not classical_bridge.supports_text
+    w.proposals.find_all(FindQuery(exemplars=(Exemplar((38, 38, 82, 82)),)))
+    assert w.proposals.busy
+    qtbot.waitUntil(lambda: w.proposals.active, timeout=TIMEOUT)
+    assert len(w.proposals.items) == 2  # the two other discs, not the exemplar
+    assert all(0.8 * 1257 < shown[1].area < 1.2 * 1257 for shown in w.proposals.items)
+    assert "+box(38,38,82,82)" in w.statusBar().currentMessage()
+    assert w.session.instances() == []  # proposals, nothing stored yet
+    key(qtbot, w, Qt.Key.Key_Return)
+    assert len(w.session.instances()) == 2
     w.close()

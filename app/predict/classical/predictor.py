@@ -32,7 +32,13 @@ import numpy as np
 from app.core.jobs import CancelToken, Progress, check
 from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
+from app.predict.base import (
+    Capabilities,
+    EverythingOptions,
+    FindQuery,
+    PredictorError,
+    SourceKind,
+)
 from app.predict.classical.ops import (
     GrabCutParams,
     PreparedImage,
@@ -67,7 +73,8 @@ class ClassicalPredictor:
     def description(self) -> str:
         return "Classical GrabCut (no model installed)"
 
-    capabilities = Capabilities(SourceKind.CLASSICAL, "cpu")
+    capabilities = Capabilities(SourceKind.CLASSICAL, "cpu", exemplar_prompts=True,
+                                video=True)
 
     # ------------------------------------------------------------ embedding
 
@@ -149,8 +156,18 @@ class ClassicalPredictor:
             progress=progress,
         )
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
-        raise PredictorError("the classical backend does not understand text prompts")
+    def find_all(self, image: EmbeddingKey | np.ndarray, query: FindQuery, *,
+                 cancel: CancelToken | None = None,
+                 progress: Progress | None = None) -> list[MaskProposal]:
+        """Objects like the query's exemplars: template matching over scales seeds GrabCut
+        (see ``findall.py``); no text."""
+        from app.predict.classical.findall import PreparedFor, find_like
+
+        query.check_supported(self.capabilities, "the classical backend")
+        key = image if isinstance(image, EmbeddingKey) else self.embed(image, cancel=cancel)
+        prep = self._prepared(key)
+        return find_like(prep, query, PreparedFor(prep, self.params.max_side), self.params,
+                         cancel=cancel, progress=progress)
 
     def close(self) -> None:
         self._cache.clear()

@@ -30,7 +30,13 @@ from app.core.images import array_hash
 from app.core.jobs import CancelToken, Progress, check
 from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
+from app.predict.base import (
+    Capabilities,
+    EverythingOptions,
+    FindQuery,
+    PredictorError,
+    SourceKind,
+)
 from app.predict.hosted.common import encode_image, logits_from_mask
 from app.predict.remote.http_session import HttpSession, WireStats
 from app.wire import codecs
@@ -168,7 +174,10 @@ class RemotePredictor:
         where = "decoding here" if self.mode == "hybrid" else "on the server"
         return f"{self.info.get('description') or self._model_id} at {self.url} ({where})"
 
-    capabilities = Capabilities(SourceKind.REMOTE, "remote")
+    @property
+    def capabilities(self) -> Capabilities:
+        """Exemplar prompts in hybrid mode (found here, on the fetched embedding)."""
+        return Capabilities(SourceKind.REMOTE, "remote", exemplar_prompts=self.mode == "hybrid")
 
     @property
     def stats(self) -> WireStats:
@@ -251,8 +260,23 @@ class RemotePredictor:
         return self.decoder.segment_everything(
             key, options, cancel=cancel, progress=progress)
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
-        raise PredictorError("MaskLoop's server does not understand text prompts")
+    def find_all(self, image: EmbeddingKey | np.ndarray, query: FindQuery, *,
+                 cancel: CancelToken | None = None,
+                 progress: Progress | None = None) -> list[MaskProposal]:
+        """Hybrid mode finds objects like the query's exemplars locally on the fetched
+        embeddings (an exemplar in another picture: that picture is encoded by the server
+        and fetched too); server mode offers no find all, and neither understands text."""
+        if self.decoder is None and query.exemplars:
+            raise PredictorError("find all like this needs hybrid mode with a remote server "
+                                 "(--remote-mode hybrid), or a local model")
+        query.check_supported(self.capabilities, "MaskLoop's server")
+        assert self.decoder is not None
+        key = image if isinstance(image, EmbeddingKey) else self.embed(image, cancel=cancel)
+        self._fetch_embedding(key)
+        for e in query.exemplars:
+            if e.image is not None:
+                self.embed(np.asarray(e.image), cancel=cancel)
+        return self.decoder.find_all(key, query, cancel=cancel, progress=progress)
 
     def close(self) -> None:
         self._uploads.clear()

@@ -22,7 +22,13 @@ from app.core.jobs import CancelToken, Progress, check
 from app.core.lru import BoundedCache
 from app.core.threads import worker_threads
 from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
-from app.predict.base import Capabilities, EverythingOptions, PredictorError, SourceKind
+from app.predict.base import (
+    Capabilities,
+    EverythingOptions,
+    FindQuery,
+    PredictorError,
+    SourceKind,
+)
 from app.predict.cache.file_format import Embedding
 from app.predict.cache.store import EmbeddingCache
 from app.predict.sam2 import reference as ref
@@ -132,7 +138,8 @@ class SAM2Predictor:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(SourceKind.SAM2, self.device.type, batched_decode=True,
+        return Capabilities(SourceKind.SAM2, self.device.type, batched_decode=True, video=True,
+                            exemplar_prompts=True,
                             resumable_encode=True, thread_control=True)
 
     def set_threads(self, n: int) -> None:
@@ -256,8 +263,16 @@ class SAM2Predictor:
 
         return predict_batch(self, items)
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
-        raise PredictorError("SAM2 does not understand text prompts")
+    def find_all(self, image: EmbeddingKey | np.ndarray, query: FindQuery, *,
+                 cancel: CancelToken | None = None,
+                 progress: Progress | None = None) -> list[MaskProposal]:
+        """Objects like the query's exemplars, found in the cached embedding (see
+        ``findall.py``); no text (SAM2 has no text encoder)."""
+        from app.predict.sam2.findall import find_like
+
+        query.check_supported(self.capabilities, "SAM2")
+        key = image if isinstance(image, EmbeddingKey) else self.embed(image, cancel=cancel)
+        return find_like(self, key, query, cancel=cancel, progress=progress)
 
     def close(self) -> None:
         """Drop the recent images' device tensors (and CUDA's cached blocks); the model and

@@ -12,7 +12,7 @@ import numpy as np
 
 from app.core.jobs import CancelToken
 from app.core.types import EmbeddingKey, Prompt
-from app.predict.base import EverythingOptions
+from app.predict.base import EverythingOptions, FindQuery
 from app.predict.service.types import ImageLoader, Job, JobKind
 
 
@@ -44,17 +44,17 @@ class _Click:
 
 @dataclass
 class _Everything:
-    """A request for proposals: segment everything (``options``) or find all (``text``)."""
+    """A request for proposals: segment everything (``options``) or find all (``query``)."""
 
     generation: int
     image_hash: str | None
     options: EverythingOptions
     token: CancelToken = field(default_factory=CancelToken)
-    text: str | None = None
+    query: FindQuery | None = None
 
     @property
     def kind(self) -> JobKind:
-        return JobKind.EVERYTHING if self.text is None else JobKind.FIND_ALL
+        return JobKind.EVERYTHING if self.query is None else JobKind.FIND_ALL
 
 
 @dataclass

@@ -7,7 +7,7 @@ service's worker thread. Work is taken in this order:
 1. a click (``request_mask``): only the newest prompt of the current image is answered, older
    queued ones are stale and dropped (counted in ``stats.stale_dropped``);
 2. encoding the current image (started as soon as ``set_current_image`` is called);
-3. segment everything or find all (``find_all``: a text prompt); the person asked and waits
+3. segment everything or find all (``find_all``: a ``FindQuery``); the person asked and waits
    for it, and a click made meanwhile waits for it too, so the UI offers ``cancel_everything``;
 4. prefetching the embeddings of the next images (speculative, so last).
 
@@ -59,7 +59,7 @@ from app.core.jobs import CancelToken, check
 from app.core.lru import BoundedCache
 from app.core.threads import worker_threads
 from app.core.types import EmbeddingKey, Prompt
-from app.predict.base import EncodeJob, EverythingOptions, Predictor, PredictorError
+from app.predict.base import EncodeJob, EverythingOptions, FindQuery, Predictor, PredictorError
 from app.predict.cache.store import EmbeddingCache
 from app.predict.service.encodes import ResumableEncodes, _Encode
 from app.predict.service.records import _Click, _Everything, _Image, _Status, _Task
@@ -185,8 +185,8 @@ class PredictionService:
             self._everything = _Everything(generation, target, options)
             self._cond.notify_all()
 
-    def find_all(self, generation: int, text: str) -> None:
-        """Every instance of ``text`` in the current image once it is encoded
+    def find_all(self, generation: int, query: FindQuery) -> None:
+        """What ``query`` asks for in the current image once it is encoded
         (``Predictor.find_all``), answered like segment everything (``on_everything``); it
         takes the place of (and cancels) an older segment-everything or find-all request."""
         with self._cond:
@@ -194,7 +194,7 @@ class PredictionService:
                 return
             self._cancel_everything_locked()
             target = self._current.hash if self._current else None
-            self._everything = _Everything(generation, target, EverythingOptions(), text=text)
+            self._everything = _Everything(generation, target, EverythingOptions(), query=query)
             self._cond.notify_all()
 
     def cancel_everything(self) -> None:
@@ -605,14 +605,20 @@ class PredictionService:
         def progress(done: int, total: int, message: str = "") -> None:
             self._progress(ProgressEvent(Phase.SEGMENTING, done, total, cur.hash, message))
 
-        if ev.text is None:
+        if ev.query is None:
             proposals = self.predictor.segment_everything(
                 key, ev.options, cancel=ev.token, progress=progress
             )
         else:
             check(ev.token)
-            self._progress(ProgressEvent(Phase.FINDING, 0, 1, cur.hash, ev.text))
-            proposals = self.predictor.find_all(key, ev.text)
+            what = ev.query.describe()
+            self._progress(ProgressEvent(Phase.FINDING, 0, 1, cur.hash, what))
+
+            def finding(done: int, total: int, message: str = "") -> None:
+                self._progress(ProgressEvent(Phase.FINDING, done, total, cur.hash, what))
+
+            proposals = self.predictor.find_all(key, ev.query, cancel=ev.token,
+                                                progress=finding)
         check(ev.token)
         with self._cond:
             self._stats.everything += 1

@@ -19,7 +19,7 @@ class JobKind(StrEnum):
     EMBED = "embed"  # encoding the current image
     PREFETCH = "prefetch"
     EVERYTHING = "everything"  # segment everything
-    FIND_ALL = "find_all"  # every instance of a text prompt (``Predictor.find_all``)
+    FIND_ALL = "find_all"  # what a ``FindQuery`` asks for (``Predictor.find_all``)
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,13 @@ class Phase(StrEnum):
     ENCODED = "encoded"  # the current image is encoded (1 / 1)
     PREFETCHING = "prefetching"  # the next images: images done / images to prefetch
     SEGMENTING = "segmenting"  # segment everything: the predictor's done / total
-    FINDING = "finding"  # find all started (0 / 1); ``detail`` is the text
+    FINDING = "finding"  # find all: done / total (0 / 1 when it starts); ``detail`` the query
 
 
 @dataclass(frozen=True)
 class ProgressEvent:
     """Progress of the service's work: ``phase``, ``done`` of ``total``, the image it is
-    about and ``detail`` (the predictor's own words for segment everything, the text of a
+    about and ``detail`` (the predictor's own words for segment everything, the query of a
     find all)."""
 
     phase: Phase

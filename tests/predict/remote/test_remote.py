@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from app.core.types import Box, Point, Prompt
-from app.predict.base import EverythingOptions, Predictor, PredictorError
+from app.predict.base import EverythingOptions, Exemplar, FindQuery, Predictor, PredictorError
 from app.predict.remote.predictor import RemotePredictor
 
 pytestmark = pytest.mark.slow
@@ -149,6 +149,34 @@ def test_hybrid_mode_decodes_locally_without_network(server, decoder, image):
     server_side.close()
     assert rp.segment_everything(key, EverythingOptions(
         points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)) is not None
+
+
+def test_find_all_like_this_runs_here_in_hybrid_mode_only(server, decoder, image):
+    """Hybrid mode finds on the fetched embeddings, also those of an exemplar's own picture
+    (encoded by the server, not here); server mode refuses with what to do."""
+    image = image.copy()
+    image[2, 2] = 253  # new to the decoder's cache
+    other = image.copy()
+    other[3, 3] = 252
+    rp = RemotePredictor(server, KEY, "hybrid", decoder=decoder, backoff=0.05)
+    assert rp.capabilities.exemplar_prompts and not rp.capabilities.text_prompts
+    key = rp.embed(image)
+    query = FindQuery(exemplars=(Exemplar((30, 20, 70, 50), image=other),),
+                      score_threshold=0.0, max_results=3)
+    before = rp.stats.snapshot()
+    found = rp.find_all(key, query)
+    # the other picture's embedding came from the server
+    assert rp.stats.since(before).bytes_received > 4_000_000
+    assert len(found) <= 3 and all(p.mask.shape == (72, 96) for p in found)
+    assert all(p.prompt == "+box(30,20,70,50)" for p in found)
+    with pytest.raises(PredictorError, match="does not understand text"):
+        rp.find_all(key, FindQuery.text("person"))
+    rp.close()
+    plain = RemotePredictor(server, KEY, "server", backoff=0.05)
+    assert not plain.capabilities.exemplar_prompts
+    with pytest.raises(PredictorError, match="needs hybrid mode"):
+        plain.find_all(plain.embed(image), query)
+    plain.close()
 
 
 def test_forgotten_or_unknown_refinement_sends_the_logits(server, image):

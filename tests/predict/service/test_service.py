@@ -14,7 +14,14 @@ import pytest
 from app.core.errors import ImageError
 from app.core.jobs import CancelToken, Progress, check
 from app.core.types import Box, EmbeddingKey, MaskProposal, MaskResult, Point, Prompt
-from app.predict.base import Capabilities, EverythingOptions, Predictor, PredictorError, SourceKind
+from app.predict.base import (
+    Capabilities,
+    EverythingOptions,
+    FindQuery,
+    Predictor,
+    PredictorError,
+    SourceKind,
+)
 from app.predict.cache.file_format import Embedding
 from app.predict.cache.store import EmbeddingCache
 from app.predict.classical.predictor import ClassicalPredictor
@@ -103,11 +110,19 @@ class ScriptedPredictor:
             out.append(MaskProposal(pixels == value, 0.9, 0.95, (0.0, 0.0, 1.0, 1.0)))
         return out
 
-    def find_all(self, image: EmbeddingKey | np.ndarray, text: str) -> list[MaskProposal]:
-        """The pixels whose grey value is ``text`` (e.g. "255")."""
+    def find_all(self, image: EmbeddingKey | np.ndarray, query: FindQuery, *,
+                 cancel: CancelToken | None = None,
+                 progress: Progress | None = None) -> list[MaskProposal]:
+        """The pixels whose grey value is each of the query's texts (e.g. "255")."""
         assert isinstance(image, EmbeddingKey) and image.image_hash == self.last
         pixels = self.images[image.image_hash][..., 0]
-        return [MaskProposal(pixels == int(text), 0.9, 0.95, (0.0, 0.0, 1.0, 1.0))]
+        out = []
+        for i, text in enumerate(query.texts):
+            check(cancel)
+            out.append(MaskProposal(pixels == int(text), 0.9, 0.95, (0.0, 0.0, 1.0, 1.0), text))
+            if progress:
+                progress(i + 1, len(query.texts), text)
+        return out
 
     def close(self) -> None:
         self.closed_on = threading.current_thread().name
@@ -390,18 +405,23 @@ def test_find_all_is_a_job_of_its_own(service, predictor, rec) -> None:
     predictor.gates["A"] = threading.Event()
     service.set_current_image("A", loader(10))
     service.segment_everything(generation=1)
-    service.find_all(generation=2, text="255")  # replaces the segment-everything request
+    # replaces the segment-everything request
+    service.find_all(generation=2, query=FindQuery.text("255, 10"))
     predictor.gates["A"].set()
     assert service.wait_idle(WAIT)
     assert rec.kinds() == ["ready", "everything"]
     gen, proposals = rec.of("everything")[0]
-    assert gen == 2 and len(proposals) == 1 and proposals[0].mask.any()
-    assert ProgressEvent(Phase.FINDING, 0, 1, "A", "255") in rec.of("progress")
+    assert gen == 2 and [p.prompt for p in proposals] == ["255", "10"]
+    assert all(p.mask.any() for p in proposals)
+    finding = [e for e in rec.of("progress") if e.phase is Phase.FINDING]
+    assert finding == [ProgressEvent(Phase.FINDING, 0, 1, "A", "255, 10"),
+                       ProgressEvent(Phase.FINDING, 1, 2, "A", "255, 10"),
+                       ProgressEvent(Phase.FINDING, 2, 2, "A", "255, 10")]
 
 
 def test_a_failed_find_all_is_reported_as_find_all(service, predictor, rec) -> None:
     service.set_current_image("A", loader(10))
-    service.find_all(generation=3, text="not a number")
+    service.find_all(generation=3, query=FindQuery.text("not a number"))
     assert service.wait_idle(WAIT)
     (exc, job), = rec.of("error")
     assert isinstance(exc, ValueError) and job.kind is JobKind.FIND_ALL and job.generation == 3
