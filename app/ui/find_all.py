@@ -1,6 +1,7 @@
 """The "Find all: ..." box of the toolbar: a text query (e.g. "person") for backends that
 understand text (Roboflow SAM3 concept segmentation, Segmind). Enter sends it; the answer
-comes back as suggestions (app/ui/proposals.py)."""
+comes back as suggestions, stored in the project as proposals to review (app/ui/proposals.py,
+app/ui/review.py)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class FindAllBox(QWidget):
         self.edit.setClearButtonEnabled(True)
         self.edit.setMinimumWidth(160)
         self.edit.setToolTip("Find every instance of a text in this image (the backend must "
-                             "understand text); the results are suggestions to accept")
+                             "understand text); the results are kept as proposals to accept or "
+                             "reject (Ctrl+R reviews them)")
         layout = QHBoxLayout(self)
         layout.setContentsMargins(6, 0, 0, 0)
         layout.addWidget(QLabel("Find all:"))

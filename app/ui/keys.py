@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterable, Mapping
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMainWindow, QWidget
 
+from app.interaction.review import REVIEW_KEYS
+
 TOOLS = [("sam", "SAM", "S"), ("edit", "Edit", "V"), ("polygon", "Polygon", "P"),
          ("box", "Box", "R"), ("brush", "Brush", "B"), ("eraser", "Eraser", "E")]
 Slot = Callable[[], object]
+REVIEW_PREFIX = "review_"  # the actions of review mode, enabled only while it is on
 
 # (menu, action name, text, keys); the slot of each is slots[name]; None: a separator
 MENUS: list[tuple[str, list[tuple[str, str, list[str] | str] | None]]] = [
@@ -52,6 +55,11 @@ MENUS: list[tuple[str, list[tuple[str, str, list[str] | str] | None]]] = [
                 ("toggle_instances", "Hide / show all instances", "H")]),
     ("&Labels", [("add_label", "Add label…", "Ctrl+L"),
                  *[(f"label_{k}", f"Label {k}", str(k)) for k in range(1, 10)]]),
+    # review mode (app/ui/review.py): its keys replace the others' while it is on
+    ("&Review", [("review", "Review proposals (on / off)", "Ctrl+R"),
+                 None,
+                 *[(f"{REVIEW_PREFIX}{action.value}", f"Review: {text}", list(keys))
+                   for action, text, keys in REVIEW_KEYS]]),
     ("&Help", [("shortcuts", "Keys and mouse", "F1"),
                ("models", "Get a SAM2 model…", "")]),
 ]
@@ -86,6 +94,7 @@ def install(host: QMainWindow, slots: Mapping[str, Slot], *, recent: Iterable[st
                 action.setCheckable(True)
                 tool_group.addAction(action)
             action.triggered.connect(lambda *_, slot=slots[name]: slot())
+            action.setEnabled(not name.startswith(REVIEW_PREFIX))
             host.addAction(action)
             menu.addAction(action)
             out.by_name[name] = action
@@ -104,6 +113,27 @@ def install(host: QMainWindow, slots: Mapping[str, Slot], *, recent: Iterable[st
     # shown only while the backend understands text (MainWindow follows backend_changed)
     out.find_all = toolbar.addWidget(toolbar_widget)
     return out
+
+
+def _table_keys() -> dict[str, list[str]]:
+    """Every action's keys as the table gives them, by action name."""
+    return {row[0]: [row[2]] if isinstance(row[2], str) else list(row[2])
+            for _, rows in MENUS for row in rows if row is not None}
+
+
+def switch_review(by_name: Mapping[str, QAction], on: bool) -> None:
+    """Review mode on: its actions take their keys (Enter, Del, E, Ctrl+Z, Esc, ...) from
+    the actions that share them, which keep their other keys and stay usable from the menus
+    and the toolbar (Qt fires no shortcut that two enabled actions share); off: back."""
+    table = _table_keys()
+    taken = {QKeySequence(k).toString() for name, keys in table.items()
+             if name.startswith(REVIEW_PREFIX) for k in keys}
+    for name, action in by_name.items():
+        if name.startswith(REVIEW_PREFIX):
+            action.setEnabled(on)
+        elif any(QKeySequence(k).toString() in taken for k in table.get(name, [])):
+            action.setShortcuts([QKeySequence(k) for k in table[name] if k and not (
+                on and QKeySequence(k).toString() in taken)])
 
 
 def shortcut_table(actions: Iterable[QAction]) -> list[tuple[str, str]]:

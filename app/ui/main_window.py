@@ -13,6 +13,8 @@ from PySide6.QtWidgets import QDockWidget, QMainWindow, QPushButton, QWidget
 from app.core.image_checks import check_images, known_problems
 from app.core.project import Project
 from app.core.types import ImageRecord, ImageStatus
+from app.interaction.review import ReviewAction
+from app.predict.base import FindQuery
 from app.ui import dialogs, keys
 from app.ui.app_state import AppState
 from app.ui.canvas.convert import rgb_to_display_qimage
@@ -31,6 +33,7 @@ from app.ui.panels.images_panel import ImagesPanel
 from app.ui.panels.instances_panel import InstancesPanel
 from app.ui.panels.labels_panel import LabelsPanel
 from app.ui.proposals import ProposalsController
+from app.ui.review import ReviewController
 from app.ui.session import AnnotationSession
 from app.ui.settings import GuiSettings
 from app.ui.status import StatusLine
@@ -122,6 +125,12 @@ class MainWindow(QMainWindow):
         self.labelling = LabelChooser(state, self.canvas, self.sam_tool, self.mask_layer,
                                       self)  # the label popup on accept
         self.polygon_tool.on_shape = self.box_tool.on_shape = self.labelling.store_shape
+        self.review = ReviewController(  # review mode: the stored proposals, from the keys
+            state, self.canvas, self.handles, ask_label=self.labelling.ask,
+            show_image=self.show_image,
+            image_order=lambda: [int(r.id or 0) for r in self.images_panel.visible_records()],
+            parent=self)
+        self.images_panel.add_section(self.review.panel)  # counts and filters, under the list
         self.help_dialog: QWidget | None = None
         # menus, toolbar (with the find-all box), shortcuts
         actions = keys.install(self, self._slots(), recent=self.settings.recent,
@@ -131,6 +140,7 @@ class MainWindow(QMainWindow):
         self.find_all_action: QAction | None = actions.find_all
         self._show_find_all(bridge)
         self._connect()
+        self._connect_review()
         self.feedback = ClickFeedback(self)  # a ring at a click being answered
         self.hover = HoverPreview(state, self.canvas, self.sam_tool, self.tasks,
                                   waiting_for_encoder=lambda: self.feedback.waiting_for_encoder,
@@ -226,6 +236,17 @@ class MainWindow(QMainWindow):
         ip.hide_requested.connect(ip.set_hidden)
         ip.zoom_requested.connect(self.nav.zoom_to_instances)
 
+    def _connect_review(self) -> None:
+        """Review mode swaps the keys; its counts go to the images panel and the status bar."""
+        review = self.review
+        review.mode_changed.connect(lambda on: keys.switch_review(self.actions_by_name, on))
+        review.pending_changed.connect(self.images_panel.set_pending)
+        review.summary.connect(self.status.set_review)
+        self.image_shown.connect(review.image_shown)
+        self.proposals.stored.connect(lambda _: review.update_counts())
+        self.proposals.hand_over = review.take_stored
+        self.session.saved.connect(review.update_counts)
+
     def _slots(self) -> dict[str, Callable[[], object]]:
         """What each action of ``keys.MENUS`` does."""
         nav, canvas, edit, props = self.nav, self.canvas, self.edit_tool, self.proposals
@@ -251,6 +272,9 @@ class MainWindow(QMainWindow):
         }
         for name, _, _ in keys.TOOLS:
             slots[f"tool_{name}"] = partial(self.set_tool, name)
+        slots["review"] = self.review.toggle
+        for action in ReviewAction:
+            slots[f"{keys.REVIEW_PREFIX}{action.value}"] = partial(self.review.trigger, action)
         for k in range(1, 10):
             slots[f"label_{k}"] = partial(self.ops.label_hotkey, str(k))
         return slots
@@ -469,8 +493,9 @@ class MainWindow(QMainWindow):
             clear()
 
     def find_all(self, text: str) -> None:
-        """Find-all's Enter: suggestions for ``text``; the canvas takes the keyboard back."""
-        self.proposals.find_all(text)
+        """Find-all's Enter: suggestions for ``text`` ("person, car": any of them); the
+        canvas takes the keyboard back."""
+        self.proposals.find_all(FindQuery.text(text))
         self.canvas.setFocus()
 
     def backspace(self) -> None:

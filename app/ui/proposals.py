@@ -1,21 +1,33 @@
-"""Segment everything and "find all: TEXT": the predictor's proposals shown as dashed
-suggestions. Click one to accept it (right click discards it), or point at it and press Y
-(accept) or N (discard); Enter accepts all that are left, Esc discards them. The proposal
-under the pointer is highlighted, and a banner over the canvas says the keys for as long as
-proposals are shown (and the progress while they are computed). Accepted suggestions get the
-CURRENT label, also those found by text (the text is a query, the label stays the person's
-choice: pick or add the label first, e.g. "person", to store them under it)."""
+"""Segment everything and find all (a text, or like example regions): the predictor's
+proposals shown as dashed
+suggestions. They are stored in the project at once as pending proposals (with their source,
+prompt and score: issue 17), so they outlive the window; deciding is an undoable command.
+Click one to accept it (right click rejects it), or point at it and press Y (accept) or N
+(reject); Enter accepts all that are left; Esc hides them, pending, for the review queue
+(Ctrl+R, app/ui/review.py). The proposal under the pointer is highlighted, and a banner over
+the canvas says the keys for as long as proposals are shown (and the progress while they are
+computed). Accepted suggestions get the CURRENT label, also those found by text (the text is
+a query, the label stays the person's choice: pick or add the label first, e.g. "person", to
+store them under it). Nothing here ever deletes or replaces an instance."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QObject, Qt
+from collections.abc import Callable
+from typing import NamedTuple
+
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsScene
 from shapely.geometry import Point as ShapelyPoint
 
-from app.core.types import Geometry, MaskProposal, Source
+from app.core.command_base import Command
+from app.core.edit_commands import Batch
+from app.core.errors import MaskLoopError
+from app.core.proposal_commands import AcceptProposal, RejectProposal
+from app.core.proposals import NewProposal, ProposalSource
+from app.core.types import Geometry, ImageRecord, MaskProposal
 from app.interaction.events import Button, PointerEvent
-from app.predict.base import EverythingOptions
+from app.predict.base import EverythingOptions, FindQuery
 from app.predict.service.types import Phase, ProgressEvent
 from app.ui.app_state import AppState
 from app.ui.canvas.banner import Banner
@@ -39,17 +51,32 @@ def proposals_to_geometries(proposals: list[MaskProposal], tolerance: float
     return out
 
 
+class Shown(NamedTuple):
+    """A stored proposal on the canvas."""
+
+    item: QGraphicsPathItem
+    geometry: Geometry
+    score: float
+    proposal_id: int
+
+
 class ProposalsController(QObject):
-    """Owns the suggestion items; acts as the canvas tool while suggestions are shown."""
+    """Owns the suggestion items; acts as the canvas tool while suggestions are shown.
+    ``stored(image_id)`` once a result is in the project (the review's counts follow)."""
+
+    stored = Signal(int)
 
     def __init__(self, state: AppState, canvas: CanvasView, tasks: TaskRunner,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.state, self.canvas, self.tasks = state, canvas, tasks
         self.scene: QGraphicsScene = canvas.scene()
-        self.items: list[tuple[QGraphicsPathItem, Geometry, float]] = []
+        self.items: list[Shown] = []
+        self._kind = ProposalSource.EVERYTHING  # what the request in progress is
+        # review mode takes new proposals into its queue instead (True: taken, not shown)
+        self.hand_over: Callable[[int], bool] | None = None
         self._request: int | None = None
-        self._query: str | None = None  # the text of a find-all request, None for everything
+        self._query: str | None = None  # a find-all request's query in words, None for everything
         self._previous_tool: str | None = None
         self._bridge: PredictorBridge | None = None
         self.banner = Banner(canvas)
@@ -86,27 +113,34 @@ class ProposalsController(QObject):
             return
         self.clear()
         self._query = None
+        self._kind = ProposalSource.EVERYTHING
         self._request = self.state.bridge.segment_everything(
             EverythingOptions(points_per_side=self.state.bridge.everything_grid))
         self.state.say("Segmenting everything… (Esc cancels)")
         self.banner.say("Segmenting everything… (Esc cancels)")
 
-    def find_all(self, text: str) -> None:
-        """Every instance of ``text`` (a text-capable backend), run on the prediction worker."""
-        text = text.strip()
-        if not text:
+    def find_all(self, query: FindQuery) -> None:
+        """What ``query`` asks for (texts for a text-capable backend, exemplars for one that
+        finds objects like them), run on the prediction worker."""
+        if not query.texts and not query.exemplars:
             return
         if self.state.session.image is None:
             self.state.say("Open an image first")
             return
-        if not self.state.bridge.supports_text:
-            self.state.say(f"{self.state.bridge.description} does not understand text")
+        bridge = self.state.bridge
+        if query.texts and not bridge.supports_text:
+            self.state.say(f"{bridge.description} does not understand text")
+            return
+        if query.exemplars and not bridge.supports_exemplars:
+            self.state.say(f"{bridge.description} cannot find objects like an example")
             return
         self.clear()
-        self._query = text
-        self._request = self.state.bridge.find_all(text)
-        self.state.say(f"Finding all {text!r}… (Esc cancels)")
-        self.banner.say(f"Finding all {text!r}… (Esc cancels)")
+        words = query.describe()
+        self._query = words
+        self._kind = ProposalSource.TEXT if query.texts else ProposalSource.EXEMPLAR
+        self._request = bridge.find_all(query)
+        self.state.say(f"Finding all {words!r}… (Esc cancels)")
+        self.banner.say(f"Finding all {words!r}… (Esc cancels)")
 
     def cancel(self) -> None:
         if self._request is not None:
@@ -134,11 +168,26 @@ class ProposalsController(QObject):
         self.tasks.start(proposals_to_geometries, proposals, self.state.tolerance,
                            on_result=lambda geoms: self._show(image, geoms))
 
-    def _show(self, image: object, geoms: list[tuple[Geometry, float]]) -> None:
-        if image is not self.state.session.image:
+    def _store(self, image: ImageRecord, geoms: list[tuple[Geometry, float]]) -> list[int]:
+        """Keep the results in the project as pending proposals (touches no instance)."""
+        if image.id is None or not geoms:
+            return []
+        bridge = self.state.bridge
+        ids = self.state.project.proposals.add(image.id, [
+            NewProposal(geom, self._kind, bridge.description, bridge.source,
+                        self._query or "", score) for geom, score in geoms])
+        self.stored.emit(image.id)
+        return ids
+
+    def _show(self, image: ImageRecord | None, geoms: list[tuple[Geometry, float]]) -> None:
+        if image is None or image is not self.state.session.image:
             return
         self.clear()
-        for geom, score in geoms:
+        ids = self._store(image, geoms)
+        if ids and image.id is not None and self.hand_over is not None \
+                and self.hand_over(image.id):
+            return
+        for (geom, score), pid in zip(geoms, ids, strict=True):
             item = QGraphicsPathItem(geometry_path(geom))
             item.setPen(cosmetic_pen(QColor(255, 220, 0), 1.5, Qt.PenStyle.DashLine))
             fill = QColor(255, 220, 0)
@@ -146,7 +195,7 @@ class ProposalsController(QObject):
             item.setBrush(fill)
             item.setZValue(2.5)
             self.scene.addItem(item)
-            self.items.append((item, geom, score))
+            self.items.append(Shown(item, geom, score, pid))
         if self.items:
             self._previous_tool = self.state.tool
             self.canvas.tool = self
@@ -163,14 +212,15 @@ class ProposalsController(QObject):
         found = f" of {self._query!r}" if self._query else ""
         text = (f"{len(self.items)} proposals{found} for label "
                 f"{self.state.label!r}: click or Y accepts the one under the "
-                "pointer, right click or N discards it · Enter accepts all · Esc discards all")
+                "pointer, right click or N rejects it · Enter accepts all · Esc keeps them "
+                "to review (Ctrl+R)")
         self.banner.say(text)
         self.state.say(text)
 
     def clear(self) -> None:
         self.cancel()
-        for item, _, _ in self.items:
-            self.scene.removeItem(item)
+        for shown in self.items:
+            self.scene.removeItem(shown.item)
         self.items.clear()
         self._hover = None
         if self._request is None:
@@ -180,25 +230,34 @@ class ProposalsController(QObject):
         self._previous_tool = None
 
     def accept_all(self) -> None:
-        for _, geom, score in list(self.items):
-            self.state.session.add_instance(geom, self._source(), score)
+        """Enter: every suggestion shown, as one undoable step, with the current label."""
+        label = self.state.label
+        shown = list(self.items)
         self.clear()
+        if shown:
+            self._apply(Batch([AcceptProposal(s.proposal_id, label) for s in shown],
+                              f"Accept {len(shown)} proposals"))
 
-    def _source(self) -> Source:
-        return self.state.bridge.source
+    def _apply(self, command: Command) -> None:
+        """A decision on the image's undo stack; a proposal decided meanwhile (another
+        window, autolabel) is said, not raised."""
+        try:
+            self.state.session.apply(command)
+        except MaskLoopError as exc:
+            self.state.say(str(exc))
 
     def _at(self, x: float, y: float) -> int | None:
         pt = ShapelyPoint(x, y)
-        hits = [i for i, (_, g, _) in enumerate(self.items) if g.covers(pt)]
-        return min(hits, key=lambda i: self.items[i][1].area) if hits else None
+        hits = [i for i, s in enumerate(self.items) if s.geometry.covers(pt)]
+        return min(hits, key=lambda i: self.items[i].geometry.area) if hits else None
 
     def take(self, i: int, accept: bool) -> None:
-        """Accept (or discard) proposal ``i``; the last one taken ends the suggestions."""
-        item, geom, score = self.items.pop(i)
-        self.scene.removeItem(item)
+        """Accept (or reject) proposal ``i``; the last one taken ends the suggestions."""
+        shown = self.items.pop(i)
+        self.scene.removeItem(shown.item)
         self._hover = None
-        if accept:
-            self.state.session.add_instance(geom, self._source(), score)
+        self._apply(AcceptProposal(shown.proposal_id, self.state.label) if accept
+                    else RejectProposal(shown.proposal_id))
         if not self.items:
             self.clear()
         else:
@@ -220,8 +279,8 @@ class ProposalsController(QObject):
         i = self._at(x, y)
         if i == self._hover:
             return
-        for k, (item, _, _) in enumerate(self.items):
-            on = k == i
+        for k, shown in enumerate(self.items):
+            item, on = shown.item, k == i
             item.setPen(cosmetic_pen(QColor(255, 220, 0), 3.0 if on else 1.5,
                                      Qt.PenStyle.SolidLine if on else Qt.PenStyle.DashLine))
             fill = QColor(255, 220, 0)

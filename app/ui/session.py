@@ -87,6 +87,11 @@ class AnnotationSession(QObject):
         self.undo_stack.push(cmd)
         self._edited(labels)
 
+    def apply(self, cmd: commands.Command) -> None:
+        """Push an undoable command built elsewhere (a decision on a proposal, from the
+        review queue) on the image's stack; observers are told as after every edit."""
+        self._push(cmd)
+
     def _edited(self, labels: int) -> None:
         """After an edit, undo or redo (``labels``: how many labels there were before). The
         project keeps the status in step in the same transaction (the first instance makes

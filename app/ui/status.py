@@ -1,6 +1,6 @@
 """The status bar: messages, the image counter ("image 3 / 15"), the encoding state (with
 the encoder's progress, block by block, when the backend tells it), the last click's
-latency, whether the work is saved, and the backend.
+latency, whether the work is saved, how many proposals wait for review, and the backend.
 
 What is about one image (its error, the latency of a click on it, a candidate's scores)
 is cleared when another image is shown (``new_image``), so nothing of the previous image
@@ -43,8 +43,11 @@ class StatusLine(QObject):
         self.encode_bar.setVisible(False)
         self.latency = QLabel("")
         self.saved = QLabel("")
+        self.review = QLabel("")
+        self.review.setToolTip("Proposals waiting for a decision in the project (Ctrl+R "
+                               "reviews them)")
         for w in (self.counter, self.encode, self.encode_bar, self.latency, self.saved,
-                  self.backend):
+                  self.review, self.backend):
             bar.addPermanentWidget(w)
         self._lasting: str | None = None  # the message shown without a timeout, if any
         self.encode_fraction: float | None = None  # of the current image's encode, if told
@@ -62,6 +65,10 @@ class StatusLine(QObject):
     # -- predictor signals -------------------------------------------------------------------
     def set_counter(self, text: str) -> None:
         self.counter.setText(text)
+
+    def set_review(self, text: str) -> None:
+        """The review's summary ("12 to review"; empty: nothing pending)."""
+        self.review.setText(text)
 
     def saved_now(self, where: str) -> None:
         """An edit is in the project file (each edit is one committed transaction)."""

@@ -1,7 +1,8 @@
 """The image list: thumbnails (made off the GUI thread), status, a filter; unreadable files
 are listed too, with their error: those that could not be registered, and registered images
 that cannot be decoded (a truncated JPEG: its header reads), which a check started with
-``check`` finds off the GUI thread."""
+``check`` finds off the GUI thread. An image with proposals waiting for review says how many
+("◇3"), and the filter "to review" lists only those."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from app.core.types import ImageRecord, ImageStatus
 from app.ui.tasks import TaskRunner
 
 THUMB = 64
+TO_REVIEW = "to review"  # the filter entry: images with pending proposals
 STATUS_MARK = {ImageStatus.NEW: "○", ImageStatus.IN_PROGRESS: "◐", ImageStatus.DONE: "●",
                ImageStatus.SKIPPED: "–"}
 
@@ -59,7 +61,7 @@ class ImagesPanel(QWidget):
         super().__init__(parent)
         self.tasks = TaskRunner(1, self)  # thumbnails never delay the current image
         self.filter_status = QComboBox()
-        self.filter_status.addItems(["all", *[s.value for s in ImageStatus]])
+        self.filter_status.addItems(["all", *[s.value for s in ImageStatus], TO_REVIEW])
         self.filter_text = QLineEdit()
         self.filter_text.setPlaceholderText("filter by name")
         self.list = QListWidget()
@@ -78,11 +80,18 @@ class ImagesPanel(QWidget):
         layout.addWidget(self.list)
         self.records: list[ImageRecord] = []
         self.problems: dict[int, str] = {}  # image id -> why it cannot be decoded
+        self.pending: dict[int, int] = {}  # image id -> proposals waiting for review
         self._unreadable: list[tuple[str, str]] = []
         self._root = Path()
         self._thumbs: dict[str, QIcon] = {}
         self._pending: set[str] = set()
         self._checks = TaskRunner(1, self)  # never delays the thumbnails
+
+    def add_section(self, widget: QWidget) -> None:
+        """A part shown under the list (the review's counts and filters)."""
+        layout = self.layout()
+        assert layout is not None
+        layout.addWidget(widget)
 
     def check(self, find_problems: Callable[..., dict[int, str]]) -> None:
         """Run ``find_problems(progress=, cancel=)`` (image id -> problem) off the GUI thread
@@ -105,7 +114,7 @@ class ImagesPanel(QWidget):
         self.records, self._unreadable, self._root = records, unreadable, root
         self.list.clear()
         for rec in records:
-            item = QListWidgetItem(f"{STATUS_MARK[ImageStatus(rec.status)]} {rec.path}")
+            item = QListWidgetItem(self._text(rec))
             item.setData(Qt.ItemDataRole.UserRole, rec)
             item.setToolTip(f"{rec.path}\n{rec.width}×{rec.height}, {rec.status}")
             problem = self.problems.get(rec.id or 0)
@@ -124,6 +133,23 @@ class ImagesPanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, f"{path}: {message}")
             item.setToolTip(message)
             self.list.addItem(item)
+        self._apply_filter()
+
+    def _text(self, rec: ImageRecord) -> str:
+        waiting = self.pending.get(rec.id or 0, 0)
+        return f"{STATUS_MARK[ImageStatus(rec.status)]} {rec.path}" + (
+            f"  ◇{waiting}" if waiting else "")
+
+    def set_pending(self, pending: dict[int, int]) -> None:
+        """Proposals waiting for review, by image id (the review's counts)."""
+        if pending == self.pending:
+            return
+        self.pending = dict(pending)
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            rec = item.data(Qt.ItemDataRole.UserRole)
+            if isinstance(rec, ImageRecord) and (rec.id or 0) not in self.problems:
+                item.setText(self._text(rec))
         self._apply_filter()
 
     def current_id(self) -> int | None:
@@ -178,7 +204,9 @@ class ImagesPanel(QWidget):
             rec = item.data(Qt.ItemDataRole.UserRole)
             name = rec.path if isinstance(rec, ImageRecord) else item.text()
             ok = text in name.lower()
-            if isinstance(rec, ImageRecord) and status != "all":
+            if isinstance(rec, ImageRecord) and status == TO_REVIEW:
+                ok = ok and self.pending.get(rec.id or 0, 0) > 0
+            elif isinstance(rec, ImageRecord) and status != "all":
                 ok = ok and rec.status == status
             item.setHidden(not ok)
 
