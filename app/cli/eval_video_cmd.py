@@ -5,6 +5,10 @@ Each image of DATASET (images/ and masks/: 255 object, 128 ignored) becomes a sh
 app/core/synthetic_video.py); the backend propagates frame 0's ground truth through it and
 frames 1..N-1 are scored: mean J (IoU), J at the last frame, the DAVIS boundary F and the
 frames that need correction (J < 0.9). Prints a table, or the whole report with ``--json``.
+
+``--backend sam2`` propagates with SAM2's video memory (``--model NAME`` or ``--checkpoint
+PATH``; a random-weight checkpoint measures the time per frame and the memory only). Its
+frame embeddings stay in memory: the synthetic frames are not worth a place in the cache.
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("dataset", metavar="DATASET",
                         help="folder with images/NAME.jpg|png and masks/NAME.png")
-    parser.add_argument("--backend", choices=("classical",), default="classical",
-                        help="classical: optical flow (DIS) + GrabCut, no model (default)")
+    parser.add_argument("--backend", choices=("classical", "sam2"), default="classical",
+                        help="classical: optical flow (DIS) + GrabCut, no model (default); "
+                        "sam2: SAM2's video memory (--model or --checkpoint)")
     parser.add_argument("--frames", metavar="N", type=int, default=DEFAULT_FRAMES,
                         help=f"frames per shot, the given first one included "
                         f"(default: {DEFAULT_FRAMES})")
@@ -43,6 +48,9 @@ def register(subparsers: Any) -> None:
                         help="seed of the synthetic shots (default: 0)")
     parser.add_argument("--json", action="store_true",
                         help="print the full report (per-frame J and F) as JSON on stdout")
+    from app.cli.backend import add_model_args
+
+    add_model_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -51,6 +59,29 @@ def _classical() -> Any:
 
     def run_one(seq: ArraySequence, first: np.ndarray) -> dict[int, np.ndarray]:
         return propagate(seq, 0, first).masks
+
+    return run_one
+
+
+def _sam2(args: argparse.Namespace) -> Any:
+    """SAM2's video path from frame 0's mask (PredictorError when no model is given or
+    installed)."""
+    from app.cli.backend import predictor_from_args
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.propagation import PropagationRequest
+    from app.predict.sam2.predictor import SAM2Predictor
+    from app.predict.sam2.video import SAM2Propagator
+
+    predictor = predictor_from_args(args, backend="sam2", cache=EmbeddingCache(disk_dir=None))
+    assert isinstance(predictor, SAM2Predictor)
+    propagator = SAM2Propagator(predictor, cache_frames=False)
+
+    def run_one(seq: ArraySequence, first: np.ndarray) -> dict[int, np.ndarray]:
+        session = propagator.open(seq)
+        session.add_mask(0, 1, first)
+        done = session.propagate(PropagationRequest(0)).wait()
+        session.close()
+        return {r.frame: r.masks[1] for r in done.results if 1 in r.masks}
 
     return run_one
 
@@ -66,6 +97,11 @@ def run(args: argparse.Namespace) -> int:
 
     items = dataset_items(args.dataset)  # DatasetError (exit 2) before any work
     total = len(items) if args.limit is None else min(args.limit, len(items))
+    if args.backend == "classical" and (args.model or args.checkpoint):
+        print("maskloop eval-video: error: --model/--checkpoint need --backend sam2",
+              file=sys.stderr)
+        return 2
+    backend = _sam2(args) if args.backend == "sam2" else _classical()
     from tqdm import tqdm
 
     with tqdm(total=total, unit="shot", file=sys.stderr, disable=None,
@@ -76,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str(message, refresh=False)
             bar.refresh()
 
-        report = evaluate_video(_classical(), args.dataset, backend=args.backend,
+        report = evaluate_video(backend, args.dataset, backend=args.backend,
                                 frames=args.frames, limit=args.limit, seed=args.seed,
                                 progress=progress)
     print(report.to_json() if args.json else format_table(report))
@@ -107,6 +143,7 @@ def format_table(report: VideoReport) -> str:
                               f"(J < {s.correction_iou})"),
         ("time per frame", f"{s.seconds_per_frame * 1000:.0f} ms"),
         ("wall time", f"{s.wall_s:.1f} s"),
+        ("peak memory", "-" if math.isnan(s.peak_rss_mb) else f"{s.peak_rss_mb:.0f} MiB"),
     ]
     w = max(len(name) for name, _ in rows)
     lines += [f"{name:<{w}}  {value}" for name, value in rows]

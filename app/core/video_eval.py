@@ -6,12 +6,15 @@ Each image of DATASET (images/ and masks/: 255 object, 128 ignored) becomes a
 backend sees the same shots); the backend gets frame 0's ground truth and propagates it
 forward; frames 1..N-1 are scored (frame 0 is given, as in DAVIS' semi-supervised protocol).
 The backend is any ``propagate(sequence, first_mask) -> {frame: mask}``; core knows none.
+With a random-weight SAM2 the masks are noise and only the time per frame and the memory
+(the process's peak resident size, ``peak_rss_mb``) mean something.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -57,6 +60,7 @@ class VideoSummary:
     correction_iou: float
     seconds_per_frame: float
     wall_s: float
+    peak_rss_mb: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,16 @@ class VideoReport:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
+
+
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far in MiB (NaN where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return math.nan
+    peak = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024  # bytes / KiB
 
 
 def shot_seed(name: str, seed: int = 0) -> int:
@@ -120,5 +134,6 @@ def evaluate_video(propagate: PropagateFn, dataset_dir: Path | str, *, backend: 
         j_last=mean([r.j_last for r in rows]), f_mean=f_mean, jf_mean=(j_mean + f_mean) / 2,
         frames_scored=scored, frames_to_correct=sum(len(r.to_correct) for r in rows),
         correction_iou=CORRECTION_IOU,
-        seconds_per_frame=busy / max(1, scored), wall_s=time.perf_counter() - started)
+        seconds_per_frame=busy / max(1, scored), wall_s=time.perf_counter() - started,
+        peak_rss_mb=peak_rss_mb())
     return VideoReport(summary=summary, rows=rows)

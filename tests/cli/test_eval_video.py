@@ -59,5 +59,29 @@ def test_eval_video_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert cli.main(["eval-video", str(data), "--limit", "0"]) == 2
     assert cli.main(["eval-video", str(tmp_path / "nothing")]) == 2
     assert "not an evaluation dataset" in capsys.readouterr().err
+    # sam2 without a model: one line saying what to do, exit 2
+    assert cli.main(["eval-video", str(data), "--backend", "sam2"]) == 2
+    assert "no SAM2 model is installed" in capsys.readouterr().err
+    assert cli.main(["eval-video", str(data), "--checkpoint", "x.pt"]) == 2
+    assert "--backend sam2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.main(["eval-video", str(data), "--backend", "sam2"])
+        cli.main(["eval-video", str(data), "--backend", "nothing"])
+
+
+@pytest.mark.slow
+def test_eval_video_sam2_random_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        sam2_tiny_checkpoint: tuple[Path, str]) -> None:
+    """SAM2's video path on a random-weight checkpoint: the masks are noise, the plumbing
+    and the time and memory figures are real."""
+    data = _dataset(tmp_path / "ds", count=1)
+    path, config = sam2_tiny_checkpoint
+    rc = cli.main(["eval-video", str(data), "--backend", "sam2", "--checkpoint", str(path),
+                   "--config", config, "--device", "cpu", "--runtime", "torch",
+                   "--frames", "2", "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    s = report["summary"]
+    assert s["backend"] == "sam2" and s["images"] == 1 and s["frames_scored"] == 1
+    assert s["seconds_per_frame"] > 0 and s["peak_rss_mb"] > 100
+    row = report["images"][0]
+    assert len(row["j"]) == 1 and 0.0 <= row["j"][0] <= 1.0

@@ -18,6 +18,11 @@ It runs forward or backward for ``count`` frames, until the end of the sequence,
 object is lost (its mask empty or much smaller than at the start); it reports progress and
 polls a ``CancelToken`` between frames, and on cancel returns what it finished.
 
+``ClassicalPropagator`` puts this behind the ``Propagator`` interface
+(app/predict/propagation.py): several tracks at once (the flow is computed once per frame,
+each track steps on its own, so a track's masks are those ``propagate`` gives it alone),
+anchors, cancel and re-propagation.
+
 No parameter here was tuned on a benchmark's images; each value is chosen from what the step
 needs (see the comments of ``PropagationParams``) and checked on synthetic shapes only
 (tests/predict/classical/test_propagate.py).
@@ -26,21 +31,24 @@ needs (see the comments of ``PropagationParams``) and checked on synthetic shape
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import cv2
 import numpy as np
 
 from app.core.jobs import CancelToken, Progress
-
-
-class FrameSource(Protocol):
-    """What propagation reads: ``app.core.sequences.Sequence`` or anything with these."""
-
-    def __len__(self) -> int: ...
-
-    def frame(self, index: int) -> np.ndarray: ...
+from app.core.lru import BoundedCache
+from app.core.types import Prompt
+from app.predict.base import Capabilities, Predictor, PredictorError, SourceKind
+from app.predict.propagation import (
+    FrameResult,
+    FrameSource,
+    PropagationRequest,
+    PropagationRun,
+    track_ends,
+)
 
 
 @dataclass(frozen=True)
@@ -233,6 +241,57 @@ class _Scaler:
         return np.asarray(soft >= 0.5)
 
 
+class _Frame:
+    """One frame at the working resolution with the flow back to the frame before it: what
+    every track needs, computed once per frame."""
+
+    def __init__(self, rgb: np.ndarray, dis: cv2.DISOpticalFlow,
+                 prev_gray: np.ndarray | None) -> None:
+        self.rgb = rgb
+        self.gray = _gray(rgb)
+        self.flow: np.ndarray | None = None  # this -> previous
+        self.reliable: np.ndarray | None = None
+        if prev_gray is not None:
+            self.flow = _flow(dis, self.gray, prev_gray)
+            forward = _flow(dis, prev_gray, self.gray)  # previous -> this
+            self.reliable = consistent(self.flow, forward)
+
+
+class _Follower:
+    """One object followed frame to frame at the working resolution (see the module text):
+    its last mask, the anchor (its last whole view) and the threshold under which it is
+    lost."""
+
+    def __init__(self, mask: np.ndarray, params: PropagationParams) -> None:
+        self.params = params
+        self.mask = mask
+        start_area = max(1, int(np.count_nonzero(mask)))
+        self.lost_below = max(params.lost_pixels, params.lost_fraction * start_area)
+        self.anchor, self.anchor_map = mask.astype(np.uint8), np.eye(2, 3)
+
+    def step(self, frame: _Frame) -> np.ndarray | None:
+        """The mask on ``frame`` (the one after the last), or None when the object is lost."""
+        assert frame.flow is not None and frame.reliable is not None
+        h, w = self.mask.shape
+        # pixels whose flow is not trusted (uncovered background behind a moving object,
+        # an occluder's edge) are not carried over: GrabCut decides them by colour
+        warped = warp_mask(self.mask, frame.flow) & frame.reliable
+        # the anchor: the last mask that the object's whole shape was seen in, carried by
+        # the object's overall motion; where it reaches beyond the warped mask (a part that
+        # an occluder hid and now reveals) GrabCut may take pixels back by colour
+        motion = object_motion(warped, frame.flow)
+        if motion is not None:
+            self.anchor_map = _compose(motion, self.anchor_map)
+        prior = cv2.warpAffine(self.anchor, self.anchor_map, (w, h), flags=cv2.INTER_NEAREST) > 0
+        refined = refine(frame.rgb, warped, self.params, prior)
+        if _iou(refined, prior) >= self.params.reanchor_iou:
+            self.anchor, self.anchor_map = refined.astype(np.uint8), np.eye(2, 3)
+        if np.count_nonzero(refined) < self.lost_below:
+            return None
+        self.mask = refined
+        return refined
+
+
 def propagate(frames: FrameSource, start: int, mask: np.ndarray, *, direction: int = 1,
               count: int | None = None, params: PropagationParams | None = None,
               progress: Progress | None = None,
@@ -257,44 +316,150 @@ def propagate(frames: FrameSource, start: int, mask: np.ndarray, *, direction: i
         progress(0, steps, "")
     scaler = _Scaler(mask.shape, params.max_side)
     dis = cv2.DISOpticalFlow.create(params.flow_preset)
-    prev_rgb = scaler.image(first)
-    prev_gray = _gray(prev_rgb)
-    prev_mask = scaler.down(mask)
-    start_area = max(1, int(np.count_nonzero(prev_mask)))
-    lost_below = max(params.lost_pixels, params.lost_fraction * start_area)
-    h, w = prev_mask.shape
-    anchor, anchor_map = prev_mask.astype(np.uint8), np.eye(2, 3)
+    prev = _Frame(scaler.image(first), dis, None)
+    follower = _Follower(scaler.down(mask), params)
     for step in range(1, steps + 1):
         if cancel is not None and cancel.cancelled:
             result.stopped = "cancelled"
             return result
         index = start + direction * step
-        rgb = scaler.image(frames.frame(index))
-        gray = _gray(rgb)
-        flow = _flow(dis, gray, prev_gray)  # next -> previous
-        forward = _flow(dis, prev_gray, gray)  # previous -> next
-        reliable = consistent(flow, forward)
-        # pixels whose flow is not trusted (uncovered background behind a moving object,
-        # an occluder's edge) are not carried over: GrabCut decides them by colour
-        warped = warp_mask(prev_mask, flow) & reliable
-        # the anchor: the last mask that the object's whole shape was seen in, carried by
-        # the object's overall motion; where it reaches beyond the warped mask (a part that
-        # an occluder hid and now reveals) GrabCut may take pixels back by colour
-        motion = object_motion(warped, flow)
-        if motion is not None:
-            anchor_map = _compose(motion, anchor_map)
-        prior = cv2.warpAffine(anchor, anchor_map, (w, h), flags=cv2.INTER_NEAREST) > 0
-        refined = refine(rgb, warped, params, prior)
-        if _iou(refined, prior) >= params.reanchor_iou:
-            anchor, anchor_map = refined.astype(np.uint8), np.eye(2, 3)
-        if np.count_nonzero(refined) < lost_below:
+        frame = _Frame(scaler.image(frames.frame(index)), dis, prev.gray)
+        refined = follower.step(frame)
+        if refined is None:
             result.stopped = "lost"
             result.lost_at = index
             return result
         result.masks[index] = scaler.up(refined)
         result.last = index
-        prev_gray, prev_mask = gray, refined
+        prev = frame
         if progress is not None:
             progress(step, steps, f"frame {index}")
     result.stopped = "end"
     return result
+
+
+# -- the Propagator interface ----------------------------------------------------------------
+
+_PRODUCED_BYTES = 128 * 1024 * 1024  # a session's own recent masks (a run may start on one)
+
+
+class ClassicalPropagator:
+    """Optical flow + GrabCut behind the ``Propagator`` interface: no model, no download.
+    Clicks and boxes become a mask through ``predictor`` (GrabCut by default)."""
+
+    def __init__(self, predictor: Predictor | None = None,
+                 params: PropagationParams | None = None) -> None:
+        if predictor is None:
+            from app.predict.classical.predictor import ClassicalPredictor
+
+            predictor = ClassicalPredictor()
+        self.predictor = predictor
+        self.params = params or PropagationParams()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(SourceKind.CLASSICAL, "cpu", video=True)
+
+    def open(self, frames: FrameSource,
+             frame_hash: Callable[[int], str] | None = None) -> ClassicalSession:
+        return ClassicalSession(self, frames, frame_hash)
+
+
+class ClassicalSession:
+    """Anchors and runs on one sequence. A run starts each track from its anchor on the
+    start frame, or from the mask an earlier run of this session left there; on a later
+    anchor of the track (``stop_at_anchors`` False) it goes on from the anchor."""
+
+    def __init__(self, owner: ClassicalPropagator, frames: FrameSource,
+                 frame_hash: Callable[[int], str] | None = None) -> None:
+        self.predictor = owner.predictor
+        self.params = owner.params
+        self.frames = frames
+        self._frame_hash = frame_hash
+        self.length = len(frames)
+        if self.length < 1:
+            raise ValueError("the sequence has no frames")
+        self.hw: tuple[int, int] = tuple(frames.frame(0).shape[:2])  # type: ignore[assignment]
+        self._anchors: dict[tuple[int, int], np.ndarray] = {}  # (frame, track) -> mask
+        self._produced: BoundedCache[tuple[int, int], np.ndarray] = BoundedCache(
+            _PRODUCED_BYTES, lambda _k, m: int(m.nbytes))
+
+    def anchors(self) -> dict[int, set[int]]:
+        out: dict[int, set[int]] = {}
+        for frame, track in self._anchors:
+            out.setdefault(track, set()).add(frame)
+        return out
+
+    def add_prompt(self, frame: int, track: int, prompt: Prompt) -> np.ndarray:
+        rgb = self.frames.frame(frame)
+        name = self._frame_hash(frame) if self._frame_hash is not None else None
+        key = self.predictor.embed(rgb, name)
+        result = self.predictor.predict(key, prompt)
+        return self.add_mask(frame, track, result.mask(result.best))
+
+    def add_mask(self, frame: int, track: int, mask: np.ndarray) -> np.ndarray:
+        if not 0 <= int(frame) < self.length:
+            raise IndexError(f"frame {frame} out of range (0..{self.length - 1})")
+        mask = np.array(mask, dtype=bool)
+        if mask.shape != self.hw:
+            raise ValueError(f"mask is {mask.shape[::-1]}, frame is {self.hw[::-1]}")
+        self._anchors[(int(frame), track)] = mask
+        return mask
+
+    def remove_track(self, track: int) -> None:
+        for key in [k for k in self._anchors if k[1] == track]:
+            del self._anchors[key]
+
+    def propagate(self, request: PropagationRequest, *, progress: Progress | None = None,
+                  cancel: CancelToken | None = None,
+                  sink: Callable[[FrameResult], object] | None = None) -> PropagationRun:
+        visits = request.frames(self.length)
+        ends = track_ends(request, self.anchors(), self.length)
+        starts: dict[int, np.ndarray] = {}
+        for track in ends:
+            key = (request.start, track)
+            mask = self._anchors.get(key)
+            if mask is None:
+                mask = self._produced.get(key)
+            if mask is None:
+                raise PredictorError(f"track {track} has no mask on frame {request.start}: "
+                                     "give it a prompt there, or start where it has one")
+            starts[track] = mask
+        return PropagationRun(self._steps(request, visits, ends, starts), len(visits),
+                              progress=progress, cancel=cancel, sink=sink)
+
+    def _steps(self, request: PropagationRequest, visits: list[int], ends: dict[int, int],
+               starts: dict[int, np.ndarray]) -> Iterator[FrameResult]:
+        d = request.direction
+        scaler = _Scaler(self.hw, self.params.max_side)
+        dis = cv2.DISOpticalFlow.create(self.params.flow_preset)
+        prev = _Frame(scaler.image(self.frames.frame(request.start)), dis, None)
+        followers = {t: _Follower(scaler.down(m), self.params) for t, m in starts.items()}
+        yield FrameResult(request.start, dict(starts), {t: 1.0 for t in starts})
+        for index in visits[1:]:
+            for t in [t for t in followers if (ends[t] - index) * d < 0]:
+                del followers[t]
+            if not followers:
+                return
+            frame = _Frame(scaler.image(self.frames.frame(index)), dis, prev.gray)
+            masks: dict[int, np.ndarray] = {}
+            lost: list[int] = []
+            for t, follower in list(followers.items()):
+                anchor = self._anchors.get((index, t))
+                if anchor is not None:  # the person's mask: keep it, go on from it
+                    masks[t] = anchor
+                    followers[t] = _Follower(scaler.down(anchor), self.params)
+                    continue
+                refined = follower.step(frame)
+                if refined is None:
+                    lost.append(t)
+                    del followers[t]
+                    continue
+                masks[t] = scaler.up(refined)
+                self._produced.put((index, t), masks[t])
+            prev = frame
+            yield FrameResult(index, masks, {t: 1.0 for t in masks}, tuple(lost))
+
+    def close(self) -> None:
+        self._anchors.clear()
+        self._produced.clear()

@@ -8,8 +8,25 @@ import pytest
 
 from app.core.jobs import CancelToken
 from app.core.sequences import ArraySequence
+from app.core.types import Box, Prompt
 from app.core.video_metrics import jaccard
-from app.predict.classical.propagate import PropagationParams, propagate, warp_mask
+from app.predict.base import PredictorError
+from app.predict.classical.predictor import ClassicalPredictor
+from app.predict.classical.propagate import (
+    ClassicalPropagator,
+    PropagationParams,
+    propagate,
+    warp_mask,
+)
+from app.predict.propagation import (
+    FrameResult,
+    MaskOrigin,
+    PropagationRequest,
+    TrackMasks,
+    propagator_for,
+    record,
+    repropagate,
+)
 
 H, W = 120, 160
 
@@ -108,3 +125,123 @@ def test_bad_arguments() -> None:
         propagate(seq, 0, gts[0][:10])
     # count 0 returns the start only
     assert sorted(propagate(seq, 0, gts[0], count=0).masks) == [0]
+
+
+# -- the Propagator interface (app/predict/propagation.py) -----------------------------------
+
+def two_disc_sequence(n: int = 8) -> tuple[ArraySequence, list[np.ndarray], list[np.ndarray]]:
+    """The moving disc of ``disc_sequence`` and a second, smaller one moving the other way."""
+    seq, first = disc_sequence(n)
+    rng = np.random.default_rng(5)
+    skin = _texture(rng, (60, 80, 200), 30, 4)
+    frames, second = [], []
+    for t in range(n):
+        frame = seq.frame(t).copy()
+        mask = np.zeros((H, W), np.uint8)
+        cv2.circle(mask, (125 - 3 * t, 85), 14, 1, -1)
+        m = (mask > 0) & ~first[t]
+        patch = np.roll(skin, (0, -3 * t), axis=(0, 1))[:H, :W]
+        frame[m] = patch[m]
+        frames.append(frame)
+        second.append(m)
+    return ArraySequence(frames, fps=25), first, second
+
+
+def test_session_follows_two_tracks_like_the_single_track_function() -> None:
+    seq, a, b = two_disc_sequence()
+    session = ClassicalPropagator().open(seq)
+    session.add_mask(0, 1, a[0])
+    session.add_mask(0, 2, b[0])
+    run = session.propagate(PropagationRequest(0)).wait()
+    assert run.stopped == "end" and run.frames_done == list(range(8))
+    alone = propagate(seq, 0, a[0])
+    for r in run.results:
+        assert set(r.masks) == {1, 2}
+        # the flow is shared, each track steps on its own: the same masks as alone
+        assert np.array_equal(r.masks[1], alone.masks[r.frame])
+        assert jaccard(r.masks[2], b[r.frame]) > 0.8, r.frame
+    back = session.propagate(PropagationRequest(7, direction=-1, count=3, tracks=(2,))).wait()
+    assert back.frames_done == [7, 6, 5, 4]  # frame 7's mask: the one the last run left
+    assert all(set(r.masks) == {2} for r in back.results)
+
+
+def test_session_cancel_keeps_the_finished_frames() -> None:
+    seq, gts = disc_sequence()
+    session = ClassicalPropagator().open(seq)
+    session.add_mask(0, 1, gts[0])
+    token = CancelToken()
+    store = TrackMasks()
+
+    def sink(result: FrameResult) -> None:
+        store.apply(result)
+        if result.frame == 3:
+            token.cancel()
+
+    run = session.propagate(PropagationRequest(0), cancel=token, sink=sink).wait()
+    assert run.stopped == "cancelled" and run.frames_done == [0, 1, 2, 3]
+    assert store.frames(1) == [0, 1, 2, 3]
+    assert all(jaccard(store.get(f, 1).mask, gts[f]) > 0.9 for f in (1, 2, 3))  # type: ignore[union-attr]
+
+
+def test_session_lost_track_ends_and_others_go_on() -> None:
+    seq, a, b = two_disc_sequence(6)
+    only, _ = disc_sequence(6)  # the same shot without the second disc
+    frames = [seq.frame(i) if i < 3 else only.frame(i) for i in range(6)]  # it goes at 3
+    session = ClassicalPropagator(params=PropagationParams(lost_fraction=0.5)).open(
+        ArraySequence(frames))
+    session.add_mask(0, 1, a[0])
+    session.add_mask(0, 2, b[0])
+    run = session.propagate(PropagationRequest(0)).wait()
+    assert run.stopped == "end" and run.frames_done == list(range(6))
+    assert [r.frame for r in run.results if r.lost] == [3]
+    assert run.results[3].lost == (2,)
+    assert [sorted(r.masks) for r in run.results] == [[1, 2]] * 3 + [[1]] * 3
+    # when every track is lost the run ends early, "lost"
+    session.remove_track(1)
+    alone = session.propagate(PropagationRequest(0)).wait()
+    assert alone.stopped == "lost" and alone.frames_done == [0, 1, 2, 3]
+
+
+def test_repropagation_from_a_corrected_frame() -> None:
+    seq, gts = disc_sequence()
+    session = ClassicalPropagator().open(seq)
+    store = TrackMasks()
+    store.set_anchor(0, 1, session.add_mask(0, 1, gts[0]))
+    store.set_anchor(6, 1, session.add_mask(6, 1, gts[6]))
+    record(store, session.propagate(PropagationRequest(0, stop_at_anchors=False)).wait().results)
+    assert store.frames(1) == list(range(8))
+    assert store.frames(1, MaskOrigin.ANCHOR) == [0, 6]
+    before = {f: store.get(f, 1).mask.copy() for f in range(8)}  # type: ignore[union-attr]
+    # the person corrects frame 3 (here: a smaller disc); frames 4 and 5 follow it, the
+    # anchor on 6 and everything before 3 stay
+    fix = np.zeros((H, W), np.uint8)
+    cv2.circle(fix, (62, 61), 16, 1, -1)
+    run = repropagate(session, store, 3, 1, mask=fix > 0).wait()
+    assert run.frames_done == [3, 4, 5]
+    assert store.frames(1, MaskOrigin.ANCHOR) == [0, 3, 6]
+    for f in (0, 1, 2, 6, 7):
+        assert np.array_equal(store.get(f, 1).mask, before[f])  # type: ignore[union-attr]
+    for f in (4, 5):
+        entry = store.get(f, 1)
+        assert entry is not None and entry.origin == MaskOrigin.PROPAGATED
+        assert entry.mask.sum() < before[f].sum()  # it follows the smaller correction
+
+
+def test_session_prompt_and_errors() -> None:
+    seq, gts = disc_sequence(4)
+    prop = propagator_for(ClassicalPredictor())
+    assert isinstance(prop, ClassicalPropagator) and prop.capabilities.video
+    session = prop.open(seq)
+    mask = session.add_prompt(0, 1, Prompt(box=Box(20, 25, 80, 85)))
+    assert jaccard(mask, gts[0]) > 0.7
+    assert session.anchors() == {1: {0}}
+    with pytest.raises(PredictorError, match="no mask on frame 2"):
+        session.propagate(PropagationRequest(2))
+    with pytest.raises(PredictorError, match="no anchor"):
+        session.propagate(PropagationRequest(0, tracks=(9,)))
+    with pytest.raises(ValueError, match="mask is"):
+        session.add_mask(0, 1, gts[0][:10])
+    with pytest.raises(ValueError, match="direction"):
+        session.propagate(PropagationRequest(0, direction=0))
+    session.remove_track(1)
+    assert session.anchors() == {}
