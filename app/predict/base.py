@@ -33,7 +33,7 @@ class Capabilities:
     ``device``: where masks are decoded ("cpu", "cuda", "mps"; "remote" for a server or an
     API). ``text_prompts``: ``find_all`` takes a ``FindQuery`` with texts.
     ``exemplar_prompts``: ``find_all`` takes one with exemplars ("find all like this").
-    ``video``: propagation through a sequence (none yet).
+    ``video``: propagation through a sequence (``app.predict.propagation.propagator_for``).
     ``batched_decode``: ``predict_batch`` decodes several prompts at once.
     ``resumable_encode``: ``start_embed`` returns an ``EncodeJob`` that encodes one step at
     a time, so the owner can decode clicks between two steps and resume where it stopped.
