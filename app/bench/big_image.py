@@ -5,7 +5,15 @@ Prints JSON: the time to the first picture and to the built pyramid, the process
 synthetic texture, unless ``--jpeg``), the frame times of 20 pan/zoom steps while the tiles
 load, and the per-accept cost with 10 against 200 instances on one image. Runs offscreen;
 uses the window's own path (``TiledOpening``, ``TiledImageItem``; the app's decoder
-``load_image`` for the full image, as the image store does)."""
+``load_image`` for the full image, as the image store does).
+
+``clicks`` (skip with ``--skip-clicks``): click -> mask on a side x side image through the
+tiled predictor (``app/predict/tiles``) with the tiles it needs cached, as a ratio to a click
+on a 1024 x 768 image, both with a random-weight SAM2 tiny (noise masks, real timing), the
+clicks of the two images interleaved so that a busy neighbour slows both alike. Two figures:
+the click decoded in its one tile (an object inside a tile), and the click whose mask runs
+over tile edges (random weights: noise reaching every edge, so 4 tiles: ``max_tiles`` 4).
+"""
 
 from __future__ import annotations
 
@@ -244,6 +252,66 @@ def bench_accepts(counts: tuple[int, ...] = (10, 200), accepts: int = 10) -> dic
     return out
 
 
+def _textured(h: int, w: int, seed: int) -> np.ndarray:
+    """A smooth random colour field (RGB uint8), made at 1/50 and enlarged."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (max(2, h // 50), max(2, w // 50), 3), np.uint8)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def bench_clicks(side: int = 20000, clicks: int = 10, runtime: str | None = None,
+                 seed: int = 0) -> dict[str, Any]:
+    """The click ratio of the module doc. The tiles a click needs are encoded by an untimed
+    first click at the same place (on demand, as in the app), then its clicks are timed."""
+    from app.core.types import Point, Prompt
+    from app.predict.cache.store import EmbeddingCache
+    from app.predict.sam2.model import save_random_checkpoint
+    from app.predict.sam2.predictor import SAM2Predictor
+    from app.predict.tiles.predictor import TiledPredictor
+
+    tiny = "configs/sam2.1/sam2.1_hiera_t.yaml"
+    out: dict[str, Any] = {"side": side, "clicks": clicks}
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = save_random_checkpoint(Path(tmp) / "tiny.pt", tiny, seed=seed)
+        cache = EmbeddingCache(disk_dir=Path(tmp) / "embeddings")
+        sam = SAM2Predictor(ckpt, tiny, model_id="bench-big-tiny", cache=cache,
+                            runtime=runtime)
+        out["runtime"] = sam.runtime.name
+        small = _textured(768, 1024, seed)
+        small_key = sam.embed(small)
+        big = _textured(side, side, seed + 1)
+        rng = np.random.default_rng(seed)
+        places = [(float(x), float(y)) for x, y in rng.uniform(0.1, 0.9, (3, 2)) * side]
+        for name, max_tiles, where in (("one_tile", 1, places), ("over_edges", 4, places[:1])):
+            tiled = TiledPredictor(sam, max_tiles=max_tiles)
+            key = tiled.embed(big, "bench-big")
+            t = time.perf_counter()
+            for x, y in where:  # encodes the tiles these clicks need (cached after)
+                tiled.predict(key, Prompt(points=(Point(x, y),)))
+            out[f"{name}_encode_s"] = round(time.perf_counter() - t, 1)
+            small_s, big_s, tiles = [], [], []
+            for k in range(clicks):
+                x, y = where[k % len(where)]
+                t = time.perf_counter()
+                result = sam.predict(small_key, Prompt(points=(Point(500.0 + k, 380.0),)))
+                result.mask(result.best)
+                small_s.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                tiled_result = tiled.predict(key, Prompt(points=(Point(x, y),)))
+                tiled_result.crop(tiled_result.best)  # type: ignore[attr-defined]
+                big_s.append(time.perf_counter() - t)
+                tiles.append(len(tiled_result.tiles))  # type: ignore[attr-defined]
+            small_ms, big_ms = summary_ms(small_s), summary_ms(big_s)
+            out[name] = {"click_1024x768_ms": small_ms, f"click_{side}_ms": big_ms,
+                         "tiles_decoded_mean": float(np.mean(tiles)),
+                         "ratio_p50": round(big_ms["p50"] / small_ms["p50"], 2)}
+        out["goal_one_tile_ratio_le_1_5"] = out["one_tile"]["ratio_p50"] <= 1.5
+        sam.close()
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m app.bench.big_image")
     parser.add_argument("--side", type=int, default=20000)
@@ -251,6 +319,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--skip-accepts", action="store_true")
     parser.add_argument("--skip-open", action="store_true")
+    parser.add_argument("--skip-clicks", action="store_true")
+    parser.add_argument("--clicks", type=int, default=10, help="timed clicks per figure")
+    parser.add_argument("--runtime", default=None,
+                        help="SAM2's CPU runtime for the clicks (default: the app's)")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     result: dict[str, Any] = {}
@@ -271,6 +343,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
     if not args.skip_accepts:
         result["accepts"] = bench_accepts()
+    if not args.skip_clicks:
+        result["clicks"] = bench_clicks(args.side, args.clicks, args.runtime)
     print(json.dumps(result, indent=1))
     return result
 

@@ -3,6 +3,11 @@ of a backend on a folder holding images/ and masks/ (255 object, 128 ignored, 0 
 
 Prints NoC@85, NoC@90, NoF, mIoU after 1 and 5 clicks and click latency percentiles, or the
 whole report (per-image rows included) as JSON with ``--json``.
+
+``--mosaic COLSxROWS [--upsample N]`` (issue 16): the photos placed on a grid into one large
+image (``app/core/mosaic.py``), every tile of it encoded first, then the protocol run per object
+on the mosaic with the tiled predictor (``app/predict/tiles``) and on each photo alone (at the
+same scale, with the plain backend): both reports side by side.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.backend import add_model_args, predictor_from_args
-from app.core.evaluation import EvalReport, dataset_items, evaluate
+from app.core.errors import MaskLoopError
+from app.core.evaluation import EvalReport, MosaicReport, dataset_items, evaluate
+from app.core.mosaic import parse_grid
 
 
 def register(subparsers: Any) -> None:
@@ -35,6 +42,13 @@ def register(subparsers: Any) -> None:
                         help="evaluate only the first N images (sorted by name)")
     parser.add_argument("--json", action="store_true",
                         help="print the full report as JSON on stdout")
+    parser.add_argument("--mosaic", metavar="COLSxROWS", default=None,
+                        help="place the photos on this grid into one large image and compare "
+                        "the tiled backend on it with the photos alone (e.g. 10x5)")
+    parser.add_argument("--upsample", metavar="N", type=int, default=1,
+                        help="with --mosaic: enlarge every photo N times first (default: 1)")
+    parser.add_argument("--tile", metavar="PX", type=int, default=None,
+                        help="with --mosaic: tile side (default: the model's input side)")
     add_model_args(parser)
     parser.set_defaults(func=run)
 
@@ -47,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
         print("maskloop eval: error: --limit must be at least 1", file=sys.stderr)
         return 2
     items = dataset_items(args.dataset)  # DatasetError (exit 2) before any model is loaded
+    if args.mosaic is not None:
+        return run_mosaic(args)
+    if args.upsample != 1 or args.tile is not None:
+        print("maskloop eval: error: --upsample and --tile go with --mosaic", file=sys.stderr)
+        return 2
     predictor = predictor_from_args(args, backend=args.backend)
     total = len(items) if args.limit is None else min(args.limit, len(items))
     from tqdm import tqdm
@@ -89,3 +108,57 @@ def format_table(report: EvalReport) -> str:
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def run_mosaic(args: argparse.Namespace) -> int:
+    """``eval --mosaic``: the mosaic against the separate photos (see the module doc)."""
+    from tqdm import tqdm
+
+    from app.core.evaluation import evaluate_mosaic, load_mosaic
+    from app.predict.tiles.predictor import TiledPredictor
+
+    cols, rows = parse_grid(args.mosaic)
+    if args.upsample < 1:
+        raise MaskLoopError("--upsample must be at least 1")
+    if args.tile is not None and args.tile < 64:
+        raise MaskLoopError("--tile must be at least 64 px")
+    mosaic = load_mosaic(args.dataset, cols, rows, args.upsample, args.limit)
+    plain = predictor_from_args(args, backend=args.backend)
+    tiled = TiledPredictor(plain, side=args.tile)
+    with closing(tiled), tqdm(total=1, unit="step", file=sys.stderr, disable=None,
+                              desc="eval --mosaic") as bar:
+
+        def progress(done: int, total: int, message: str) -> None:
+            bar.total = total
+            bar.n = done
+            bar.set_postfix_str(message, refresh=False)
+            bar.refresh()
+
+        def embed_all(image: Any, cancel: Any) -> Any:
+            return tiled.embed_tiles(image, cancel=cancel, progress=progress)
+
+        report = evaluate_mosaic(tiled, plain, mosaic, max_clicks=args.max_clicks,
+                                 progress=progress, embed=embed_all)
+    if args.json:
+        print(report.to_json())
+    else:
+        print(format_mosaic(report, tiled))
+    return 0
+
+
+def format_mosaic(report: MosaicReport, tiled: Any) -> str:
+    """The two summaries side by side, and their NoC@90 ratio."""
+    h, w = report.size
+    head = [
+        f"mosaic {report.grid[0]}x{report.grid[1]}, upsample {report.upsample}: {w} x {h} px, "
+        f"tiles of {tiled.side} px (overlap {tiled.overlap})",
+        f"NoC@90 mosaic / separate: {report.noc90_ratio:.3f} (goal <= 1.10)",
+        "",
+    ]
+    left = format_table(report.mosaic).splitlines()
+    right = format_table(report.separate).splitlines()
+    width = max(len(line) for line in left)
+    lines = [f"{'in the mosaic':<{width}}    photos alone", ""]
+    lines += [f"{a:<{width}}    {b.split('  ', 1)[-1].strip()}"
+              for a, b in zip(left, right, strict=True)]
+    return "\n".join(head + lines)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from app.core.errors import ImageError, MaskLoopError
 from app.core.geometry import mask_iou
 from app.core.images import load_image, sniff_format
 from app.core.jobs import CancelToken, Progress, check
+from app.core.mosaic import Mosaic, build_mosaic
 from app.core.types import EmbeddingKey, MaskResult, Point, Prompt
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -238,6 +240,48 @@ def evaluate_image(
     t0 = time.perf_counter()
     key = predictor.embed(image, image_hash=image_hash, cancel=cancel)
     encode_s = time.perf_counter() - t0
+    return run_clicks(predictor, key, gt, name, max_clicks, cancel, multimask,
+                      encode_s=encode_s)
+
+
+def _window_of(result: MaskResult, index: int,
+               window: tuple[int, int, int, int]) -> tuple[np.ndarray, int]:
+    """Candidate ``index`` inside ``window`` (x0, y0, x1, y1) and how many of its pixels lie
+    outside it; through the result's ``crop`` when it has one (a tiled result: no
+    image-sized mask is made)."""
+    x0, y0, x1, y1 = window
+    crop = getattr(result, "crop", None)
+    if crop is None:
+        full = result.mask(index)
+        inside = full[y0:y1, x0:x1]
+        return inside, int(np.count_nonzero(full)) - int(np.count_nonzero(inside))
+    part, cx, cy = crop(index)
+    out = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    ix0, iy0 = max(x0, cx), max(y0, cy)
+    ix1, iy1 = min(x1, cx + part.shape[1]), min(y1, cy + part.shape[0])
+    if ix1 > ix0 and iy1 > iy0:
+        out[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = part[iy0 - cy:iy1 - cy, ix0 - cx:ix1 - cx]
+    return out, int(np.count_nonzero(part)) - int(np.count_nonzero(out))
+
+
+def run_clicks(
+    predictor: ClickPredictor,
+    key: EmbeddingKey,
+    gt: GroundTruth,
+    name: str = "",
+    max_clicks: int = 20,
+    cancel: CancelToken | None = None,
+    multimask: str = "first",
+    *,
+    encode_s: float = 0.0,
+    window: tuple[int, int, int, int] | None = None,
+) -> ImageEval:
+    """The click loop of ``evaluate_image`` on an embedded image. ``window`` (x0, y0, x1, y1)
+    is where the object's photo lies in a larger image (a mosaic): ``gt`` is the window's
+    size, clicks are chosen inside it as on the photo alone (its edges count as the image's
+    border) and sent in the large image's coordinates, and predicted pixels outside the
+    window count as false positives in the IoU."""
+    x0, y0 = (window[0], window[1]) if window is not None else (0, 0)
     sim = ClickSimulator(gt)
     pred: np.ndarray | None = None
     logits: np.ndarray | None = None
@@ -249,25 +293,39 @@ def evaluate_image(
         if point is None:  # perfect already: every later click keeps the same mask
             break
         use_multi = multimask == "always" or (multimask == "first" and k == 0)
-        prompt = Prompt(points=tuple(sim.clicks), mask_input=logits, multimask=use_multi)
+        points = tuple(Point(p.x + x0, p.y + y0, p.positive) for p in sim.clicks)
+        prompt = Prompt(points=points, mask_input=logits, multimask=use_multi)
         t0 = time.perf_counter()
         result = predictor.predict(key, prompt)
         latencies.append(time.perf_counter() - t0)
         chosen = result.best
-        pred = result.mask(chosen)
+        outside = 0
+        if window is None:
+            pred = result.mask(chosen)
+        else:
+            pred, outside = _window_of(result, chosen, window)
         logits = result.logits_for(chosen)
-        ious.append(iou(pred, gt))
+        ious.append(_iou_with_outside(pred, gt, outside))
         if k + 1 >= 5 and ious[-1] >= max(THRESHOLDS):
             break
     return ImageEval(
         name=name,
         ious=ious,
-        clicks=[(p.x, p.y, p.positive) for p in sim.clicks],
+        clicks=[(p.x + x0, p.y + y0, p.positive) for p in sim.clicks],
         noc85=noc(ious, 0.85, max_clicks),
         noc90=noc(ious, 0.90, max_clicks),
         encode_s=encode_s,
         latencies_s=latencies,
     )
+
+
+def _iou_with_outside(pred: np.ndarray, gt: GroundTruth, outside: int) -> float:
+    """``iou`` with ``outside`` more predicted pixels beyond the ground truth's array."""
+    if outside == 0:
+        return iou(pred, gt)
+    keep = ~gt.ignore
+    a, b = pred & keep, gt.mask & keep
+    return int(np.count_nonzero(a & b)) / (int(np.count_nonzero(a | b)) + outside)
 
 
 def dataset_items(dataset_dir: Path | str) -> list[tuple[str, Path, Path]]:
@@ -300,6 +358,11 @@ def read_rgb(path: Path) -> np.ndarray:
 
 def read_ground_truth(path: Path, shape: tuple[int, int]) -> GroundTruth:
     """A 255/128/0 mask file; it must have the image's size."""
+    return GroundTruth.from_label_image(read_labels(path, shape))
+
+
+def read_labels(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A 255/128/0 mask file as uint8 labels; it must have the image's size."""
     try:
         with path.open("rb") as f:
             known = sniff_format(f.read(16)) is not None  # OpenCV reads any format it knows
@@ -312,7 +375,7 @@ def read_ground_truth(path: Path, shape: tuple[int, int]) -> GroundTruth:
         raise ImageError(f"{path}: cannot read mask")
     if labels.shape != shape:
         raise DatasetError(f"{path}: mask is {labels.shape[::-1]}, image is {shape[::-1]}")
-    return GroundTruth.from_label_image(labels)
+    return labels
 
 
 def evaluate(
@@ -345,3 +408,115 @@ def evaluate(
         progress(len(items), len(items), "done")
     wall = time.perf_counter() - t_start
     return EvalReport(summarize(rows, predictor.model_id, max_clicks, wall), rows)
+
+
+# ---------------------------------------------------------------- the mosaic (issue 16)
+
+
+@dataclass
+class MosaicReport:
+    """The same protocol run per object on a mosaic of the dataset's photos (``mosaic``) and
+    on the photos alone at the same scale (``separate``)."""
+
+    grid: tuple[int, int]
+    upsample: int
+    size: tuple[int, int]  # (height, width) of the mosaic
+    mosaic: EvalReport
+    separate: EvalReport
+
+    @property
+    def noc90_ratio(self) -> float:
+        """Mosaic NoC@90 over the separate photos' (the goal: at most 1.1)."""
+        return self.mosaic.summary.noc90 / max(self.separate.summary.noc90, 1e-9)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"grid": f"{self.grid[0]}x{self.grid[1]}", "upsample": self.upsample,
+                "size": list(self.size), "noc90_ratio": self.noc90_ratio,
+                "mosaic": self.mosaic.to_dict(), "separate": self.separate.to_dict()}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+
+MosaicEmbed = Callable[[np.ndarray, CancelToken | None], EmbeddingKey]
+
+
+def load_mosaic(dataset_dir: Path | str, cols: int, rows: int, upsample: int = 1,
+                limit: int | None = None) -> Mosaic:
+    """The mosaic of ``dataset_dir``'s photos (the first ``limit``) and their masks."""
+    items = dataset_items(dataset_dir)[:limit]
+    photos = []
+    for name, image_path, mask_path in items:
+        image = read_rgb(image_path)
+        photos.append((name, image, read_labels(mask_path, image.shape[:2])))
+    return build_mosaic(photos, cols, rows, upsample)
+
+
+def evaluate_mosaic(
+    predictor: ClickPredictor,
+    separate: ClickPredictor,
+    mosaic: Mosaic,
+    max_clicks: int = 20,
+    progress: Progress | None = None,
+    cancel: CancelToken | None = None,
+    multimask: str = "first",
+    embed: MosaicEmbed | None = None,
+) -> MosaicReport:
+    """Each object of ``mosaic`` through the click protocol twice: alone (its placed photo,
+    with ``separate``) and in the mosaic (with ``predictor``, usually a tiled one), the
+    clicks chosen inside its photo's window (``run_clicks``). ``embed`` prepares the mosaic
+    (e.g. encodes all its tiles ahead, so clicks are timed alone); default
+    ``predictor.embed``."""
+    if max_clicks < 1:
+        raise ValueError("max_clicks must be at least 1")
+    n = len(mosaic.placements)
+    t_start = time.perf_counter()
+    alone: list[ImageEval] = []
+    for i, place in enumerate(mosaic.placements):
+        check(cancel)
+        if progress is not None:
+            progress(i, 2 * n, f"{place.name} alone")
+        photo = np.ascontiguousarray(mosaic.image[place.y0:place.y1, place.x0:place.x1])
+        gt = GroundTruth.from_label_image(mosaic.labels[i])
+        alone.append(evaluate_image(separate, photo, gt, place.name, max_clicks, cancel,
+                                    multimask=multimask))
+    separate_wall = time.perf_counter() - t_start
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress(n, 2 * n, "mosaic: embedding")
+    key = (embed or (lambda im, c: predictor.embed(im, cancel=c)))(mosaic.image, cancel)
+    encode_s = time.perf_counter() - t0
+    placed: list[ImageEval] = []
+    for i, place in enumerate(mosaic.placements):
+        check(cancel)
+        if progress is not None:
+            progress(n + i, 2 * n, f"{place.name} in the mosaic")
+        window, labels = _window_around(mosaic, i)
+        gt = GroundTruth.from_label_image(labels)
+        placed.append(run_clicks(predictor, key, gt, place.name, max_clicks, cancel,
+                                 multimask, encode_s=encode_s / n, window=window))
+    if progress is not None:
+        progress(2 * n, 2 * n, "done")
+    mosaic_wall = time.perf_counter() - t0
+    h, w = mosaic.image.shape[:2]
+    return MosaicReport(
+        grid=mosaic.grid, upsample=mosaic.upsample, size=(h, w),
+        mosaic=EvalReport(summarize(placed, predictor.model_id, max_clicks, mosaic_wall),
+                          placed),
+        separate=EvalReport(summarize(alone, separate.model_id, max_clicks, separate_wall),
+                            alone),
+    )
+
+
+def _window_around(mosaic: Mosaic, index: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """Photo ``index``'s rectangle grown by a quarter of its longest side (within the
+    mosaic), and its labels padded to it with background: the clicker can then correct a
+    mask that spills into the neighbouring photos, as a person would."""
+    p = mosaic.placements[index]
+    margin = max(p.x1 - p.x0, p.y1 - p.y0) // 4
+    h, w = mosaic.image.shape[:2]
+    x0, y0 = max(0, p.x0 - margin), max(0, p.y0 - margin)
+    x1, y1 = min(w, p.x1 + margin), min(h, p.y1 + margin)
+    labels = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
+    labels[p.y0 - y0:p.y1 - y0, p.x0 - x0:p.x1 - x0] = mosaic.labels[index]
+    return (x0, y0, x1, y1), labels
