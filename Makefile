@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	# torch first, pinned. From PyPI on Linux this is the CUDA build (it runs on a CPU too);
 	# TORCH_INDEX=https://download.pytorch.org/whl/cpu gives the much smaller CPU-only build.
 	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install -q -e '.[dev,video]'
+	$(BIN)/python -m pip install -q -e '.[dev,video,cluster]'
 	# sam2 builds against the installed torch; --no-deps keeps torchvision out.
 	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install -q --no-build-isolation --no-deps sam2==1.1.0
 	touch $(STAMP)

@@ -3,6 +3,8 @@ cache, so that opening any of its images later costs a file read, not an encode.
 
 Resumable: images whose embedding is already on disk are skipped (and counted); every file
 is written atomically, so Ctrl-C leaves a consistent cache and the next run carries on.
+``--ray [ADDRESS]`` runs the same job on a Ray cluster (``app.cluster.embed_job``; SOURCE may
+then be an object-store URI too); without it nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def register(subparsers: Any) -> None:
         description="Encode every image of FOLDER with SAM2 and keep the embeddings in the "
         "disk cache (skipping those already there), so that the app opens them at once.",
     )
-    parser.add_argument("folder", metavar="FOLDER", type=Path, help="folder of images")
+    parser.add_argument("folder", metavar="SOURCE", type=str,
+                        help="folder of images (with --ray also a URI: s3://, gs://, file://)")
     parser.add_argument("--recursive", action="store_true", help="include subfolders")
     parser.add_argument(
         "--batch", metavar="N", type=int, default=0,
@@ -41,6 +44,15 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-dir", metavar="DIR", type=Path, default=None,
         help="embedding cache folder (default: $MASKLOOP_CACHE_DIR or the user cache dir)",
+    )
+    parser.add_argument(
+        "--ray", metavar="ADDRESS", nargs="?", const="", default=None,
+        help="run on Ray (needs maskloop[cluster]): the cluster at ADDRESS (auto, "
+        "ray://HOST:10001), or without ADDRESS a local Ray on all the cores and GPUs here",
+    )
+    parser.add_argument(
+        "--workers", metavar="N", type=int, default=0,
+        help="with --ray: model workers (default: one per GPU, else one per CPU core)",
     )
     add_model_args(parser)
     parser.set_defaults(func=run)
@@ -71,7 +83,11 @@ def run(args: argparse.Namespace) -> int:
     from app.core.images import list_images
     from app.predict.cache.store import EmbeddingCache, default_cache_dir
 
-    folder: Path = args.folder
+    if args.ray is not None:
+        return run_on_ray(args)
+    if args.workers:
+        raise MaskLoopError("--workers goes with --ray")
+    folder = Path(args.folder)
     if not folder.is_dir():
         raise MaskLoopError(f"{folder} is not a folder of images")
     paths = list_images(folder, recursive=args.recursive)
@@ -97,6 +113,44 @@ def run(args: argparse.Namespace) -> int:
     verb = "interrupted after" if report.interrupted else "done in"
     print(f"{verb} {report.seconds:.1f} s: {report.embedded} embedded ({rate:.2f} images/s), "
           f"{report.cached} already cached, {len(report.failed)} unreadable")
+    if report.interrupted:
+        print("the cache is consistent: run the same command again to resume", file=sys.stderr)
+        return 130
+    return 1 if report.failed else 0
+
+
+def run_on_ray(args: argparse.Namespace) -> int:
+    """``embed SOURCE --ray [ADDRESS]``: the job on Ray (0, 1 if some images failed, 130 on
+    Ctrl-C); SAM2 only, built in each worker from --model or --checkpoint."""
+    from app.cluster import embed_job, ray_env, sources, worker_model
+    from app.predict.cache.store import default_cache_dir
+
+    if getattr(args, "server", None) or getattr(args, "hosted", None):
+        raise MaskLoopError("--ray embeds with a local SAM2 model: drop --server/--hosted")
+    if args.workers < 0 or args.batch < 0:
+        raise MaskLoopError("--workers and --batch must be positive")
+    ray_env.require_ray()  # the install hint before any listing
+    model = worker_model.worker_model(args.model, args.checkpoint, args.config, args.device,
+                                      args.runtime)
+    locations = sources.list_source(args.folder, recursive=args.recursive)
+    if not locations:
+        print(f"no images found in {args.folder}")
+        return 0
+    cache_dir = (args.cache_dir or default_cache_dir()).resolve()
+    started = ray_env.connect(args.ray or None)
+    try:
+        print(f"embedding {len(locations)} images of {args.folder} with {model.description} "
+              f"on Ray into {cache_dir}", file=sys.stderr)
+        report = embed_job.run_with_progress(locations, model, cache_dir,
+                                             workers=args.workers or None,
+                                             batch=args.batch or None)
+    finally:
+        ray_env.disconnect(started)
+    rate = report.embedded / report.seconds if report.seconds > 0 else 0.0
+    verb = "interrupted after" if report.interrupted else "done in"
+    print(f"{verb} {report.seconds:.1f} s on {report.workers} workers: {report.embedded} "
+          f"embedded ({rate:.2f} images/s), {report.cached} already cached, "
+          f"{len(report.failed)} unreadable")
     if report.interrupted:
         print("the cache is consistent: run the same command again to resume", file=sys.stderr)
         return 130

@@ -2,6 +2,8 @@
 
 Roboflow-compatible ``/sam2/embed_image`` and ``/sam2/segment_image``, MaskLoop's own ``/v1``
 routes for the desktop app (see ``app.wire.messages``), ``/info`` and ``/healthz``.
+``--ray [ADDRESS] --replicas N`` deploys the same app as a Ray Serve application
+(``app.cluster.serve_app``); without it nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -85,6 +87,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--url-timeout", metavar="S", type=float, default=DEFAULT_URL_TIMEOUT_S,
                         help=f"seconds to fetch an image URL, in all (default "
                         f"{DEFAULT_URL_TIMEOUT_S:g})")
+    parser.add_argument("--ray", metavar="ADDRESS", nargs="?", const="", default=None,
+                        help="serve on Ray Serve (needs maskloop[cluster]): on the cluster at "
+                        "ADDRESS, or without ADDRESS on a local Ray; --cache-dir must then be "
+                        "a folder every replica reaches")
+    parser.add_argument("--replicas", metavar="N", type=int, default=0,
+                        help="with --ray: model replicas (default: one per GPU, else 1)")
     parser.set_defaults(func=run)
 
 
@@ -119,6 +127,12 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        return run_on_ray(args)
+    if args.replicas:
+        from app.core.errors import MaskLoopError
+
+        raise MaskLoopError("--replicas goes with --ray")
     import uvicorn
 
     from app.predict.cache.store import EmbeddingCache
@@ -144,4 +158,50 @@ def run(args: argparse.Namespace) -> int:
         pass
     finally:
         predictor.close()
+    return 0
+
+
+def run_on_ray(args: argparse.Namespace) -> int:
+    """``serve --ray``: the app on Ray Serve until Ctrl-C or SIGTERM, then the application
+    is deleted (and a Ray started here is shut down)."""
+    import contextlib
+    import signal
+    import threading
+
+    from app.cluster import ray_env, serve_app, worker_model
+    from app.core.errors import MaskLoopError
+    from app.core.threads import available_cores
+
+    if getattr(args, "server", None) or getattr(args, "hosted", None):
+        raise MaskLoopError("--ray serves a local SAM2 model: drop --server/--hosted")
+    if args.replicas < 0:
+        raise MaskLoopError("--replicas must be positive")
+    settings = settings_from_args(args)
+    ray = ray_env.require_ray()
+    started = ray_env.connect(args.ray or None)
+    try:
+        from ray import serve
+
+        gpus = ray_env.cluster_gpus() > 0 and args.device in ("auto", "cuda")
+        replicas = args.replicas or (ray_env.cluster_gpus() if gpus else 1)
+        threads = 1 if gpus else max(1, available_cores() // replicas)
+        model = worker_model.worker_model(args.model, args.checkpoint, args.config,
+                                          args.device, args.runtime, threads)
+        serve.start(http_options={"host": args.host, "port": args.port})
+        serve.run(serve_app.serve_application(model, settings, replicas, gpus=gpus),
+                  name=serve_app.APP_NAME, route_prefix="/", blocking=False)
+        kept = f"cache {settings.cache_dir}" if settings.cache_dir else "no disk cache"
+        print(f"maskloop serve --ray: {model.description} x {replicas} replicas at "
+              f"http://{args.host}:{args.port} ({kept})", file=sys.stderr, flush=True)
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        with contextlib.suppress(KeyboardInterrupt):
+            stop.wait()
+        serve.delete(serve_app.APP_NAME)
+        if started:
+            serve.shutdown()
+    except (ray.exceptions.RayError, RuntimeError) as exc:
+        raise MaskLoopError(f"Ray Serve could not run the server: {exc}") from None
+    finally:
+        ray_env.disconnect(started)
     return 0
