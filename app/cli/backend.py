@@ -3,6 +3,8 @@
 ``--model NAME`` (a registry name) or ``--checkpoint PATH [--config NAME]`` pick SAM2;
 without either, the first installed registry model is used, else the classical backend
 (GrabCut, no download needed). torch and sam2 are imported only when SAM2 is chosen.
+``--tiled`` (commands that call ``add_tiled_arg``) wraps a local backend in
+``TiledPredictor``: full-resolution tiles on images over twice the model's input.
 """
 
 from __future__ import annotations
@@ -54,6 +56,32 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_tiled_arg(parser: argparse.ArgumentParser) -> None:
+    """Add ``--tiled``: opt-in, since tiling multiplies the encode work on ordinary photos."""
+    parser.add_argument(
+        "--tiled", action="store_true",
+        help="full-resolution tiles on large images (local sam2/classical backends): an "
+        "image over twice the model's input side is encoded in tiles at native resolution "
+        "and a mask spanning tiles is stitched into one; costs 4+ encodes per large image",
+    )
+
+
+def tiled(predictor: Predictor) -> Predictor:
+    """``predictor`` wrapped in ``TiledPredictor`` (its capabilities pass through, less
+    batched decode and stepped encode)."""
+    from app.predict.tiles.predictor import TiledPredictor
+
+    return TiledPredictor(predictor)
+
+
+def check_tiled(args: argparse.Namespace) -> None:
+    """Refuse ``--tiled`` with a remote backend (its server encodes whole images)."""
+    if getattr(args, "tiled", False) and (getattr(args, "server", None)
+                                          or getattr(args, "hosted", None)):
+        raise PredictorError("--tiled works with the local backends (sam2, classical), "
+                             "not with --server or --hosted")
+
+
 def predictor_from_args(
     args: argparse.Namespace,
     backend: str | None = None,
@@ -62,12 +90,24 @@ def predictor_from_args(
     """The Predictor the options ask for. ``backend`` "sam2" requires a SAM2 model,
     "classical" forces GrabCut, None picks SAM2 when one is given or installed, else
     classical. Raises PredictorError with what to do when a model is missing.
-    ``--server URL`` / ``--hosted NAME`` (see remote_backend.py) take precedence."""
+    ``--server URL`` / ``--hosted NAME`` (see remote_backend.py) take precedence.
+    ``--tiled`` wraps the local backend in ``TiledPredictor``."""
     from app.cli.remote_backend import remote_predictor_from_args
 
+    check_tiled(args)
     remote = remote_predictor_from_args(args)
     if remote is not None:
         return remote
+    local = _local_predictor(args, backend, cache)
+    return tiled(local) if getattr(args, "tiled", False) else local
+
+
+def _local_predictor(
+    args: argparse.Namespace,
+    backend: str | None,
+    cache: EmbeddingCache | None,
+) -> Predictor:
+    """The local SAM2 or classical predictor of ``args`` (``predictor_from_args``)."""
     model = getattr(args, "model", None)
     checkpoint = getattr(args, "checkpoint", None)
     config = getattr(args, "config", None)

@@ -1,11 +1,12 @@
 """``maskloop [FOLDER|PROJECT] [--model NAME | --checkpoint PATH [--config NAME]] [--device ...]
 [--server URL [--remote-mode server|hybrid] | --hosted roboflow|fal|segmind [--hosted-url URL]]
-[--api-key KEY]``: the desktop app. Chooses the predictor here (the UI never imports torch)
-and hands it to app.ui: built at once when that is cheap (classical, remote), or, for a SAM2
-model (importing torch and loading the checkpoint take seconds), as a ``StartupBuild`` that
-the app runs after its window is shown. Options that cannot work and are cheap to detect
-(a model that is not installed, a missing checkpoint file, a dead server) still exit 2
-before any window."""
+[--api-key KEY] [--tiled]``: the desktop app. Chooses the predictor here (the UI never
+imports torch) and hands it to app.ui: built at once when that is cheap (classical, remote),
+or, for a SAM2 model (importing torch and loading the checkpoint take seconds), as a
+``StartupBuild`` that the app runs after its window is shown. Options that cannot work and
+are cheap to detect (a model that is not installed, a missing checkpoint file, a dead
+server) still exit 2 before any window. ``--tiled`` (or the setting "Full-resolution tiles
+on large images") wraps a local backend in ``TiledPredictor``."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.backend import add_model_args, predictor_from_args
+from app.cli.backend import add_model_args, add_tiled_arg, check_tiled, predictor_from_args
 from app.cli.remote_backend import HOSTED, add_remote_args, remote_predictor_from_args
 from app.core.errors import MaskLoopError
 from app.predict.base import Predictor
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "project file")
     add_model_args(parser)
     add_remote_args(parser)
+    add_tiled_arg(parser)
     parser.add_argument("--backend", choices=("sam2", "classical"),
                         help="force a backend (default: SAM2 when a model is installed)")
     return parser
@@ -48,14 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
 def make_predictor(args: argparse.Namespace) -> Predictor:
     """The predictor the options (or, without options, the saved settings) ask for."""
     if args.server or args.hosted:
+        check_tiled(args)
         return _remote(args)
     from app.ui.settings import GuiSettings
 
     saved = GuiSettings.load()
     if args.model or args.checkpoint or args.backend:
-        return predictor_from_args(args, backend=args.backend, cache=_cache(saved))
+        return predictor_from_args(_with_tiled(args, saved), backend=args.backend,
+                                   cache=_cache(saved))
     try:
-        return predictor_for_settings(saved, args.device)
+        return predictor_for_settings(saved, args.device, tiled=_wants_tiled(args, saved))
     except MaskLoopError as exc:  # a saved choice that no longer works: say so, go on
         print(f"maskloop: {exc}; using the classical backend", file=sys.stderr)
         return predictor_from_args(argparse.Namespace(), backend="classical")
@@ -103,15 +107,28 @@ def startup_predictor(args: argparse.Namespace) -> Predictor | StartupBuild:
 
     def build() -> Predictor:
         if args.model or args.checkpoint or args.backend:
-            return predictor_from_args(args, backend=args.backend, cache=_cache(saved))
-        return predictor_for_settings(saved, args.device)
+            return predictor_from_args(_with_tiled(args, saved), backend=args.backend,
+                                       cache=_cache(saved))
+        return predictor_for_settings(saved, args.device, tiled=_wants_tiled(args, saved))
 
     return StartupBuild(name, build, lambda: predictor_from_args(argparse.Namespace(),
                                                                   backend="classical"))
 
 
-def predictor_for_settings(settings: GuiSettings, device: str = "auto") -> Predictor:
-    """The predictor the settings dialog chose (also used to switch backend while running)."""
+def _wants_tiled(args: argparse.Namespace, saved: GuiSettings) -> bool:
+    """Tiles on large images: ``--tiled`` for this run, or the saved setting."""
+    return bool(getattr(args, "tiled", False) or saved.tiled)
+
+
+def _with_tiled(args: argparse.Namespace, saved: GuiSettings) -> argparse.Namespace:
+    """``args`` with ``tiled`` set as ``_wants_tiled`` says (the options' own copy)."""
+    return argparse.Namespace(**{**vars(args), "tiled": _wants_tiled(args, saved)})
+
+
+def predictor_for_settings(settings: GuiSettings, device: str = "auto",
+                           tiled: bool | None = None) -> Predictor:
+    """The predictor the settings dialog chose (also used to switch backend while running).
+    A local backend is wrapped in ``TiledPredictor`` when ``tiled`` (None: the setting)."""
     if settings.backend == "server":
         if not settings.server_url:
             raise MaskLoopError("the server backend needs a server URL (Settings)")
@@ -127,7 +144,8 @@ def predictor_for_settings(settings: GuiSettings, device: str = "auto") -> Predi
         return _remote(argparse.Namespace(hosted=settings.backend, api_key=key or None,
                                           hosted_url=settings.hosted_url or None))
     args = argparse.Namespace(model=None, checkpoint=None, config=None,
-                              device=settings.device if device == "auto" else device)
+                              device=settings.device if device == "auto" else device,
+                              tiled=settings.tiled if tiled is None else tiled)
     if settings.backend == "classical":
         return predictor_from_args(args, backend="classical")
     if settings.checkpoint:

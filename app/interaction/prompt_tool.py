@@ -17,6 +17,18 @@ from app.interaction.events import Button, PointerEvent
 MIN_BOX_SIDE = 2.0  # image pixels; smaller drags count as clicks
 
 
+def candidate_crop(result: MaskResult, index: int) -> tuple[np.ndarray, int, int]:
+    """Candidate ``index`` as (bool mask, x0, y0) in image pixels: the result's own crop when
+    it offers one (a tiled result on a large image, whose full-size mask would be hundreds
+    of MB), else the full-size mask at (0, 0). Duck-typed: ``interaction`` cannot import
+    the predictors that make such results."""
+    crop = getattr(result, "crop", None)
+    if callable(crop):
+        mask, x0, y0 = crop(index)
+        return np.asarray(mask, dtype=bool), int(x0), int(y0)
+    return result.mask(index), 0, 0
+
+
 @dataclass
 class _Step:
     """One prompt change, remembered so Backspace can undo it."""
@@ -137,10 +149,21 @@ class PromptTool:
         self.chosen = result.best
         self._logits = result.logits_for(self.chosen) if len(result) else None
 
+    def has_candidate(self) -> bool:
+        """A prediction with at least one candidate is at hand."""
+        return self.result is not None and len(self.result) > 0
+
     def chosen_mask(self) -> np.ndarray | None:
+        """The chosen candidate's full-size mask (``chosen_crop`` spares making it)."""
         if self.result is None or len(self.result) == 0:
             return None
         return self.result.mask(self.chosen)
+
+    def chosen_crop(self) -> tuple[np.ndarray, int, int] | None:
+        """The chosen candidate as (mask, x0, y0) (``candidate_crop``), None without one."""
+        if self.result is None or len(self.result) == 0:
+            return None
+        return candidate_crop(self.result, self.chosen)
 
     def chosen_score(self) -> float | None:
         if self.result is None or len(self.result) == 0:

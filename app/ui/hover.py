@@ -16,12 +16,13 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QColor
 
 from app.core.types import MaskResult, Point, Prompt, Source
+from app.interaction.prompt_tool import candidate_crop
 from app.ui.app_state import AppState
-from app.ui.canvas.convert import LiveOverlay, live_overlay
+from app.ui.canvas.convert import LiveOverlay
 from app.ui.canvas.feedback import PreviewOutline
 from app.ui.canvas.view import CanvasView
 from app.ui.tasks import TaskRunner, run_sized
-from app.ui.tools.sam_tool import SamTool
+from app.ui.tools.sam_tool import SamTool, crop_overlay
 
 REST_MS = 90  # the pointer rests this long before a preview is asked for
 MAX_MS = 150.0  # decodes slower than this (median of the last ones): no preview
@@ -122,11 +123,11 @@ class HoverPreview(QObject):
                 or len(result) == 0:
             return
         self._result = (req[1], req[2], result)
-        mask = result.mask(result.best)
+        mask, x0, y0 = candidate_crop(result, result.best)  # a crop on tiled images
         colour = QColor(self.state.session.colour_of(self.state.label))
         self._shown += 1
         shown = self._shown
-        run_sized(self.tasks, mask.size, live_overlay, mask, colour,
+        run_sized(self.tasks, mask.size, crop_overlay, mask, x0, y0, colour,
                   on_result=lambda ov: self._draw(shown, ov, colour))
         if self._at is not None and self._at != (req[1], req[2]):
             self._timer.start()  # the pointer moved on meanwhile: ask for where it is now

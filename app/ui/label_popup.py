@@ -203,7 +203,7 @@ class LabelChooser(QObject):
     def accept_candidate(self) -> None:
         """Enter with the SAM tool: the label of the chosen candidate, asked at its side."""
         tool = self.sam_tool
-        if tool.state.chosen_mask() is None:
+        if not tool.state.has_candidate():
             tool.accept()  # says there is nothing to accept
             return
         rect = self.mask_layer.outline().boundingRect()

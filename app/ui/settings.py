@@ -40,6 +40,7 @@ class GuiSettings:
     fal_key: str = ""
     segmind_key: str = ""
     cache_mb: int = 1024
+    tiled: bool = False  # full-resolution tiles on large images (local backends; opt-in)
     tolerance: float = DEFAULT_TOLERANCE  # polygon simplification, pixels
     opacity: float = 0.4
     label_popup: bool = True  # Enter asks for the label (off: the current label at once)

@@ -64,7 +64,7 @@ def backend_choice(s: object) -> tuple[object, ...]:
     return tuple(getattr(s, k) for k in ("backend", "model", "checkpoint", "device",
                                           "server_url", "server_key", "remote_mode",
                                           "hosted_url", "roboflow_key", "fal_key",
-                                          "segmind_key"))
+                                          "segmind_key", "tiled"))
 
 
 def apply_settings(state: AppState, before: tuple[object, ...],

@@ -1,7 +1,8 @@
 """Settings: backend (local SAM2, classical, a MaskLoop server, Roboflow, Roboflow SAM3, fal,
 Segmind),
 model (with a Download button), checkpoint file, device, server URL, key and mode, hosted-API
-keys, cache size, simplification default, the label popup and the hover preview (the keys
+keys, cache size, tiles on large images (local backends), simplification default, the label
+popup and the hover preview (the keys
 are in F1's table). Only the rows of the chosen backend are shown; it fits a 1366 x 768
 screen. Keys live in the system keyring, or in the settings file where there is none (see
 app.ui.settings), never in logs or the status bar."""
@@ -38,6 +39,7 @@ BACKENDS = [("auto", "Best available (SAM2 if installed, else classical)"),
             ("roboflow", "Roboflow (SAM2 clicks, SAM3 'find all' by text)"),
             ("roboflow-sam3", "Roboflow SAM3 (SAM3 clicks, boxes and 'find all' by text)"),
             ("fal", "fal (SAM2)"), ("segmind", "Segmind (SAM2, 'find all' by text)")]
+LOCAL_BACKENDS = ("auto", "sam2", "classical")  # the ones that tiles on large images wrap
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 REMOTE_MODES = [("server", "server decodes clicks"),
                 ("hybrid", "hybrid: embedding from the server, clicks decoded here")]
@@ -123,6 +125,14 @@ class SettingsDialog(QDialog):
         self.cache_mb.setRange(64, 65536)
         self.cache_mb.setSuffix(" MB")
         self.cache_mb.setValue(settings.cache_mb)
+        self.tiled = QCheckBox("Full-resolution tiles on large images")
+        self.tiled.setToolTip(
+            "Images over twice the model's input side (2048 px for SAM2) are encoded in "
+            "tiles at native resolution, and a mask that spans tiles is stitched into one: "
+            "sharper masks of small objects on aerial, microscopy and very large photos.\n"
+            "Off by default: it multiplies the encode work (4 or more encodes instead of one) "
+            "on ordinary camera photos. Local backends (SAM2, classical) only.")
+        self.tiled.setChecked(settings.tiled)
         self.tolerance = QDoubleSpinBox()
         self.tolerance.setRange(0.0, 10.0)
         self.tolerance.setSingleStep(0.1)
@@ -153,6 +163,7 @@ class SettingsDialog(QDialog):
         form.addRow("Hosted API URL", self.hosted_url)
         form.addRow(self.key_note)
         form.addRow("Embedding cache", self.cache_mb)
+        form.addRow(self.tiled)
         form.addRow("Simplification", self.tolerance)
         form.addRow(self.label_popup)
         form.addRow(self.hover_preview)
@@ -180,6 +191,7 @@ class SettingsDialog(QDialog):
         self.form.setRowVisible(self.shared_key_note, shared)
         self.form.setRowVisible(self.hosted_url, row is not None)
         self.form.setRowVisible(self.key_note, chosen == "server" or row is not None)
+        self.form.setRowVisible(self.tiled, chosen in LOCAL_BACKENDS)
 
     def _model_state(self) -> None:
         name = self.model.currentText()
@@ -235,6 +247,7 @@ class SettingsDialog(QDialog):
         for name, (attr, _) in HOSTED_KEYS.items():
             setattr(s, attr, self.hosted_keys[name].text().strip())
         s.cache_mb = self.cache_mb.value()
+        s.tiled = self.tiled.isChecked()
         s.tolerance = self.tolerance.value()
         s.label_popup = self.label_popup.isChecked()
         s.hover_preview = self.hover_preview.isChecked()

@@ -1,11 +1,15 @@
 """The SAM tool: clicks and boxes go to the predictor bridge; the chosen candidate is shown
-as a translucent overlay; Enter turns it into an instance."""
+as a translucent overlay; Enter turns it into an instance. A candidate that lies in a crop
+(a tiled result on a large image) is drawn and traced from its crop, placed at its offset:
+no full-size mask is made."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
+import shapely
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor
 
@@ -17,6 +21,26 @@ from app.ui.canvas.convert import LiveOverlay, live_overlay
 from app.ui.canvas.layers import MarksItem, MaskLayer
 from app.ui.tasks import TaskRunner, run_sized
 from app.ui.workers import PredictorBridge
+
+
+def crop_geometry(mask: np.ndarray, x0: int, y0: int, tolerance: float) -> Geometry | None:
+    """The polygon of a mask crop whose top-left pixel is (x0, y0) of the image, in image
+    coordinates (traced in the crop: its cost follows the object, not the image)."""
+    from app.core.geometry import mask_to_geometry
+
+    geom = mask_to_geometry(mask, tolerance)
+    if geom is None or (x0 == 0 and y0 == 0):
+        return geom
+    return shapely.transform(geom, lambda xy: xy + (x0, y0))
+
+
+def crop_overlay(mask: np.ndarray, x0: int, y0: int, colour: QColor) -> LiveOverlay | None:
+    """``live_overlay`` of a mask crop, moved to the crop's place (x0, y0) in the image."""
+    overlay = live_overlay(mask, colour)
+    if overlay is None or (x0 == 0 and y0 == 0):
+        return overlay
+    return dataclasses.replace(overlay, x=overlay.x + x0, y=overlay.y + y0,
+                               outline=overlay.outline.translated(x0, y0))
 
 
 class SamTool(QObject):
@@ -105,11 +129,9 @@ class SamTool(QObject):
     def accept(self, label: str | None = None) -> bool:
         """Store the chosen candidate as an instance of ``label`` (default: the current
         label)."""
-        from app.core.geometry import mask_to_geometry
-
-        mask = self.state.chosen_mask()
+        chosen = self.state.chosen_crop()
         image = self.session.image
-        if mask is None or image is None:
+        if chosen is None or image is None:
             self.message.emit("Nothing to accept: click on an object first")
             return False
         source = self.bridge.source
@@ -123,7 +145,8 @@ class SamTool(QObject):
                 self.accepted.emit()
 
         self.clear()  # first: what the conversion says is not cleared with the candidate
-        run_sized(self.tasks, mask.size, mask_to_geometry, mask,
+        mask, x0, y0 = chosen
+        run_sized(self.tasks, mask.size, crop_geometry, mask, x0, y0,
                   self.app_state.tolerance,
                   on_result=store, on_error=lambda exc: self.message.emit(str(exc)))
         return True
@@ -186,14 +209,15 @@ class SamTool(QObject):
             self.message.emit(f"Prediction failed: {message}")
 
     def _show(self, latency_ms: float | None = None) -> None:
-        mask = self.state.chosen_mask()
+        chosen = self.state.chosen_crop()
         colour = QColor(self.session.colour_of(self.session.current_label))
         self._shown += 1
-        if mask is None:
+        if chosen is None:
             self.mask.clear()
-        else:  # fill + outline: inline for small images, on the pool for large ones
+        else:  # fill + outline: inline for small masks, on the pool for large ones
             shown = self._shown
-            run_sized(self.tasks, mask.size, live_overlay, mask, colour,
+            mask, x0, y0 = chosen
+            run_sized(self.tasks, mask.size, crop_overlay, mask, x0, y0, colour,
                       on_result=lambda ov: self._draw_overlay(shown, ov, colour))
         result = self.state.result
         if result is None:
