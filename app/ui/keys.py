@@ -34,6 +34,11 @@ MENUS: list[tuple[str, list[tuple[str, str, list[str] | str] | None]]] = [
                ("merge", "Merge selected", "M"),
                ("subtract", "Subtract from first selected", "Shift+M"),
                ("everything", "Segment everything", "Ctrl+Shift+S"),
+               ("find_like", "Find all like the selection", "Ctrl+F"),
+               ("find_unlike", "Find again, not like the proposal under the pointer / the "
+                "selection", "Ctrl+Shift+F"),
+               ("find_like_next", "Find all like the selection in the next images",
+                "Ctrl+Alt+F"),
                ("accept_here", "Accept the proposal under the pointer", "Y"),
                ("reject_here", "Discard the proposal under the pointer", "N")]),
     ("&Tools", [*[(f"tool_{name}", f"{text} ({key})", key) for name, text, key in TOOLS],
@@ -82,6 +87,7 @@ def install(host: QMainWindow, slots: Mapping[str, Slot], *, recent: Iterable[st
     bar = host.menuBar()
     for title, rows in MENUS:
         menu = bar.addMenu(title)
+        menu.setToolTipsVisible(True)  # a disabled action's tooltip says why
         for row in rows:
             if row is None:
                 menu.addSeparator()

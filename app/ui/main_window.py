@@ -40,7 +40,7 @@ from app.ui.status import StatusLine
 from app.ui.tasks import TaskRunner
 from app.ui.tools.drawing_qt import BoxTool, PolygonTool
 from app.ui.tools.edit_tool import EditTool
-from app.ui.tools.instance_ops import InstanceOps
+from app.ui.tools.instance_ops import NEXT_IMAGES, InstanceOps
 from app.ui.tools.sam_tool import SamTool
 from app.ui.workers import PredictorBridge
 
@@ -94,7 +94,9 @@ class MainWindow(QMainWindow):
         self.polygon_tool = PolygonTool(self.session, self.marks, self)
         self.box_tool = BoxTool(self.session, self.marks, self)
         self.proposals = ProposalsController(state, self.canvas, self.tasks, self)
-        self.ops = InstanceOps(state, self.tasks, self.sam_tool.redraw_candidate)
+        self.ops = InstanceOps(state, self.tasks, self.sam_tool.redraw_candidate,
+                               find=self.proposals.find_all, find_next=self.find_in_next,
+                               pointed=self.proposals.reject_pointed)
         for tool in (self.sam_tool, self.edit_tool, self.polygon_tool, self.box_tool):
             tool.message.connect(self.show_message)
 
@@ -200,9 +202,16 @@ class MainWindow(QMainWindow):
         self.show_message(note, 0 if failed else 8000)
 
     def _show_find_all(self, bridge: PredictorBridge) -> None:
-        """The find-all box is shown only while the backend understands text."""
+        """The find-all box is shown only while the backend understands text; "find all
+        like this" is enabled only while it finds by example (the tooltip says why not)."""
         if self.find_all_action is not None:
             self.find_all_action.setVisible(bridge.supports_text)
+        why = "" if bridge.supports_exemplars else \
+            f"{bridge.description} cannot find objects like an example"
+        for name in ("find_like", "find_unlike", "find_like_next"):
+            if (action := self.actions_by_name.get(name)) is not None:
+                action.setEnabled(not why)
+                action.setToolTip(why or action.text())
 
     def _connect(self) -> None:
         s, state = self.session, self.app_state
@@ -257,6 +266,8 @@ class MainWindow(QMainWindow):
             "cycle": self.sam_tool.cycle, "undo_click": self.backspace, "clear": self.escape,
             "delete": edit.delete_vertex_or_instance, "merge": self.ops.merge_selected,
             "subtract": self.ops.subtract_selected, "everything": props.request,
+            "find_like": self.ops.find_like, "find_unlike": self.ops.find_unlike,
+            "find_like_next": self.ops.find_like_next,
             "accept_here": lambda: props.take_under_pointer(True),
             "reject_here": lambda: props.take_under_pointer(False),
             "brush_smaller": lambda: edit.resize_brush(-1),
@@ -404,10 +415,7 @@ class MainWindow(QMainWindow):
     def _encode(self, record: ImageRecord) -> Path:
         """Start encoding ``record`` with the current predictor and prefetch the next images."""
         root = self.project.image_root
-        order = self.images_panel.visible_records() or self.project.images()
-        ids = [r.id for r in order]
-        nxt = [r for r in order[ids.index(record.id) + 1:] if r.id not in
-               self.images_panel.problems][:PREFETCH] if record.id in ids else []
+        nxt = self._next_records(record, PREFETCH)
         self.bridge.set_image(record.content_hash, root / record.path,
                               [(r.content_hash, root / r.path) for r in nxt])
         return root / record.path
@@ -486,6 +494,9 @@ class MainWindow(QMainWindow):
         if self.proposals.active or self.proposals.busy:
             self.proposals.clear()
             return
+        if self.proposals.searching_next:
+            self.proposals.cancel_next()
+            return
         tool = self.canvas.tool
         if tool is self.edit_tool:
             self.edit_tool.select(None)
@@ -497,6 +508,22 @@ class MainWindow(QMainWindow):
         canvas takes the keyboard back."""
         self.proposals.find_all(FindQuery.text(text))
         self.canvas.setFocus()
+
+    def _next_records(self, record: ImageRecord, limit: int) -> list[ImageRecord]:
+        """Up to ``limit`` readable images after ``record`` in the image list's order."""
+        order = self.images_panel.visible_records() or self.project.images()
+        ids = [r.id for r in order]
+        if record.id not in ids:
+            return []
+        return [r for r in order[ids.index(record.id) + 1:]
+                if r.id not in self.images_panel.problems][:limit]
+
+    def find_in_next(self, query: FindQuery) -> None:
+        """The query searched in the next ``NEXT_IMAGES`` images of the list (off the GUI
+        thread; the results go to review)."""
+        record = self.session.image
+        self.proposals.find_in_next(query, [] if record is None
+                                    else self._next_records(record, NEXT_IMAGES))
 
     def backspace(self) -> None:
         undo_last = getattr(self.canvas.tool, "undo_last", None)

@@ -8,11 +8,15 @@ Click one to accept it (right click rejects it), or point at it and press Y (acc
 the canvas says the keys for as long as proposals are shown (and the progress while they are
 computed). Accepted suggestions get the CURRENT label, also those found by text (the text is
 a query, the label stays the person's choice: pick or add the label first, e.g. "person", to
-store them under it). Nothing here ever deletes or replaces an instance."""
+store them under it). "Find all like this in the next images" (``find_in_next``) runs the
+same query on other images of the folder, one job each on the prediction worker, and stores
+each image's results as they come (pending, for review mode); Esc cancels the rest. Nothing
+here ever deletes or replaces an instance."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from PySide6.QtCore import QObject, Qt, Signal
@@ -60,6 +64,18 @@ class Shown(NamedTuple):
     proposal_id: int
 
 
+@dataclass
+class NextImages:
+    """A "find all in the next images" run: its request ids by image, and how far it got."""
+
+    query: FindQuery
+    pending: dict[int, ImageRecord]  # request id -> the image it searches
+    total: int
+    done: int = 0
+    found: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
 class ProposalsController(QObject):
     """Owns the suggestion items; acts as the canvas tool while suggestions are shown.
     ``stored(image_id)`` once a result is in the project (the review's counts follow)."""
@@ -79,6 +95,7 @@ class ProposalsController(QObject):
         self._query: str | None = None  # a find-all request's query in words, None for everything
         self._previous_tool: str | None = None
         self._bridge: PredictorBridge | None = None
+        self.next_run: NextImages | None = None  # "find all in the next images" under way
         self.banner = Banner(canvas)
         self._hover: int | None = None  # index of the proposal under the pointer
         self._pointer: tuple[float, float] | None = None
@@ -89,6 +106,7 @@ class ProposalsController(QObject):
     def set_bridge(self, bridge: PredictorBridge) -> None:
         if self._bridge is not None:
             self.clear()
+            self.cancel_next()
             self._bridge.proposals_ready.disconnect(self._on_ready)
             self._bridge.failed.disconnect(self._on_failed)
             self._bridge.progress.disconnect(self._on_progress)
@@ -142,6 +160,70 @@ class ProposalsController(QObject):
         self.state.say(f"Finding all {words!r}… (Esc cancels)")
         self.banner.say(f"Finding all {words!r}… (Esc cancels)")
 
+    def find_in_next(self, query: FindQuery, images: list[ImageRecord]) -> None:
+        """Search ``images`` for what ``query`` asks (its exemplars carry the picture they
+        lie in), one request each, queued on the prediction worker; every image's results
+        are stored as pending proposals as they arrive, so review mode (Ctrl+R) walks them."""
+        bridge = self.state.bridge
+        if not query.exemplars or not bridge.supports_exemplars:
+            self.state.say(f"{bridge.description} cannot find objects like an example")
+            return
+        if not images:
+            self.state.say("No next images to search")
+            return
+        self.cancel_next()
+        root = self.state.project.image_root
+        pending = {bridge.find_all_in(r.content_hash, root / r.path, query): r for r in images}
+        self.next_run = NextImages(query, pending, len(images))
+        self._say_next()
+
+    @property
+    def searching_next(self) -> bool:
+        """A "find all in the next images" run is under way."""
+        return self.next_run is not None
+
+    def cancel_next(self) -> None:
+        """Stop the next-images run; what it stored stays."""
+        run = self.next_run
+        if run is None:
+            return
+        self.next_run = None
+        (self._bridge or self.state.bridge).cancel_find_in()  # the bridge it was sent to
+        self.banner.say("")
+        self.state.say(f"Find all in the next images cancelled after {run.done} of "
+                       f"{run.total} images ({run.found} proposals kept for review)")
+
+    def _say_next(self) -> None:
+        run = self.next_run
+        if run is None:
+            return
+        text = (f"Finding all like the example in the next images: {run.done} of {run.total} "
+                f"images, {run.found} proposals (Esc cancels)")
+        self.banner.say(text)
+        self.state.say(text)
+
+    def _next_answered(self, request_id: int, geoms: list[tuple[Geometry, float]] | None,
+                       error: str | None = None) -> None:
+        """One image of the next-images run answered: store its results, tell progress."""
+        run = self.next_run
+        if run is None or request_id not in run.pending:
+            return
+        image = run.pending.pop(request_id)
+        run.done += 1
+        if error is not None:
+            run.errors.append(f"{image.path}: {error}")
+        elif geoms:
+            run.found += len(self._store(image, geoms, ProposalSource.EXEMPLAR,
+                                         run.query.describe()))
+        if run.pending:
+            self._say_next()
+            return
+        self.next_run = None
+        self.banner.say("")
+        failed = f"; failed: {'; '.join(run.errors)}" if run.errors else ""
+        self.state.say(f"Found {run.found} proposals like the example in {run.total} next "
+                       f"images: review them with Ctrl+R{failed}", 0)
+
     def cancel(self) -> None:
         if self._request is not None:
             self.state.bridge.cancel_everything()
@@ -149,11 +231,17 @@ class ProposalsController(QObject):
             self.banner.say("")
 
     def _on_progress(self, event: ProgressEvent) -> None:
+        if self.next_run is not None and self._request is None and not self.items:
+            self._say_next()
         if self._request is not None and event.total > 1 and event.phase is Phase.SEGMENTING:
             self.banner.say(f"Segmenting everything… {100 * event.done // event.total}% "
                             "(Esc cancels)")
 
     def _on_failed(self, kind: str, request_id: int, message: str) -> None:
+        if kind == "everything" and self.next_run is not None \
+                and request_id in self.next_run.pending:
+            self._next_answered(request_id, None, message)
+            return
         if kind == "everything" and request_id == self._request:
             self._request = None
             self.banner.say("")
@@ -161,6 +249,12 @@ class ProposalsController(QObject):
             self.state.say(f"{what} failed: {message}")
 
     def _on_ready(self, request_id: int, proposals: list[MaskProposal]) -> None:
+        if self.next_run is not None and request_id in self.next_run.pending:
+            self.tasks.start(proposals_to_geometries, proposals, self.state.tolerance,
+                             on_result=lambda geoms: self._next_answered(request_id, geoms),
+                             on_error=lambda exc: self._next_answered(request_id, None,
+                                                                      str(exc)))
+            return
         if request_id != self._request:
             return
         self._request = None
@@ -168,14 +262,18 @@ class ProposalsController(QObject):
         self.tasks.start(proposals_to_geometries, proposals, self.state.tolerance,
                            on_result=lambda geoms: self._show(image, geoms))
 
-    def _store(self, image: ImageRecord, geoms: list[tuple[Geometry, float]]) -> list[int]:
-        """Keep the results in the project as pending proposals (touches no instance)."""
+    def _store(self, image: ImageRecord, geoms: list[tuple[Geometry, float]],
+               kind: ProposalSource | None = None, query: str | None = None) -> list[int]:
+        """Keep the results in the project as pending proposals (touches no instance);
+        ``kind`` and ``query`` default to the current request's."""
         if image.id is None or not geoms:
             return []
         bridge = self.state.bridge
+        kind = self._kind if kind is None else kind
+        prompt = (self._query or "") if query is None else query
         ids = self.state.project.proposals.add(image.id, [
-            NewProposal(geom, self._kind, bridge.description, bridge.source,
-                        self._query or "", score) for geom, score in geoms])
+            NewProposal(geom, kind, bridge.description, bridge.source, prompt, score)
+            for geom, score in geoms])
         self.stored.emit(image.id)
         return ids
 
@@ -264,6 +362,18 @@ class ProposalsController(QObject):
             self._say_keys()
             if self._pointer is not None:
                 self._highlight(*self._pointer)
+
+    def reject_pointed(self) -> Geometry | None:
+        """Reject the shown proposal under the pointer and give its shape (the "not like
+        this" exemplar); None when the pointer is on none."""
+        if not self.active or self._pointer is None:
+            return None
+        i = self._at(*self._pointer)
+        if i is None:
+            return None
+        geometry = self.items[i].geometry
+        self.take(i, accept=False)
+        return geometry
 
     def take_under_pointer(self, accept: bool) -> None:
         """Y (accept) / N (discard): the proposal under the pointer."""

@@ -210,6 +210,19 @@ class PredictorBridge(QObject):
         self.service.find_all(self._generation, query)
         return self._generation
 
+    def find_all_in(self, image_hash: str, path: Path, query: FindQuery) -> int:
+        """What ``query`` asks for in another image of the folder (loaded and encoded on the
+        worker after the current image's requests); answered like ``find_all``, with the
+        request id returned here."""
+        self._generation += 1
+        self.service.find_all_in(self._generation, image_hash,
+                                 self._loader(image_hash, path), query)
+        return self._generation
+
+    def cancel_find_in(self) -> None:
+        """Drop the ``find_all_in`` requests not answered yet."""
+        self.service.cancel_find_in()
+
     def cancel_everything(self) -> None:
         self.service.cancel_everything()
 

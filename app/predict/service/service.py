@@ -9,6 +9,8 @@ service's worker thread. Work is taken in this order:
 2. encoding the current image (started as soon as ``set_current_image`` is called);
 3. segment everything or find all (``find_all``: a ``FindQuery``); the person asked and waits
    for it, and a click made meanwhile waits for it too, so the UI offers ``cancel_everything``;
+   then find all in other images (``find_all_in``: "the same exemplars in the next images"),
+   one image per job so that clicks get in between (``cancel_find_in`` drops the rest);
 4. prefetching the embeddings of the next images (speculative, so last).
 
 A predictor with ``resumable_encode`` (local SAM2) encodes in steps (``start_embed``): the
@@ -49,7 +51,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import ParamSpec
 
 import numpy as np
@@ -83,6 +85,17 @@ PREFETCHED_KEPT = 256  # recently prefetched image hashes remembered (predictors
 P = ParamSpec("P")
 
 
+@dataclass
+class _FindIn:
+    """A find-all request for an image other than the current one (``find_all_in``)."""
+
+    generation: int
+    image_hash: str
+    loader: ImageLoader
+    query: FindQuery
+    token: CancelToken = field(default_factory=CancelToken)
+
+
 class PredictionService:
     """Runs a Predictor on one daemon worker thread; see the module docstring."""
 
@@ -102,6 +115,8 @@ class PredictionService:
         self._current: _Image | None = None
         self._click: _Click | None = None
         self._everything: _Everything | None = None
+        self._finds: deque[_FindIn] = deque()  # find all in other images, in order
+        self._finding: _FindIn | None = None  # the one running
         self._prefetch: deque[_Image] = deque()
         self._prefetch_total = 0
         self._prefetch_done = 0
@@ -197,6 +212,29 @@ class PredictionService:
             self._everything = _Everything(generation, target, EverythingOptions(), query=query)
             self._cond.notify_all()
 
+    def find_all_in(self, generation: int, image_hash: str, loader: ImageLoader,
+                    query: FindQuery) -> None:
+        """What ``query`` asks for in another image (loaded and encoded on the worker),
+        queued after the current image's requests and answered like ``find_all`` (with
+        ``generation``); several are run in the order asked."""
+        with self._cond:
+            if self._stopping:
+                return
+            self._finds.append(_FindIn(generation, image_hash, loader, query))
+            self._cond.notify_all()
+
+    def cancel_find_in(self) -> None:
+        """Drop the queued ``find_all_in`` requests and cancel the running one."""
+        with self._cond:
+            self._cancel_finds_locked()
+
+    def _cancel_finds_locked(self) -> None:
+        for find in self._finds:
+            find.token.cancel()
+        self._finds.clear()
+        if self._finding is not None:
+            self._finding.token.cancel()
+
     def cancel_everything(self) -> None:
         """Cancel the pending or running segment-everything or find-all request."""
         with self._cond:
@@ -207,6 +245,7 @@ class PredictionService:
         (call ``set_current_image`` to start again)."""
         with self._cond:
             self._cancel_everything_locked()
+            self._cancel_finds_locked()
             if self._click is not None:
                 self._stats.stale_dropped += 1
                 self._click = None
@@ -312,7 +351,9 @@ class PredictionService:
             self._stats.stale_dropped += 1
         running = self._running
         proposing = (JobKind.EVERYTHING, JobKind.FIND_ALL)
-        if running is not None and running.job.kind in proposing and running.token:
+        other = self._finding.token if self._finding is not None else None
+        if running is not None and running.job.kind in proposing and running.token \
+                and running.token is not other:
             running.token.cancel()
 
     def _has_work_locked(self) -> bool:
@@ -320,6 +361,7 @@ class PredictionService:
         return bool(
             self._click is not None
             or self._everything is not None
+            or self._finds
             or (cur is not None and cur.status == _Status.PENDING)
             or self._prefetch
         )
@@ -358,6 +400,11 @@ class PredictionService:
                 self._everything = None
                 job = Job(ev.kind, cur.hash, ev.generation)
                 return _Task(job, ev.token, lambda: self._run_everything(cur, ev, job))
+        if self._finds and (cur is None or cur.status != _Status.PENDING):
+            find = self._finds.popleft()
+            self._finding = find
+            job = Job(JobKind.FIND_ALL, find.image_hash, find.generation)
+            return _Task(job, find.token, lambda: self._run_find_in(find, job))
         self._hold_until = None
         if self._prefetch and stepping and self._click_expected_locked():
             return None
@@ -623,6 +670,27 @@ class PredictionService:
         with self._cond:
             self._stats.everything += 1
         self._notify(self.callbacks.on_everything, proposals, ev.generation)
+
+    def _run_find_in(self, find: _FindIn, job: Job) -> None:
+        """(worker) ``find_all_in``: load and encode the other image (its cached embedding
+        when prefetched), find, answer; ``_finding`` is cleared whatever happens."""
+        try:
+            self._use_threads(worker_threads())
+            check(find.token)
+            what = find.query.describe()
+            self._progress(ProgressEvent(Phase.FINDING, 0, 1, find.image_hash, what))
+            key = self._embed(find.loader(), find.image_hash, find.token)
+
+            def finding(done: int, total: int, message: str = "") -> None:
+                self._progress(ProgressEvent(Phase.FINDING, done, total, find.image_hash, what))
+
+            proposals = self.predictor.find_all(key, find.query, cancel=find.token,
+                                                progress=finding)
+            check(find.token)
+            self._notify(self.callbacks.on_everything, proposals, find.generation)
+        finally:
+            with self._cond:
+                self._finding = None
 
     # ---- resumable encodes (``start_embed``): one step per scheduling round ----
 
