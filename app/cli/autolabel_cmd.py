@@ -7,6 +7,8 @@ Resumable: every image is stored with a "done" mark for the run key (the kind, t
 the boxes file's hash, the backend's model id) in one transaction; a rerun of the same
 command skips the images done, and Ctrl-C keeps every image finished. The work itself is in
 ``app.cli.autolabel_work`` (a pure per-image step and the one loop that writes).
+``--ray [ADDRESS]`` runs the per-image step on Ray actors (``maskloop[cluster]``, imported
+only then); the results come back here and this process alone writes the project file.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from app.cli.autolabel_work import (
     AutolabelJob,
     AutolabelReport,
     ExemplarSource,
+    MapStep,
     map_local,
+    map_ray,
     run_autolabel,
 )
 from app.cli.backend import BACKENDS, add_model_args, predictor_from_args
 from app.cli.remote_backend import add_remote_args
-from app.core.errors import ProjectError
+from app.core.errors import MaskLoopError, ProjectError
 from app.core.jobs import Progress
 from app.core.proposals import ProposalSource
 from app.core.types import ImageRecord
@@ -72,6 +76,13 @@ def register(subparsers: Any) -> None:
                         help="--text/--exemplars: drop results scoring under S (default 0.5)")
     parser.add_argument("--max-results", type=int, default=None, metavar="N",
                         help="--text/--exemplars: at most N results per image (default 100)")
+    parser.add_argument("--ray", metavar="ADDRESS", nargs="?", const="", default=None,
+                        help="run the images on Ray (needs maskloop[cluster]): the cluster at "
+                        "ADDRESS (auto, ray://HOST:10001), or without ADDRESS a local Ray on "
+                        "the cores here; this process alone writes the project")
+    parser.add_argument("--workers", metavar="N", type=int, default=0,
+                        help="with --ray: model workers (default: one per GPU, else one per "
+                        "CPU core)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_model_args(parser)
     add_remote_args(parser)
@@ -198,18 +209,69 @@ def _summary(report: AutolabelReport, job: AutolabelJob, predictor: Predictor) -
     return lines
 
 
+def check_ray_args(args: argparse.Namespace) -> None:
+    """Refuse options that do not go with ``--ray`` (or need it), and tell how to install
+    Ray when it is missing, before any work."""
+    if args.ray is None:
+        if args.workers:
+            raise MaskLoopError("--workers goes with --ray")
+        return
+    if args.workers < 0:
+        raise MaskLoopError("--workers must be positive")
+    if getattr(args, "server", None) or getattr(args, "hosted", None):
+        raise MaskLoopError("--ray runs a local backend (sam2, classical) on each worker: "
+                           "drop --server/--hosted")
+    from app.cluster.ray_env import require_ray
+
+    require_ray()
+
+
+def ray_recipe(args: argparse.Namespace, predictor: Predictor) -> Any:
+    """The picklable recipe that builds, in each Ray worker, the backend ``predictor`` is
+    (same model id: the run key and the proposals name it)."""
+    from app.cluster.worker_model import ClassicalModel, worker_model
+    from app.predict.base import PredictorError, SourceKind
+
+    kind = predictor.capabilities.kind
+    if kind == SourceKind.CLASSICAL:
+        return ClassicalModel()
+    if kind != SourceKind.SAM2:
+        raise PredictorError(f"--ray cannot run {predictor.description} on workers")
+    recipe = worker_model(args.model, args.checkpoint, args.config, args.device, args.runtime)
+    if recipe.model_id != predictor.model_id:
+        raise PredictorError(f"--ray: the workers' model {recipe.model_id} is not "
+                             f"{predictor.model_id}; pass --model or --checkpoint")
+    return recipe
+
+
+@contextmanager
+def _map_step(args: argparse.Namespace, predictor: Predictor) -> Iterator[MapStep]:
+    """This process's map step, or with ``--ray`` the Ray one (connected for the run)."""
+    if args.ray is None:
+        yield map_local(predictor)
+        return
+    from app.cluster import ray_env
+
+    recipe = ray_recipe(args, predictor)
+    started = ray_env.connect(args.ray or None)
+    try:
+        yield map_ray(recipe.build, args.workers or None)
+    finally:
+        ray_env.disconnect(started)
+
+
 def run(args: argparse.Namespace) -> int:
     """The ``autolabel`` command: 0, 1 when some images failed, 130 when interrupted."""
     from app.core.project import Project
 
+    check_ray_args(args)
     with Project.open(args.project) as project:
         records = select_images(project, args.images)
         predictor = predictor_from_args(args, backend=args.backend)
         try:
             job = build_job(args, project, records, predictor)
-            with _bar(args.quiet) as progress:
-                report = run_autolabel(project, job, records, map_local(predictor),
-                                       progress=progress)
+            with _map_step(args, predictor) as step, _bar(args.quiet) as progress:
+                report = run_autolabel(project, job, records, step, progress=progress)
         finally:
             predictor.close()
         pending = project.proposals.counts().pending

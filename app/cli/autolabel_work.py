@@ -2,10 +2,9 @@
 
 ``propose_for_image(predictor, task, job)`` reads one image and turns it into
 ``NewProposal``s, writing nothing: it is the *map* step. ``map_local`` runs it here, image
-after image; ``--ray`` can run the same function on workers, each with its own predictor
-(``app.cluster.image_map.map_on_ray(tasks, propose_for_image, build, context=job)`` yields
-the same ``(task, proposals | message)`` pairs), by passing another ``MapStep`` to
-``run_autolabel``. ``run_autolabel`` is the driver and the only writer
+after image; ``map_ray`` (``--ray``) runs the same function on Ray actors, each with its own
+predictor built from a picklable recipe (``app.cluster.image_map.map_on_ray``), and yields
+the same ``(task, proposals | message)`` pairs. ``run_autolabel`` is the driver and the only writer
 of the project file (SQLite has one writer): it skips images already done for the job's run
 key, drops proposals that repeat an instance already there, and stores each image's
 proposals together with its "done" mark in one transaction, so an interrupted run keeps every
@@ -156,21 +155,43 @@ def propose_from_pixels(predictor: Predictor, task: ImageTask, image: np.ndarray
     return out
 
 
+def _propose_one(predictor: Predictor, task: ImageTask, job: AutolabelJob,
+                 cancel: CancelToken | None = None) -> list[NewProposal] | str:
+    """``propose_for_image``, with an image that cannot be read or that the backend fails
+    on turned into its message (module-level, so that Ray ships it to workers by name)."""
+    from app.predict.base import PredictorError
+
+    try:
+        return propose_for_image(predictor, task, job, cancel)
+    except ImageError as exc:
+        return str(exc)
+    except PredictorError as exc:
+        return f"{task.path}: {exc}"
+
+
 def map_local(predictor: Predictor) -> MapStep:
     """The map step on this process: ``propose_for_image`` for each task, in order; an
     image that cannot be read or that the backend fails on comes back as a message."""
-    from app.predict.base import PredictorError
 
     def run(tasks: Sequence[ImageTask], job: AutolabelJob,
             cancel: CancelToken | None) -> Iterator[TaskResult]:
         for task in tasks:
             check(cancel)
-            try:
-                yield task, propose_for_image(predictor, task, job, cancel)
-            except ImageError as exc:
-                yield task, str(exc)
-            except PredictorError as exc:
-                yield task, f"{task.path}: {exc}"
+            yield task, _propose_one(predictor, task, job, cancel)
+    return run
+
+
+def map_ray(build: Callable[[], Predictor], workers: int | None = None) -> MapStep:
+    """The map step on the connected Ray: ``workers`` actors (default: one per GPU, else per
+    CPU) each build a predictor once with ``build`` (a picklable recipe's ``build``, e.g.
+    ``app.cluster.worker_model.WorkerModel.build``) and stream results back as they finish;
+    only the tasks and the job travel, never the project file."""
+    from app.cluster.image_map import map_on_ray
+
+    def run(tasks: Sequence[ImageTask], job: AutolabelJob,
+            cancel: CancelToken | None) -> Iterator[TaskResult]:
+        return map_on_ray(tasks, _propose_one, build, context=job, workers=workers,
+                          cancel=cancel)
     return run
 
 

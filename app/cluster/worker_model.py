@@ -1,4 +1,5 @@
-"""What a Ray actor needs to build its own SAM2 predictor: a small picklable recipe.
+"""What a Ray actor needs to build its own predictor: a small picklable recipe (SAM2, or the
+classical backend for per-image jobs such as ``autolabel --ray``).
 
 A predictor (torch modules, a cache, threads) cannot travel to another process; its recipe
 can. Each actor builds the model once in its constructor, then serves many batches."""
@@ -17,6 +18,7 @@ from app.predict.models.registry import REGISTRY, get_model, installed_checkpoin
 
 if TYPE_CHECKING:
     from app.predict.cache.store import EmbeddingCache
+    from app.predict.classical.predictor import ClassicalPredictor
     from app.predict.sam2.predictor import SAM2Predictor
 
 
@@ -55,6 +57,33 @@ class WorkerModel:
     @property
     def description(self) -> str:
         return self.name or f"SAM2 {Path(self.checkpoint).name}"
+
+
+@dataclass(frozen=True)
+class ClassicalModel:
+    """The classical (GrabCut) backend as a worker recipe: no weights, ``threads`` OpenCV
+    threads per worker (the workers, not the threads, use the cores)."""
+
+    threads: int = 1
+
+    def build(self, cache: EmbeddingCache | None = None) -> ClassicalPredictor:
+        """The predictor, built in this process (``cache`` unused: it keeps no embeddings)."""
+        import cv2
+
+        from app.predict.classical.predictor import ClassicalPredictor
+
+        cv2.setNumThreads(max(1, self.threads))
+        return ClassicalPredictor()
+
+    @property
+    def model_id(self) -> str:
+        from app.predict.classical.predictor import MODEL_ID
+
+        return MODEL_ID
+
+    @property
+    def description(self) -> str:
+        return "Classical GrabCut"
 
 
 def worker_model(model: str | None = None, checkpoint: Path | None = None,
