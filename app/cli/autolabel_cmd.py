@@ -202,7 +202,7 @@ def _summary(report: AutolabelReport, job: AutolabelJob, predictor: Predictor) -
     lines = [f"autolabel {job.kind.value} with {predictor.description}: "
              f"{report.done} image(s) done, {report.skipped} skipped (done before), "
              f"{len(report.failed)} failed; {report.proposals} proposal(s) stored, "
-             f"{report.duplicates} repeating an instance not stored"]
+             f"{report.duplicates} repeating an instance or a proposal not stored"]
     lines += [f"  failed: {msg}" for msg in report.failed[:MAX_LISTED]]
     if len(report.failed) > MAX_LISTED:
         lines.append(f"  ... and {len(report.failed) - MAX_LISTED} more")

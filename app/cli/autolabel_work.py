@@ -28,8 +28,6 @@ from app.core.proposals import NewProposal, ProposalSource
 from app.core.types import Box, Geometry, ImageRecord, MaskProposal, Prompt
 from app.predict.base import EverythingOptions, Exemplar, FindQuery, Predictor
 
-DUPLICATE_IOU = 0.8  # a proposal this close to an instance already there is not stored
-
 
 @dataclass(frozen=True)
 class ExemplarSource:
@@ -198,8 +196,8 @@ def map_ray(build: Callable[[], Predictor], workers: int | None = None) -> MapSt
 @dataclass
 class AutolabelReport:
     """What a run did: images done now, skipped (done before), failed (path, message),
-    proposals stored, proposals not stored for repeating an instance, and whether it was
-    interrupted."""
+    proposals stored, proposals not stored for repeating an instance or a proposal, and
+    whether it was interrupted."""
 
     done: int = 0
     skipped: int = 0
@@ -209,18 +207,13 @@ class AutolabelReport:
     interrupted: bool = False
 
 
-def _iou(a: Geometry, b: Geometry) -> float:
-    union = a.union(b).area
-    return a.intersection(b).area / union if union > 0 else 0.0
-
-
 def _new_only(project: Project, image_id: int,
               proposals: list[NewProposal]) -> tuple[list[NewProposal], int]:
-    """The proposals that do not repeat an instance of the image (IoU of the polygons at
-    least ``DUPLICATE_IOU``: the exemplar itself, found again), and how many did."""
-    existing = [inst.geometry for inst in project.instances(image_id)]
-    kept = [p for p in proposals
-            if not any(_iou(p.geometry, g) >= DUPLICATE_IOU for g in existing)]
+    """The proposals that repeat nothing the image has (an instance, such as the
+    exemplar found again, or a pending or rejected proposal: ``ProposalStore.repeats``),
+    and how many did."""
+    repeats = project.proposals.repeats(image_id, [p.geometry for p in proposals])
+    kept = [p for p, ref in zip(proposals, repeats, strict=True) if ref is None]
     return kept, len(proposals) - len(kept)
 
 

@@ -112,6 +112,14 @@ class ProposalCounts:
         return self.pending + self.accepted + self.rejected
 
 
+REPEAT_IOU = 0.8  # a result this close to what an image already has repeats it
+
+
+def _iou(a: Geometry, b: Geometry) -> float:
+    union = a.union(b).area
+    return a.intersection(b).area / union if union > 0 else 0.0
+
+
 def _row(row: sqlite3.Row) -> Proposal:
     return Proposal(
         id=row["id"], image_id=row["image_id"], source=ProposalSource(row["source"]),
@@ -163,6 +171,28 @@ class ProposalStore:
                      p.label or None, stamp))
                 ids.append(int(cur.lastrowid or 0))
         return ids
+
+    def repeats(self, image_id: int, geometries: Iterable[Geometry],
+                iou: float = REPEAT_IOU) -> list[int | None]:
+        """For each geometry, what of image ``image_id`` it repeats (IoU of the polygons at
+        least ``iou``): None when nothing (it is new), the id of the pending proposal it
+        repeats, or 0 when it repeats an instance or a rejected proposal. A search run again
+        then adds only what is new, and what a person rejected does not come back."""
+        known: list[tuple[Geometry, int]] = [
+            (geometry_from_wkb(row["geometry"]), 0) for row in self.project.query(
+                "SELECT geometry FROM instances WHERE image_id = ?", (image_id,))]
+        for p in self.find(image_id=image_id, status=(ProposalStatus.PENDING,
+                                                      ProposalStatus.REJECTED)):
+            known.append((p.geometry, p.id if p.status is ProposalStatus.PENDING else 0))
+        boxes = [g.bounds for g, _ in known]
+        out: list[int | None] = []
+        for geom in geometries:
+            x0, y0, x1, y1 = geom.bounds
+            out.append(next((
+                ref for (g, ref), (bx0, by0, bx1, by1) in zip(known, boxes, strict=True)
+                if bx0 < x1 and x0 < bx1 and by0 < y1 and y0 < by1 and _iou(geom, g) >= iou),
+                None))
+        return out
 
     def add_for_run(self, image_id: int, run_key: str,
                     proposals: Iterable[NewProposal]) -> list[int]:

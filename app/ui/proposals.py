@@ -263,29 +263,43 @@ class ProposalsController(QObject):
                            on_result=lambda geoms: self._show(image, geoms))
 
     def _store(self, image: ImageRecord, geoms: list[tuple[Geometry, float]],
-               kind: ProposalSource | None = None, query: str | None = None) -> list[int]:
+               kind: ProposalSource | None = None, query: str | None = None
+               ) -> list[tuple[Geometry, float, int]]:
         """Keep the results in the project as pending proposals (touches no instance);
+        returns the pending ones with their ids. A result that repeats a pending proposal of
+        the image is that proposal (not stored twice); one that repeats an instance or a
+        rejected proposal is left out, so a search run again adds only what is new.
         ``kind`` and ``query`` default to the current request's."""
         if image.id is None or not geoms:
             return []
+        store = self.state.project.proposals
+        repeats = store.repeats(image.id, [geom for geom, _ in geoms])
+        fresh = [g for g, ref in zip(geoms, repeats, strict=True) if ref is None]
         bridge = self.state.bridge
         kind = self._kind if kind is None else kind
         prompt = (self._query or "") if query is None else query
-        ids = self.state.project.proposals.add(image.id, [
+        ids = iter(store.add(image.id, [
             NewProposal(geom, kind, bridge.description, bridge.source, prompt, score)
-            for geom, score in geoms])
-        self.stored.emit(image.id)
-        return ids
+            for geom, score in fresh]) if fresh else [])
+        if fresh:
+            self.stored.emit(image.id)
+        out, seen = [], set()
+        for (geom, score), ref in zip(geoms, repeats, strict=True):
+            pid = next(ids) if ref is None else ref
+            if pid and pid not in seen:
+                seen.add(pid)
+                out.append((geom, score, pid))
+        return out
 
     def _show(self, image: ImageRecord | None, geoms: list[tuple[Geometry, float]]) -> None:
         if image is None or image is not self.state.session.image:
             return
         self.clear()
-        ids = self._store(image, geoms)
-        if ids and image.id is not None and self.hand_over is not None \
+        stored = self._store(image, geoms)
+        if stored and image.id is not None and self.hand_over is not None \
                 and self.hand_over(image.id):
             return
-        for (geom, score), pid in zip(geoms, ids, strict=True):
+        for geom, score, pid in stored:
             item = QGraphicsPathItem(geometry_path(geom))
             item.setPen(cosmetic_pen(QColor(255, 220, 0), 1.5, Qt.PenStyle.DashLine))
             fill = QColor(255, 220, 0)

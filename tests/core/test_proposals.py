@@ -159,3 +159,23 @@ def test_version2_file_opens_and_migrates(tmp_path: Path) -> None:
     with Project.open(path) as project:  # and stays migrated
         assert [p.id for p in project.proposals.find()] == ids
         assert project.instance(1).geometry.equals(box(1, 1, 9, 9))
+
+
+def test_repeats_name_what_an_image_already_has(project: Project) -> None:
+    """A search run again: a result over a pending proposal is that proposal, one over an
+    instance or a rejected proposal is a repeat (0), anything else or on another image is
+    new (None)."""
+    from app.core.commands import UndoStack
+    from app.core.proposal_commands import RejectProposal
+
+    project.add_instance(Instance(1, "bird", box(60, 60, 90, 75), 0.9, Source.MANUAL))
+    pending, rejected = project.proposals.add(1, [proposal(box(0, 0, 20, 20)),
+                                                  proposal(box(30, 0, 50, 20))])
+    UndoStack(project, 1).push(RejectProposal(rejected))
+    found = [box(1, 1, 20, 20),  # the pending one, slightly off
+             box(30, 0, 50, 21),  # the rejected one
+             box(61, 60, 90, 75),  # the instance
+             box(0, 40, 20, 60),  # new
+             box(0, 0, 10, 20)]  # half of the pending one: IoU 0.5, new
+    assert project.proposals.repeats(1, found) == [pending, 0, 0, None, None]
+    assert project.proposals.repeats(2, found[:1]) == [None]

@@ -89,11 +89,16 @@ def test_find_all_proposals_accept_one(qtbot: QtBot, image_folder: Path,
     type_query(qtbot, w, "zebra")
     qtbot.waitUntil(lambda: "No proposals of 'zebra'" in w.statusBar().currentMessage(),
                     timeout=TIMEOUT)
-    # Enter accepts every proposal at once
+    # the same search again: the accepted yellow one is not proposed twice, the blue one
+    # (left pending by Esc) is the same proposal, not a copy; Enter accepts all shown
     type_query(qtbot, w, "bright object")
     qtbot.waitUntil(lambda: w.proposals.active, timeout=TIMEOUT)
+    assert len(w.proposals.items) == 1
     key(qtbot, w, Qt.Key.Key_Return)
-    assert len(w.session.instances()) == 3 and not w.proposals.active
+    assert len(w.session.instances()) == 2 and not w.proposals.active
+    image_id = insts[0].image_id
+    assert w.project.proposals.counts(image_id).pending == 0
+    assert len(w.project.proposals.find(image_id=image_id)) == 2  # none stored twice
     # Esc in the box gives the keyboard back to the canvas (issue 13)
     w.find_all_box.edit.setFocus()
     qtbot.keyClick(w.find_all_box.edit, Qt.Key.Key_Escape)
