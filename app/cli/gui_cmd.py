@@ -1,5 +1,5 @@
 """``maskloop [FOLDER|PROJECT] [--model NAME | --checkpoint PATH [--config NAME]] [--device ...]
-[--server URL [--remote-mode server|hybrid] | --hosted roboflow|fal|segmind [--hosted-url URL]]
+[--server URL [--remote-mode server|hybrid] | --hosted roboflow|roboflow-sam3|fal|segmind [--hosted-url URL]]
 [--api-key KEY] [--tiled]``: the desktop app. Chooses the predictor here (the UI never
 imports torch) and hands it to app.ui: built at once when that is cheap (classical, remote),
 or, for a SAM2 model (importing torch and loading the checkpoint take seconds), as a
