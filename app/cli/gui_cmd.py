@@ -1,6 +1,7 @@
 """``maskloop [FOLDER|PROJECT] [--model NAME | --checkpoint PATH [--config NAME]] [--device ...]
-[--server URL [--remote-mode server|hybrid] | --hosted roboflow|roboflow-sam3|fal|segmind [--hosted-url URL]]
-[--api-key KEY] [--tiled]``: the desktop app. Chooses the predictor here (the UI never
+[--server URL [--remote-mode server|hybrid]
+| --hosted roboflow|roboflow-sam3|fal|segmind [--hosted-url URL]] [--api-key KEY] [--tiled]``:
+the desktop app. Chooses the predictor here (the UI never
 imports torch) and hands it to app.ui: built at once when that is cheap (classical, remote),
 or, for a SAM2 model (importing torch and loading the checkpoint take seconds), as a
 ``StartupBuild`` that the app runs after its window is shown. Options that cannot work and
