@@ -30,9 +30,9 @@ from app.cli.autolabel_work import (
     run_autolabel,
 )
 from app.cli.backend import BACKENDS, add_model_args, predictor_from_args
+from app.cli.project_cmds import progress_bar
 from app.cli.remote_backend import add_remote_args
 from app.core.errors import MaskLoopError, ProjectError
-from app.core.jobs import Progress
 from app.core.proposals import ProposalSource
 from app.core.types import ImageRecord
 from app.predict.base import EverythingOptions, FindQuery, Predictor
@@ -179,25 +179,6 @@ def build_job(args: argparse.Namespace, project: Any, records: Sequence[ImageRec
                         label=args.label)
 
 
-@contextmanager
-def _bar(quiet: bool) -> Iterator[Progress]:
-    from tqdm import tqdm
-
-    bar = tqdm(desc="autolabel", unit="img", file=sys.stderr, disable=True if quiet else None,
-               dynamic_ncols=True)
-
-    def update(done: int, total: int, message: str = "") -> None:
-        bar.total = total
-        bar.n = done
-        bar.set_postfix_str(message[-40:], refresh=False)
-        bar.refresh()
-
-    try:
-        yield update
-    finally:
-        bar.close()
-
-
 def _summary(report: AutolabelReport, job: AutolabelJob, predictor: Predictor) -> list[str]:
     lines = [f"autolabel {job.kind.value} with {predictor.description}: "
              f"{report.done} image(s) done, {report.skipped} skipped (done before), "
@@ -270,7 +251,8 @@ def run(args: argparse.Namespace) -> int:
         predictor = predictor_from_args(args, backend=args.backend)
         try:
             job = build_job(args, project, records, predictor)
-            with _map_step(args, predictor) as step, _bar(args.quiet) as progress:
+            with _map_step(args, predictor) as step, \
+                    progress_bar("autolabel", args.quiet) as progress:
                 report = run_autolabel(project, job, records, step, progress=progress)
         finally:
             predictor.close()

@@ -41,9 +41,14 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
                               "configure_logging": False}
     try:
         if address:
+            if address.split("://")[-1].startswith(("127.0.0.1:", "localhost:")):
+                kwargs["_node_ip_address"] = "127.0.0.1"  # a local Ray started on loopback
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus or available_cores(), **kwargs)
+            # a local Ray talks to itself on the loopback only, never on the machine's
+            # network address
+            ray.init(num_cpus=num_cpus or available_cores(), _node_ip_address="127.0.0.1",
+                     **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local Ray"
         raise ClusterError(f"cannot start or reach Ray at {where}: {exc}") from None

@@ -16,7 +16,7 @@ def local_ray() -> Iterator[str]:
     """A local Ray for the module (its GCS address, for subprocess drivers); shut down after."""
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False,
-             log_to_driver=False)
+             log_to_driver=False, _node_ip_address="127.0.0.1")  # loopback only
     try:
         yield ray.get_runtime_context().gcs_address
     finally:

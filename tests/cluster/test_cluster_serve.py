@@ -43,6 +43,13 @@ class Recorder(httpx.HTTPTransport):
         self.not_found = 0  # clicks on an image the replica did not know (then re-uploaded)
         self.lock = threading.Lock()
 
+    def close(self) -> None:
+        """Every client shares this transport: a client closing its session must not close
+        the others' connections (they saw EBADF); ``shut`` closes it once, at the end."""
+
+    def shut(self) -> None:
+        super().close()
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         try:
             response = super().handle_request(request)
@@ -176,6 +183,7 @@ def click_concurrently(url: str, images: list[np.ndarray], clients: int, clicks:
         t.start()
     for t in threads:
         t.join(600)
+    recorder.shut()
     return recorder, errors
 
 
