@@ -14,6 +14,8 @@ import numpy as np
 from app.core.types import LOW_RES, Box, Point, Prompt
 from app.predict.base import PredictorError
 
+GRABCUT_SEED = 0x5EED  # see run_grabcut: deterministic colour models
+
 
 @dataclass(frozen=True)
 class PreparedImage:
@@ -275,6 +277,9 @@ def run_grabcut(prep: PreparedImage, seed: np.ndarray,
     fgd = np.zeros((1, 65), np.float64)
     results = []
     try:
+        # GrabCut's colour models start from k-means on this thread's RNG: seeded, the same
+        # image and prompt give the same mask whatever ran before (in this process or not)
+        cv2.setRNGSeed(GRABCUT_SEED)
         cv2.grabCut(image, crop, (0, 0, 0, 0), bgd, fgd, params.early_iterations,
                     cv2.GC_INIT_WITH_MASK)
         results.append(_is_fg(crop))

@@ -42,6 +42,7 @@ from app.core.jobs import CancelToken, Progress
 from app.core.lru import BoundedCache
 from app.core.types import Prompt
 from app.predict.base import Capabilities, Predictor, PredictorError, SourceKind
+from app.predict.classical.ops import GRABCUT_SEED
 from app.predict.propagation import (
     FrameResult,
     FrameSource,
@@ -180,6 +181,7 @@ def refine(image: np.ndarray, warped: np.ndarray, params: PropagationParams,
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     try:
+        cv2.setRNGSeed(GRABCUT_SEED)  # the same frames give the same masks (see ops.py)
         cv2.grabCut(bgr, crop, (0, 0, 0, 0), bgd, fgd, params.iterations, cv2.GC_INIT_WITH_MASK)
     except cv2.error:  # degenerate colour model (e.g. a flat crop): keep the warped mask
         return warped
