@@ -15,12 +15,18 @@ from app.cluster.worker_model import WorkerModel, worker_model
 def local_ray() -> Iterator[str]:
     """A local Ray for the module (its GCS address, for subprocess drivers); shut down after."""
     ray = pytest.importorskip("ray")
+    # A busy 2-core machine starts Serve's proxy in more than the 5 s (ready) and 10 s
+    # (health) that Serve allows, and then kills it; the processes Ray starts read these.
+    patch = pytest.MonkeyPatch()
+    patch.setenv("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "120")
+    patch.setenv("RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S", "120")
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False,
              log_to_driver=False, _node_ip_address="127.0.0.1")  # loopback only
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        patch.undo()
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -142,6 +143,31 @@ def test_the_desktop_client_works_unchanged(served: str, tiny_model: WorkerModel
         local.close()
 
 
+def replica_states() -> str:
+    """The replica states Serve reports for the app, e.g. ``RUNNING 1, STARTING 1``."""
+    from ray import serve
+
+    app = serve.status().applications.get(APP_NAME)
+    if app is None:
+        return "no application"
+    said = []
+    for d in app.deployments.values():
+        states = ", ".join(f"{state} {n}" for state, n in d.replica_states.items())
+        said.append(f"{states} ({d.message})" if d.message else states)
+    return "; ".join(said)
+
+
+def memory_available() -> str:
+    """The memory the kernel says is available (Ray's monitor kills the newest worker near
+    95% use), for the failure message."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+    except OSError:
+        return "memory unknown"
+    return f"{int(fields['MemAvailable'].split()[0]) / 2**20:.1f} GiB available"
+
+
 def images_for_each_replica(url: str) -> list[np.ndarray]:
     """One image that the router sends to each replica (by the same rendezvous hash)."""
     replicas = sorted(replicas_seen(url))
@@ -201,11 +227,12 @@ def test_a_replica_killed_under_load_is_replaced_and_clients_only_retry(served: 
     import ray
 
     pictures = images_for_each_replica(served)
+    before = replicas_seen(served)
     names = [n for n in ray.util.list_named_actors(all_namespaces=True)
              if n["name"].startswith("SERVE_REPLICA::")]
-    assert len(names) == 2
+    assert len(names) == 2 and len(before) == 2
     victim = ray.get_actor(names[0]["name"], namespace=names[0]["namespace"])
-    pid = ray.get(victim.__ray_call__.remote(lambda self: os.getpid()))
+    pid: Any = ray.get(victim.__ray_call__.remote(lambda self: os.getpid()))
     stop = threading.Event()
     outcome: list[tuple[Recorder, list[str]]] = []
     load = threading.Thread(target=lambda: outcome.append(
@@ -213,19 +240,27 @@ def test_a_replica_killed_under_load_is_replaced_and_clients_only_retry(served: 
     load.start()
     time.sleep(5.0)  # clicks flowing to both replicas
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 180
+    killed = time.monotonic()
+    trace: list[str] = []  # what Serve said after the kill, for the failure message
     replaced = False
-    while not replaced and time.monotonic() < deadline:
+    while not replaced and time.monotonic() < killed + 300:
         time.sleep(2.0)
         alive = [n["name"] for n in ray.util.list_named_actors(all_namespaces=True)
                  if n["name"].startswith("SERVE_REPLICA::")]
-        replaced = len(alive) == 2 and names[0]["name"] not in alive and \
-            len(replicas_seen(served, 20)) == 2
+        # requests naming no image go to the less busy of two replicas, so an idle new
+        # replica takes them all while the survivor works: it is enough that it answers
+        new = replicas_seen(served, 20) - before
+        trace.append(f"{time.monotonic() - killed:.0f}s: {len(alive)} alive, victim "
+                     f"{'listed' if names[0]['name'] in alive else 'gone'}, "
+                     f"{'a new one' if new else 'no new one'} answering, {replica_states()}, "
+                     f"{memory_available()}")
+        replaced = len(alive) == 2 and names[0]["name"] not in alive and bool(new)
+    print("\n".join(trace))
     time.sleep(3.0)  # clicks on the new replica too
     stop.set()
     load.join(600)
     recorder, errors = outcome[0]
-    assert replaced, "Serve did not replace the killed replica"
+    assert replaced, "Serve did not replace the killed replica:\n" + "\n".join(trace)
     assert errors == []
     # the survivor (and the new replica) took the victim's images from the shared cache
     assert recorder.not_found == 0
