@@ -22,7 +22,7 @@ from shapely.geometry import MultiPolygon, Polygon
 from app.core.errors import ProjectError
 from app.core.geometry import drop_slivers
 from app.core.project_schema import check_geometry, geometry_from_wkb, geometry_to_wkb
-from app.core.types import Geometry, Instance, Label, Source
+from app.core.types import Geometry, Instance, InstanceOrigin, Label, Source
 
 if TYPE_CHECKING:
     from app.core.project import Project
@@ -41,14 +41,16 @@ def geom_in(text: str) -> Geometry:
 def instance_out(inst: Instance) -> dict[str, Any]:
     return {"id": inst.id, "image_id": inst.image_id, "label": inst.label,
             "label_id": inst.label_id, "geometry": geom_out(inst.geometry),
-            "score": inst.score, "source": Source(inst.source).value}
+            "score": inst.score, "source": Source(inst.source).value,
+            "track_id": inst.track_id, "origin": InstanceOrigin(inst.origin).value}
 
 
 def instance_in(data: dict[str, Any]) -> Instance:
     return Instance(image_id=data["image_id"], label=data["label"],
                     geometry=geom_in(data["geometry"]), score=data["score"],
                     source=Source(data["source"]), id=data["id"],
-                    label_id=data.get("label_id"))
+                    label_id=data.get("label_id"), track_id=data.get("track_id"),
+                    origin=InstanceOrigin(data.get("origin", InstanceOrigin.ANCHOR)))
 
 
 def find_label(project: Project, label_id: int | None, name: str) -> Label | None:

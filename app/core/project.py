@@ -4,6 +4,9 @@ See ``app.core.project_db`` for durability (WAL, synchronous=FULL, one transacti
 and thread safety (one connection behind one re-entrant lock). Edits that must be undoable go
 through ``app.core.commands``, which wraps each edit and its history entry in one transaction.
 
+Videos and frame folders, their frames (image rows that are not files, left out of
+``images()``) and tracks are in ``project.sequences`` (``app.core.project_sequences``).
+
 Lookups by id (``image``, ``instance``) raise ProjectError when the id is unknown; lookups by
 name or path (``label``, ``image_by_path``) return None.
 """
@@ -23,15 +26,25 @@ from app.core.jobs import CancelToken, Progress
 from app.core.project_db import ProjectFile
 from app.core.project_files import AddReport, RelocateReport, add_images, relocate
 from app.core.project_schema import (
+    INSTANCE_SQL,
     check_geometry,
     distinct_colour,
-    geometry_from_wkb,
     geometry_to_wkb,
+    instance_from_row,
     normalise_colour,
     now,
 )
+from app.core.project_sequences import SequenceStore
 from app.core.proposals import ProposalStore
-from app.core.types import Geometry, ImageRecord, ImageStatus, Instance, Label, Source
+from app.core.types import (
+    Geometry,
+    ImageRecord,
+    ImageStatus,
+    Instance,
+    InstanceOrigin,
+    Label,
+    Source,
+)
 
 __all__ = ["AddReport", "Project", "RelocateReport"]
 
@@ -39,10 +52,7 @@ HOTKEYS = tuple("123456789")
 LABEL_SEQ = "label_id_seq"  # meta key: the highest label id handed out
 _KEEP: Any = object()
 
-_INSTANCE_SQL = (
-    "SELECT i.id, i.image_id, i.label_id, l.name, i.geometry, i.score, i.source "
-    "FROM instances i JOIN labels l ON l.id = i.label_id"
-)
+_INSTANCE_SQL = INSTANCE_SQL
 
 
 def natural_key(path: str) -> tuple[tuple[tuple[int, int | str], ...], ...]:
@@ -60,9 +70,9 @@ def _image_row(row: sqlite3.Row) -> ImageRecord:
 
 
 def _instance_row(row: sqlite3.Row) -> Instance:
-    return Instance(image_id=row["image_id"], label=row["name"],
-                    geometry=geometry_from_wkb(row["geometry"]), score=row["score"],
-                    source=Source(row["source"]), id=row["id"], label_id=row["label_id"])
+    """An instance with its track and origin (``instance_from_row``, shared with the
+    sequence store)."""
+    return instance_from_row(row)
 
 
 def _label_row(row: sqlite3.Row) -> Label:
@@ -77,6 +87,12 @@ class Project(ProjectFile):
     def proposals(self) -> ProposalStore:
         """What automatic tools proposed for this project's images (``app.core.proposals``)."""
         return ProposalStore(self)
+
+    @property
+    def sequences(self) -> SequenceStore:
+        """The project's videos and frame folders, their frames and tracks
+        (``app.core.project_sequences``)."""
+        return SequenceStore(self)
 
     # --- images -------------------------------------------------------------------------------
 
@@ -98,11 +114,12 @@ class Project(ProjectFile):
         return dataclasses.replace(record, id=cur.lastrowid)
 
     def images(self, status: ImageStatus | str | None = None) -> list[ImageRecord]:
-        """All images (or those with ``status``) in natural path order (img2 before img10)."""
+        """All images (or those with ``status``) in natural path order (img2 before img10).
+        Plain image files only: the frames of sequences are reached through ``sequences``."""
         if status is None:
-            rows = self.query("SELECT * FROM images")
+            rows = self.query("SELECT * FROM images WHERE sequence_id IS NULL")
         else:
-            rows = self.query("SELECT * FROM images WHERE status = ?",
+            rows = self.query("SELECT * FROM images WHERE sequence_id IS NULL AND status = ?",
                               (ImageStatus(status).value,))
         return sorted((_image_row(r) for r in rows), key=lambda r: natural_key(r.path))
 
@@ -142,8 +159,10 @@ class Project(ProjectFile):
             raise ProjectError(f"{self._path}: no image with id {image_id}")
 
     def status_counts(self) -> dict[ImageStatus, int]:
+        """Plain images by status (a frame's status means nothing)."""
         counts = dict.fromkeys(ImageStatus, 0)
-        for row in self.query("SELECT status, COUNT(*) AS n FROM images GROUP BY status"):
+        for row in self.query("SELECT status, COUNT(*) AS n FROM images "
+                              "WHERE sequence_id IS NULL GROUP BY status"):
             counts[ImageStatus(row["status"])] = row["n"]
         return counts
 
@@ -229,24 +248,33 @@ class Project(ProjectFile):
                 conn.execute("UPDATE labels SET position = ? WHERE name = ?", (position, name))
 
     def remove_label(self, name: str, *, delete_instances: bool = False) -> None:
-        """Remove a label; refused while instances use it unless ``delete_instances``."""
+        """Remove a label; refused while instances or tracks use it unless
+        ``delete_instances`` (which deletes those tracks and all their instances too)."""
         with self.transaction() as conn:
             label = self.label(name)
             if label is None:
                 raise ProjectError(f"no label {name!r}")
             used = conn.execute("SELECT COUNT(*) FROM instances WHERE label_id = ?",
                                 (label.id,)).fetchone()[0]
-            if used and not delete_instances:
-                raise ProjectError(f"label {name!r} is used by {used} instance(s)")
+            tracks = [r[0] for r in conn.execute("SELECT id FROM tracks WHERE label_id = ?",
+                                                 (label.id,))]
+            if (used or tracks) and not delete_instances:
+                what = f"{used} instance(s)" if used else f"{len(tracks)} track(s)"
+                raise ProjectError(f"label {name!r} is used by {what}")
+            marks = ", ".join("?" * len(tracks))
             images = [r[0] for r in conn.execute(
-                "SELECT DISTINCT image_id FROM instances WHERE label_id = ?", (label.id,))]
-            conn.execute("DELETE FROM instances WHERE label_id = ?", (label.id,))
+                "SELECT DISTINCT image_id FROM instances WHERE label_id = ? "
+                f"OR track_id IN ({marks})", (label.id, *tracks))]
+            conn.execute(f"DELETE FROM instances WHERE label_id = ? OR track_id IN ({marks})",
+                         (label.id, *tracks))
+            conn.execute("DELETE FROM tracks WHERE label_id = ?", (label.id,))
             conn.execute("DELETE FROM labels WHERE id = ?", (label.id,))
             for image_id in images:
                 self._settle_status(image_id)
 
     def label_counts(self) -> dict[str, int]:
-        """Number of instances of each label (every label listed, in display order)."""
+        """Number of instances of each label (every label listed, in display order), on
+        images and frames alike."""
         rows = self.query(
             "SELECT l.name, COUNT(i.id) AS n FROM labels l LEFT JOIN instances i "
             "ON i.label_id = l.id GROUP BY l.id ORDER BY l.position, l.id")
@@ -259,9 +287,12 @@ class Project(ProjectFile):
         rows = self.query(f"{_INSTANCE_SQL} WHERE i.image_id = ? ORDER BY i.id", (image_id,))
         return [_instance_row(r) for r in rows]
 
-    def all_instances(self) -> Iterator[Instance]:
-        """Every instance of the project, by image then creation order."""
-        for row in self.query(f"{_INSTANCE_SQL} ORDER BY i.image_id, i.id"):
+    def all_instances(self, *, include_frames: bool = False) -> Iterator[Instance]:
+        """Every instance of the project's plain images (and of sequence frames too with
+        ``include_frames``: their image rows are not files), by image then creation order."""
+        where = "" if include_frames else (
+            " WHERE i.image_id IN (SELECT id FROM images WHERE sequence_id IS NULL)")
+        for row in self.query(f"{_INSTANCE_SQL}{where} ORDER BY i.image_id, i.id"):
             yield _instance_row(row)
 
     def instance(self, instance_id: int) -> Instance:
@@ -271,6 +302,8 @@ class Project(ProjectFile):
         return _instance_row(rows[0])
 
     def instance_count(self, image_id: int | None = None) -> int:
+        """Instances of one image or frame, or (None) of the whole project, frames included
+        (as ``label_counts`` counts them)."""
         if image_id is None:
             return self.query("SELECT COUNT(*) FROM instances")[0][0]
         return self.query("SELECT COUNT(*) FROM instances WHERE image_id = ?", (image_id,))[0][0]
@@ -278,24 +311,40 @@ class Project(ProjectFile):
     def add_instance(self, inst: Instance) -> Instance:
         """Store a new instance and return it with its id. An unknown label is created; an
         image still 'new' becomes 'in progress'. An ``inst.id`` that is given (undo of a
-        delete) is reused and must be free."""
+        delete) is reused and must be free. A ``track_id`` must be a track of the sequence
+        the image is a frame of."""
         geometry = check_geometry(inst.geometry)
         stamp = now()
         with self.transaction():
             self.image(inst.image_id)
+            if inst.track_id is not None:
+                self._check_track(inst.image_id, inst.track_id)
             label = self.ensure_label(inst.label)
             cur = self.execute(
                 "INSERT INTO instances (id, image_id, label_id, geometry, score, source, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, updated_at, track_id, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (inst.id, inst.image_id, label.id, geometry_to_wkb(geometry), inst.score,
-                 Source(inst.source).value, stamp, stamp))
+                 Source(inst.source).value, stamp, stamp, inst.track_id,
+                 InstanceOrigin(inst.origin).value))
             self.execute("UPDATE images SET status = ? WHERE id = ? AND status = ?",
                         (ImageStatus.IN_PROGRESS.value, inst.image_id, ImageStatus.NEW.value))
         return dataclasses.replace(inst, label=label.name, id=cur.lastrowid, label_id=label.id)
 
+    def _check_track(self, image_id: int, track_id: int) -> None:
+        rows = self.query(
+            "SELECT t.sequence_id, im.sequence_id AS frame_of FROM tracks t, images im "
+            "WHERE t.id = ? AND im.id = ?", (track_id, image_id))
+        if not rows:
+            raise ProjectError(f"{self._path}: no track with id {track_id}")
+        if rows[0]["sequence_id"] != rows[0]["frame_of"]:
+            raise ProjectError(f"{self._path}: image {image_id} is not a frame of the "
+                               f"sequence of track {track_id}")
+
     def update_geometry(self, instance_id: int, geom: Geometry) -> None:
+        """Replace an instance's geometry; a propagated instance becomes an anchor (the
+        person corrected it, so propagation must not overwrite it)."""
         blob = geometry_to_wkb(check_geometry(geom))
-        self._update_instance(instance_id, "geometry = ?", blob)
+        self._update_instance(instance_id, "geometry = ?, origin = 'anchor'", blob)
 
     def update_label_of(self, instance_id: int, label: str) -> None:
         """Give the instance another label (created if unknown)."""

@@ -18,11 +18,12 @@ import shapely
 from shapely.geometry import MultiPolygon, Polygon
 
 from app.core.errors import ProjectError
-from app.core.types import Geometry
+from app.core.types import Geometry, Instance, InstanceOrigin, Source
 
 # 'MLOP': marks the SQLite file as a MaskLoop project (PRAGMA application_id).
 APPLICATION_ID = 0x4D4C4F50
-SCHEMA_VERSION = 3  # 2: history rows refer to labels by id; image_checks. 3: proposals
+SCHEMA_VERSION = 4  # 2: history rows refer to labels by id; image_checks. 3: proposals.
+# 4: sequences (videos, frame folders), their frames as image rows, tracks
 
 SCHEMA_V1 = """
 CREATE TABLE meta (
@@ -120,6 +121,43 @@ CREATE TABLE autolabel_done (
 );
 """
 
+SCHEMA_V4 = """
+-- Videos and frame folders (app.core.project_sequences). path is relative to the image root
+-- as images' are, content_hash the video file's hash or one over a folder's frame files.
+CREATE TABLE sequences (
+    id           INTEGER PRIMARY KEY,
+    path         TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL CHECK (kind IN ('video', 'frames')),
+    frame_count  INTEGER NOT NULL CHECK (frame_count > 0),
+    fps          REAL NOT NULL CHECK (fps >= 0),  -- 0: the video does not say
+    width        INTEGER NOT NULL CHECK (width > 0),
+    height       INTEGER NOT NULL CHECK (height > 0),
+    content_hash TEXT NOT NULL,
+    added_at     TEXT NOT NULL
+);
+-- A frame is an images row with its sequence and index (both NULL for a plain image),
+-- made on first use: instances, proposals and the history hang off it as off any image.
+ALTER TABLE images ADD COLUMN sequence_id INTEGER REFERENCES sequences (id) ON DELETE CASCADE;
+ALTER TABLE images ADD COLUMN frame_index INTEGER CHECK (frame_index >= 0);
+CREATE UNIQUE INDEX images_by_frame ON images (sequence_id, frame_index);
+-- One object followed through a sequence. AUTOINCREMENT: ids are never handed out twice.
+CREATE TABLE tracks (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    sequence_id INTEGER NOT NULL REFERENCES sequences (id) ON DELETE CASCADE,
+    name        TEXT NOT NULL CHECK (length(name) > 0),
+    label_id    INTEGER NOT NULL REFERENCES labels (id) ON DELETE RESTRICT,
+    created_at  TEXT NOT NULL,
+    UNIQUE (sequence_id, name)
+);
+CREATE INDEX tracks_by_label ON tracks (label_id);
+-- track_id: no ON DELETE action, so a track cannot be deleted while instances name it
+-- (SequenceStore.delete_track deletes them first). origin: the person's or propagation's.
+ALTER TABLE instances ADD COLUMN track_id INTEGER REFERENCES tracks (id);
+ALTER TABLE instances ADD COLUMN origin TEXT NOT NULL DEFAULT 'anchor'
+    CHECK (origin IN ('anchor', 'propagated'));
+CREATE INDEX instances_by_track ON instances (track_id, image_id)
+"""
+
 Migration = Callable[[sqlite3.Connection], None]
 
 
@@ -171,8 +209,14 @@ def _proposals(conn: sqlite3.Connection) -> None:
     _run_script(conn, SCHEMA_V3)
 
 
+def _sequences(conn: sqlite3.Connection) -> None:
+    """3 -> 4: sequences, frames as image rows, tracks, and each instance's track and origin
+    (every existing instance is a plain image's, so NULL and 'anchor')."""
+    _run_script(conn, SCHEMA_V4)
+
+
 # MIGRATIONS[v] takes a file from schema version v to v + 1.
-MIGRATIONS: dict[int, Migration] = {1: _history_label_ids, 2: _proposals}
+MIGRATIONS: dict[int, Migration] = {1: _history_label_ids, 2: _proposals, 3: _sequences}
 
 
 def now() -> str:
@@ -182,7 +226,7 @@ def now() -> str:
 
 def create_schema(conn: sqlite3.Connection) -> None:
     """Create the current schema in an empty database (inside the caller's transaction)."""
-    _run_script(conn, SCHEMA_V1 + SCHEMA_V2 + SCHEMA_V3)
+    _run_script(conn, SCHEMA_V1 + SCHEMA_V2 + SCHEMA_V3 + SCHEMA_V4)
     conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -236,6 +280,20 @@ def check_geometry(geom: object, what: str = "geometry") -> Geometry:
 def geometry_to_wkb(geom: Geometry) -> bytes:
     """2-D little-endian WKB: doubles are stored as they are, so the round trip is exact."""
     return shapely.to_wkb(geom, output_dimension=2, byte_order=1)
+
+
+# What ``instance_from_row`` reads: an instance with its label's current name.
+INSTANCE_COLUMNS = ("i.id, i.image_id, i.label_id, l.name, i.geometry, i.score, i.source, "
+                    "i.track_id, i.origin")
+INSTANCE_SQL = f"SELECT {INSTANCE_COLUMNS} FROM instances i JOIN labels l ON l.id = i.label_id"
+
+
+def instance_from_row(row: sqlite3.Row) -> Instance:
+    """An Instance from a row of ``INSTANCE_SQL``."""
+    return Instance(image_id=row["image_id"], label=row["name"],
+                    geometry=geometry_from_wkb(row["geometry"]), score=row["score"],
+                    source=Source(row["source"]), id=row["id"], label_id=row["label_id"],
+                    track_id=row["track_id"], origin=InstanceOrigin(row["origin"]))
 
 
 def geometry_from_wkb(data: bytes | str) -> Geometry:

@@ -28,6 +28,14 @@ class Source(StrEnum):
     CLASSICAL = "classical"
 
 
+class InstanceOrigin(StrEnum):
+    """Whether a person stands behind an instance (the frames propagation starts from and
+    must never overwrite) or propagation wrote it and nobody has reviewed it yet."""
+
+    ANCHOR = "anchor"  # drawn, clicked, or a propagated one the person edited
+    PROPAGATED = "propagated"  # written by propagation, not reviewed
+
+
 class ImageStatus(StrEnum):
     NEW = "new"
     IN_PROGRESS = "in progress"
@@ -219,7 +227,9 @@ class Instance:
     """One annotated object: a label and a (Multi)Polygon with holes, in image pixels.
     ``label_id`` is the label's id in the project when the instance was read from one (the
     edit history refers to labels by it, so a renamed label is followed); the project
-    stores instances by ``label`` name and ignores ``label_id``."""
+    stores instances by ``label`` name and ignores ``label_id``. On a frame of a sequence,
+    ``track_id`` is the track the instance belongs to and ``origin`` says whether a person
+    made it or propagation did."""
 
     image_id: int
     label: str
@@ -228,6 +238,34 @@ class Instance:
     source: Source = Source.MANUAL
     id: int | None = None
     label_id: int | None = field(default=None, compare=False)
+    track_id: int | None = None
+    origin: InstanceOrigin = InstanceOrigin.ANCHOR
+
+
+@dataclass(frozen=True)
+class SequenceRecord:
+    """A video file or frame folder of a project: path relative to the image root (POSIX);
+    ``kind`` is "video" or "frames"; its frames are reached through ``project.sequences``."""
+
+    path: str
+    kind: str
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+    content_hash: str
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class Track:
+    """One object followed through a sequence: its name (unique in the sequence, e.g.
+    "car 1") and label name; its instances carry ``track_id``."""
+
+    sequence_id: int
+    name: str
+    label: str
+    id: int | None = None
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import shapely
+from old_schemas import rewrite_as_version
 from shapely.geometry import Polygon, box
 
 from app.core.commands import (
@@ -253,10 +254,8 @@ def test_old_history_rows_with_label_names_still_load(project: Project) -> None:
     stack.push(Relabel(a.id, "cat"))
     stack.push(DeleteInstance(a.id))
     _make_rows_old(project)
-    for table in ("image_checks", "proposals", "autolabel_done"):  # the schema of version 1
-        project.execute(f"DROP TABLE {table}")
-    project.execute("PRAGMA user_version = 1")
     project.close()
+    rewrite_as_version(project.path, 1)
     with Project.open(project.path) as reopened:
         reopened.update_label("cat", new_name="feline")
         reopened.update_label("bird", new_name="eagle")

@@ -152,7 +152,7 @@ def test_version2_file_opens_and_migrates(tmp_path: Path) -> None:
     path = tmp_path / "old.maskloop"
     _version2_file(path)
     with Project.open(path) as project:
-        assert project.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION == 3
+        assert project.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
         assert [i.label for i in project.instances(1)] == ["bird"]
         assert project.proposals.counts() == ProposalCounts()
         ids = project.proposals.add(1, [proposal(box(0, 0, 5, 5))])
