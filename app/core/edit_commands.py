@@ -27,7 +27,7 @@ from app.core.command_base import (
 )
 from app.core.errors import ProjectError
 from app.core.project import Project
-from app.core.types import Geometry, ImageStatus, Instance
+from app.core.types import Geometry, ImageStatus, Instance, InstanceOrigin
 
 
 @register
@@ -114,6 +114,7 @@ class EditGeometry(Command):
     new: Geometry
     old: Geometry | None = None
     image_id: int | None = None
+    old_origin: InstanceOrigin = InstanceOrigin.ANCHOR  # a propagated one becomes an anchor
     kind: ClassVar[str] = "edit"
 
     @property
@@ -125,21 +126,24 @@ class EditGeometry(Command):
         self.image_id = current.image_id
         if self.old is None:
             self.old = current.geometry
+            self.old_origin = current.origin
         project.update_geometry(self.instance_id, self.new)
 
     def undo(self, project: Project) -> None:
         if self.old is None:
             raise ProjectError("cannot undo an edit that was never done")
-        project.update_geometry(self.instance_id, self.old)
+        project.update_geometry(self.instance_id, self.old, self.old_origin)
 
     def to_dict(self) -> dict[str, Any]:
         return {"instance_id": self.instance_id, "image_id": self.image_id,
-                "new": geom_out(self.new), "old": geom_out(self.old) if self.old else None}
+                "new": geom_out(self.new), "old": geom_out(self.old) if self.old else None,
+                "old_origin": str(self.old_origin)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EditGeometry:
         old = geom_in(data["old"]) if data.get("old") else None
-        return cls(data["instance_id"], geom_in(data["new"]), old, data.get("image_id"))
+        return cls(data["instance_id"], geom_in(data["new"]), old, data.get("image_id"),
+                   InstanceOrigin(data.get("old_origin", InstanceOrigin.ANCHOR)))
 
 
 @register

@@ -340,11 +340,14 @@ class Project(ProjectFile):
             raise ProjectError(f"{self._path}: image {image_id} is not a frame of the "
                                f"sequence of track {track_id}")
 
-    def update_geometry(self, instance_id: int, geom: Geometry) -> None:
+    def update_geometry(self, instance_id: int, geom: Geometry,
+                        origin: InstanceOrigin = InstanceOrigin.ANCHOR) -> None:
         """Replace an instance's geometry; a propagated instance becomes an anchor (the
-        person corrected it, so propagation must not overwrite it)."""
+        person corrected it, so propagation must not overwrite it). ``origin``: what it
+        becomes instead (undoing that correction gives it back as propagated)."""
         blob = geometry_to_wkb(check_geometry(geom))
-        self._update_instance(instance_id, "geometry = ?, origin = 'anchor'", blob)
+        self._update_instance(instance_id, f"geometry = ?, origin = '{InstanceOrigin(origin)}'",
+                              blob)
 
     def update_label_of(self, instance_id: int, label: str) -> None:
         """Give the instance another label (created if unknown)."""

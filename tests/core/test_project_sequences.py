@@ -287,6 +287,16 @@ def test_editing_a_propagated_instance_makes_it_an_anchor(project: Project, root
     assert store.put_propagated(video, 4, car.id, square(9), 0.8) is None
     assert project.instance(made.id).geometry.equals(square(7))
     assert store.anchors(video) == {car.id: {4: project.instance(made.id)}}
+    stack.undo()  # the correction undone: the machine's mask again, which a rerun may replace
+    assert project.instance(made.id).origin is InstanceOrigin.PROPAGATED
+    assert project.instance(made.id).geometry.equals(square(5))
+    project.close()
+    with Project.open(project.path) as reopened:  # the history keeps the origin it had
+        stack = UndoStack(reopened, made.image_id)
+        stack.redo()
+        assert reopened.instance(made.id).origin is InstanceOrigin.ANCHOR
+        stack.undo()
+        assert reopened.instance(made.id).origin is InstanceOrigin.PROPAGATED
 
 
 def test_undo_keeps_an_instance_in_its_track(project: Project, root: Path) -> None:
