@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint test-fast package test-package clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@command -v $(PYTHON) >/dev/null || { echo "needs $(PYTHON)"; exit 2; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,video,cluster]'
 	# sam2 builds against the installed torch; --no-deps keeps torchvision out.
 	SAM2_BUILD_CUDA=0 $(BIN)/python -m pip install -q --no-build-isolation --no-deps sam2==1.1.0
+	# TrackEval scores the youtube-vis and mots exports in the tests. --no-deps: its wheel needs
+	# opencv-python, which clashes with opencv-python-headless; scipy, pycocotools and
+	# matplotlib (plots only, never imported by the tests) come with the dev extra.
+	$(BIN)/python -m pip install -q --no-deps trackeval==1.3.0
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -20,8 +20,9 @@ from typing import Any
 from app.core.errors import FormatError, ProjectError
 from app.core.jobs import Progress
 
-EXPORT_CHOICES = ("coco", "yolo", "labelme", "masks", "overlay")
-IMPORT_CHOICES = ("coco", "yolo", "labelme", "masks")
+VIDEO_CHOICES = ("youtube-vis", "mots")  # the project's sequences and their tracks
+EXPORT_CHOICES = ("coco", "yolo", "labelme", "masks", "overlay", *VIDEO_CHOICES)
+IMPORT_CHOICES = ("coco", "yolo", "labelme", "masks", *VIDEO_CHOICES)
 COPY_OPTION = {"coco": "copy_images", "yolo": "copy_mode", "labelme": "images"}
 MAX_LISTED = 20  # missing images / skipped files listed before "and N more"
 
@@ -170,7 +171,28 @@ def _select_images(project: Any, wanted: list[str] | None) -> list[int] | None:
     return ids
 
 
+def _video_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Options of a youtube-vis / mots export; FormatError for the image-only ones."""
+    given = [flag for flag, value in (("--images", args.images), ("--rle", args.rle),
+                                      ("--copy-images", args.copy_images),
+                                      ("--include-proposals", args.include_proposals),
+                                      ("--verify", args.verify or args.verify_min_iou))
+             if value]
+    if given:
+        raise FormatError(f"{', '.join(given)} do(es) not apply to {args.format} export "
+                          "(it writes sequences: --sequences, --frame-images, --results)")
+    options: dict[str, Any] = {"images": args.frame_images, "results": args.results}
+    if args.sequences:
+        options["sequences"] = list(args.sequences)
+    return options
+
+
 def _export_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.format in VIDEO_CHOICES:
+        return _video_options(args)
+    if args.sequences or args.frame_images or args.results:
+        raise FormatError(f"--sequences, --frame-images and --results apply to "
+                          f"{' and '.join(VIDEO_CHOICES)} export only")
     options: dict[str, Any] = {}
     if args.rle:
         options["rle"] = True
@@ -190,6 +212,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from app.core.project import Project
 
     verify = args.verify or args.verify_min_iou is not None
+    if args.format in VIDEO_CHOICES:
+        return _export_videos(args)
     with Project.open(args.project) as project:
         image_ids = _select_images(project, args.images)
         with progress_bar(f"Exporting {args.format}", args.quiet) as progress:
@@ -223,6 +247,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 1
 
 
+def _export_videos(args: argparse.Namespace) -> int:
+    from app.core.formats import export_project
+    from app.core.project import Project
+
+    options = _export_options(args)
+    with (Project.open(args.project) as project,
+          progress_bar(f"Exporting {args.format}", args.quiet) as progress):
+        report = export_project(project, args.format, Path(args.out), overwrite=args.overwrite,
+                                progress=progress, **options)
+    print(f"Exported {report.images} sequence(s) with {report.instances} tracked mask(s) "
+          f"as {args.format} to {args.out}")
+    for warning in _listed(report.warnings):
+        print(f"  warning: {warning}")
+    return 0
+
+
 @_os_errors_as(FormatError)
 def cmd_import(args: argparse.Namespace) -> int:
     from app.core.formats import import_into_project
@@ -235,6 +275,14 @@ def cmd_import(args: argparse.Namespace) -> int:
           progress_bar(f"Importing {args.format}", args.quiet) as progress):
         report = import_into_project(project, args.format, src, progress=progress,
                                      skip_duplicates=not args.keep_duplicates)
+    if args.format in VIDEO_CHOICES:
+        print(f"Imported {report.instances_added} tracked mask(s) from {src}: "
+              f"{report.images_matched} sequence(s) matched, "
+              f"{len(report.labels_created)} label(s) created, "
+              f"{report.duplicates_skipped} duplicate mask(s) skipped")
+        for warning in _listed(report.warnings):
+            print(f"  warning: {warning}")
+        return 0
     print(f"Imported {report.instances_added} instance(s) from {src}: "
           f"{report.images_matched} image(s) matched, {report.images_added} added, "
           f"{len(report.labels_created)} label(s) created, "
@@ -274,7 +322,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     export = subparsers.add_parser("export", help="export annotations",
                                    description="Export the project (or some images) to COCO, "
-                                   "YOLO segmentation, labelme JSON, PNG masks or overlays. "
+                                   "YOLO segmentation, labelme JSON, PNG masks or overlays, or "
+                                   "its sequences' tracks to YouTube-VIS JSON or MOTS text. "
                                    "The project's images and files the export did not write "
                                    "are never touched.")
     export.add_argument("project", metavar="PROJECT")
@@ -302,6 +351,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="also export the pending proposals (automatic results not yet "
                         "reviewed) as instances under their label; those without a label are "
                         "skipped and counted")
+    export.add_argument("--sequences", nargs="+", metavar="ID_OR_NAME",
+                        help="youtube-vis/mots: only these sequences (ids, names or paths; "
+                        "default: all)")
+    export.add_argument("--frame-images", choices=("jpg", "png"),
+                        help="youtube-vis/mots: also write every frame as an image")
+    export.add_argument("--results", action="store_true",
+                        help="youtube-vis/mots: write a tracker's results (predictions) "
+                        "instead of ground truth")
     export.add_argument("--overwrite", action="store_true",
                         help="export into a non-empty folder, replacing an earlier MaskLoop "
                         "export there: only the files its manifest lists are removed")
@@ -310,7 +367,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     imp = subparsers.add_parser("import", help="import annotations into a project",
                                 description="Import COCO (polygons and RLE), YOLO "
-                                "segmentation, labelme JSON or PNG masks.")
+                                "segmentation, labelme JSON or PNG masks, or tracks from "
+                                "YouTube-VIS JSON or MOTS text into the project's sequences "
+                                "of the same name.")
     imp.add_argument("project", metavar="PROJECT")
     imp.add_argument("src", metavar="SRC", help="annotation file or folder")
     imp.add_argument("--format", required=True, choices=IMPORT_CHOICES)

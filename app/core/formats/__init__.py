@@ -38,6 +38,11 @@ from app.core.formats.labelme import (
 from app.core.formats.masks import export_masks, read_masks
 from app.core.formats.output import MANIFEST_NAME, OutputFolder, manifest_info
 from app.core.formats.overlay import render_overlay, write_overlays
+from app.core.formats.video_project import (
+    VIDEO_FORMATS,
+    export_videos,
+    import_video_annotations,
+)
 from app.core.formats.yolo import export_yolo, read_yolo
 from app.core.image_checks import check_images
 from app.core.images import content_hash
@@ -50,6 +55,7 @@ __all__ = [
     "EXPORT_FORMATS",
     "FORMATS",
     "FidelityReport",
+    "VIDEO_FORMATS",
     "MANIFEST_NAME",
     "Dataset",
     "ExportReport",
@@ -146,7 +152,17 @@ def export_project(
     (then only the files an earlier export's manifest lists are removed), and it is refused
     when image files of the export could land among the project's images. The export is
     written beside ``out_dir`` and moved in at the end with its manifest
-    (``maskloop-export.json``), so a cancelled or failed export leaves the folder as it was."""
+    (``maskloop-export.json``), so a cancelled or failed export leaves the folder as it was.
+
+    ``VIDEO_FORMATS`` export the project's sequences instead (options ``sequences``,
+    ``images``, ``results``: see ``app.core.formats.video_project.export_videos``)."""
+    if fmt in VIDEO_FORMATS:
+        if image_ids is not None or verify or include_proposals:
+            raise FormatError(f"{fmt} export writes sequences: it takes no images, verify or "
+                              f"proposals")
+        _options_of(export_videos, fmt, options)
+        return export_videos(project, fmt, out_dir, overwrite=overwrite, progress=progress,
+                             cancel=cancel, **options)
     if fmt not in EXPORT_FORMATS:
         raise FormatError(f"unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}")
     if verify and fmt not in READERS:
@@ -373,7 +389,11 @@ def import_into_project(
     found; missing labels are created; each instance is added (one transaction per image).
     With ``skip_duplicates`` an instance that matches one already there (same label, IoU >=
     0.99) is not added again, so importing twice changes nothing. On cancel, the images
-    imported so far stay and ``Cancelled`` is raised."""
+    imported so far stay and ``Cancelled`` is raised. ``VIDEO_FORMATS`` add tracks to the
+    project's sequences of the same name (``video_project.import_video_annotations``)."""
+    if fmt in VIDEO_FORMATS:
+        return import_video_annotations(project, fmt, src, skip_duplicates=skip_duplicates,
+                                        progress=progress, cancel=cancel)
     matcher = _ImageMatcher(project)
     dataset = read_dataset(fmt, src, project_size=matcher.size_of)
     report = ImportReport(warnings=list(dataset.warnings))
