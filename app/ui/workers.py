@@ -5,13 +5,14 @@ GUI thread. Also the decoded-image store shared by the display and the encoder."
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
 from app.core.errors import ImageError
+from app.core.jobs import CancelToken
 from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey, MaskProposal, MaskResult, Prompt, Source
 from app.predict.base import Capabilities, EverythingOptions, FindQuery, Predictor, SourceKind
@@ -46,6 +47,11 @@ class ImageStore:
 
     def get(self, image_hash: str, path: Path) -> np.ndarray:
         """The decoded image (raises ImageError when the file cannot be read)."""
+        return self.get_with(image_hash, lambda: self._load(path))
+
+    def get_with(self, image_hash: str, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """``get`` for pixels that are not a file of their own (a sequence's frame):
+        ``load()`` decodes them once, cached by ``image_hash`` like files."""
         with self._lock:
             image = self._images.get(image_hash)  # now the most recent
             if image is not None:
@@ -56,7 +62,7 @@ class ImageStore:
                 image = self._images.get(image_hash)
                 if image is not None:
                     return image
-            image = self._load(path)
+            image = load()
             with self._lock:
                 self._images.put(image_hash, image)
                 self._busy.pop(image_hash, None)
@@ -87,6 +93,9 @@ class PredictorBridge(QObject):
       failed(kind, request_id, message) with kind "predict" | "embed" | "prefetch" |
       "everything" (request_id -1 for encodes), progress(ProgressEvent),
       proposals_ready(request_id, list[MaskProposal]).
+    Stepped jobs (``run_steps``: propagation through a sequence) answer with
+      step_done(request_id, item) after each step and steps_finished(request_id,
+      error message or None, cancelled) once at the end.
     """
 
     embedding_ready = Signal(object, float)
@@ -94,6 +103,8 @@ class PredictorBridge(QObject):
     failed = Signal(str, int, str)
     progress = Signal(object)  # ProgressEvent
     proposals_ready = Signal(int, object)
+    step_done = Signal(int, object)  # run_steps: (request id, the step's item)
+    steps_finished = Signal(int, object, bool)  # (request id, error message | None, cancelled)
     # worker thread -> GUI thread: a failure and the image it was about (queued)
     _job_failed = Signal(str, int, str, object)
 
@@ -165,6 +176,19 @@ class PredictorBridge(QObject):
             image_hash, self._loader(image_hash, path),
             [(h, self._loader(h, p)) for h, p in prefetch if not self.known_unreadable(h, p)])
 
+    def set_image_loader(self, image_hash: str, load: Callable[[], np.ndarray],
+                         prefetch: Sequence[tuple[str, Callable[[], np.ndarray]]] = ()) -> None:
+        """``set_image`` for pixels that are not a file (a sequence's frame:
+        ``RecordPixels.load``): ``load`` runs on the worker, cached in ``images`` by hash."""
+        self.current_hash = image_hash
+        self.service.set_current_image(
+            image_hash, self._cached(image_hash, load),
+            [(h, self._cached(h, ld)) for h, ld in prefetch])
+
+    def _cached(self, image_hash: str,
+                load: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+        return lambda: self.images.get_with(image_hash, load)
+
     def known_unreadable(self, image_hash: str, path: Path) -> bool:
         """Whether reading this image failed and its file has not changed since."""
         with self._unreadable_lock:
@@ -219,6 +243,23 @@ class PredictorBridge(QObject):
                                  self._loader(image_hash, path), query)
         return self._generation
 
+    def run_steps(self, make: Callable[[Predictor], Iterator[object]]) -> tuple[int, CancelToken]:
+        """Start a stepped job on the worker (``PredictionService.run_steps``: clicks get in
+        between its steps); returns its request id, carried by ``step_done`` and
+        ``steps_finished``, and the token that cancels it (the steps done are kept)."""
+        self._generation += 1
+        token = self.service.run_steps(self._generation, lambda _served: make(self._real()),
+                                       on_step=self._step_done, on_done=self._steps_finished)
+        return self._generation, token
+
+    def _real(self) -> Predictor:
+        """(worker) The predictor itself, not the service's ``EncodeProgress`` wrapper nor a
+        stand-in still loading (waits for it; raises Cancelled if the app closes first):
+        propagation needs the backend's own class (``propagator_for``)."""
+        wait = getattr(self.predictor, "wait_loaded", None)
+        real: Predictor = wait(None) if callable(wait) else self.predictor
+        return real
+
     def cancel_find_in(self) -> None:
         """Drop the ``find_all_in`` requests not answered yet."""
         self.service.cancel_find_in()
@@ -272,3 +313,11 @@ class PredictorBridge(QObject):
 
     def _everything(self, proposals: list[MaskProposal], generation: int) -> None:
         self.proposals_ready.emit(int(generation), proposals)
+
+    def _step_done(self, generation: int, item: object) -> None:
+        self.step_done.emit(int(generation), item)
+
+    def _steps_finished(self, generation: int, error: BaseException | None,
+                        cancelled: bool) -> None:
+        message = None if error is None else (str(error) or type(error).__name__)
+        self.steps_finished.emit(int(generation), message, bool(cancelled))

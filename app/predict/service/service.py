@@ -13,6 +13,9 @@ service's worker thread. Work is taken in this order:
    one image per job so that clicks get in between (``cancel_find_in`` drops the rest);
 4. prefetching the embeddings of the next images (speculative, so last).
 
+A stepped job (``run_steps``: propagation through a sequence) runs one step per round
+between 3's current-image requests and 3's find all in other images; see ``_next_locked``.
+
 A predictor with ``resumable_encode`` (local SAM2) encodes in steps (``start_embed``): the
 worker runs ONE step of one encode per scheduling round, so a click waits at most one
 encoder step, is decoded between two steps, and the encode then goes on where it stopped.
@@ -50,9 +53,9 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import ParamSpec
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
@@ -66,6 +69,7 @@ from app.predict.cache.store import EmbeddingCache
 from app.predict.service.encodes import ResumableEncodes, _Encode
 from app.predict.service.records import _Click, _Everything, _Image, _Status, _Task
 from app.predict.service.rhythm import ClickRhythm
+from app.predict.service.stepped import SteppedJob, SteppedJobs
 from app.predict.service.types import (
     ImageLoader,
     Job,
@@ -83,6 +87,7 @@ log = logging.getLogger(__name__)
 MAX_PREEMPTIONS = 2  # (one-call encodes) clicks that may cancel one prefetch before it must finish
 PREFETCHED_KEPT = 256  # recently prefetched image hashes remembered (predictors with no cache)
 P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -118,6 +123,7 @@ class PredictionService:
         self._finds: deque[_FindIn] = deque()  # find all in other images, in order
         self._finding: _FindIn | None = None  # the one running
         self._prefetch: deque[_Image] = deque()
+        self._steps = SteppedJobs()  # run_steps: one step per round (stepped.py)
         self._prefetch_total = 0
         self._prefetch_done = 0
         # recently embedded hashes
@@ -235,6 +241,27 @@ class PredictionService:
         if self._finding is not None:
             self._finding.token.cancel()
 
+    def run_steps(self, generation: int, make: Callable[[Predictor], Iterator[T]], *,
+                  on_step: Callable[[int, T], None],
+                  on_done: Callable[[int, BaseException | None, bool], None]) -> CancelToken:
+        """Run a long job on the worker, one step at a time: ``make(predictor)`` once, then
+        one item of its iterator per scheduling round (clicks and the current image's
+        encode go first between two steps), ``on_step(generation, item)`` after each,
+        ``on_done(generation, error, cancelled)`` at the end (both on the worker thread).
+        Cancelling the returned token (or ``cancel_all``) stops it before its next step and
+        closes the iterator, keeping the steps done. Jobs run one at a time, in order.
+        After ``shutdown`` the job never starts: ``on_done(generation, None, True)`` at once
+        (on the caller's thread)."""
+        job = SteppedJob(generation, make, on_step, on_done)
+        with self._cond:
+            if not self._stopping:
+                self._steps.add(job)
+                self._cond.notify_all()
+                return job.token
+        job.token.cancel()
+        job.finish(self._notify, None, cancelled=True)
+        return job.token
+
     def cancel_everything(self) -> None:
         """Cancel the pending or running segment-everything or find-all request."""
         with self._cond:
@@ -246,6 +273,7 @@ class PredictionService:
         with self._cond:
             self._cancel_everything_locked()
             self._cancel_finds_locked()
+            self._steps.cancel_all()  # the worker closes them and tells on_done
             if self._click is not None:
                 self._stats.stale_dropped += 1
                 self._click = None
@@ -362,6 +390,7 @@ class PredictionService:
             self._click is not None
             or self._everything is not None
             or self._finds
+            or self._steps
             or (cur is not None and cur.status == _Status.PENDING)
             or self._prefetch
         )
@@ -400,6 +429,17 @@ class PredictionService:
                 self._everything = None
                 job = Job(ev.kind, cur.hash, ev.generation)
                 return _Task(job, ev.token, lambda: self._run_everything(cur, ev, job))
+        # A stepped job (run_steps, e.g. propagation) after the current image's requests:
+        # a click waits at most one step and the current encode goes first, as the module
+        # says; segment everything / find all on the current image too (one request the
+        # person is looking at, the job resumes after it). But before find all in other
+        # images and prefetch: the person asked for this job and watches its frames arrive,
+        # while those are for images not shown yet (prefetch is speculative); a find all
+        # in other images queued meanwhile runs when the job ends or is cancelled.
+        steps = self._steps.next()
+        if steps is not None and (cur is None or cur.status != _Status.PENDING):
+            job = Job(JobKind.STEPS, None, steps.generation)
+            return _Task(job, steps.token, lambda: self._run_step(steps))
         if self._finds and (cur is None or cur.status != _Status.PENDING):
             find = self._finds.popleft()
             self._finding = find
@@ -691,6 +731,18 @@ class PredictionService:
         finally:
             with self._cond:
                 self._finding = None
+
+    def _run_step(self, steps: SteppedJob[object]) -> None:
+        """(worker) One step of the stepped job (a thread less, like a prefetch: it is long
+        and the person keeps working meanwhile); forgotten once over."""
+        self._use_threads(worker_threads() - 1)
+        try:
+            over = steps.run_step(self.predictor, self._notify)
+        finally:
+            self._last_embedded = None  # it may have used the predictor on other images
+        if over:
+            with self._cond:
+                self._steps.remove(steps)
 
     # ---- resumable encodes (``start_embed``): one step per scheduling round ----
 

@@ -20,6 +20,7 @@ class JobKind(StrEnum):
     PREFETCH = "prefetch"
     EVERYTHING = "everything"  # segment everything
     FIND_ALL = "find_all"  # what a ``FindQuery`` asks for (``Predictor.find_all``)
+    STEPS = "steps"  # one step of a stepped job (``PredictionService.run_steps``)
 
 
 @dataclass(frozen=True)
