@@ -34,6 +34,8 @@ SUBCOMMANDS: dict[str, str] = {
     "bench": "app.cli.bench_cmd",
     "models": "app.cli.models_cmd",
     "serve": "app.cli.serve_cmd",
+    "video": "app.cli.video_cmds",
+    "propagate": "app.cli.video_cmds",
 }
 
 EXIT_USAGE = 2
