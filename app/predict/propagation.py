@@ -15,6 +15,7 @@ replaces only the machine's frames after it.
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -208,23 +209,26 @@ class Propagator(Protocol):
         ...
 
 
+# The propagator of each kind of backend, by module and class: looked up when asked for, so
+# that importing this module (the UI does, to run propagation on the worker) never imports a
+# backend's model code (SAM2's is torch).
+PROPAGATORS: dict[SourceKind, tuple[str, str]] = {
+    SourceKind.SAM2: ("app.predict.sam2.video", "SAM2Propagator"),
+    SourceKind.CLASSICAL: ("app.predict.classical.propagate", "ClassicalPropagator"),
+}
+
+
 def propagator_for(predictor: Predictor) -> Propagator:
     """The propagator of ``predictor``'s backend (it shares the model, the cache and the
     worker thread); PredictorError when the backend cannot propagate."""
     caps = predictor.capabilities
     if not caps.video:
         raise PredictorError(f"{predictor.description} cannot propagate through a sequence")
-    if caps.kind == SourceKind.SAM2:
-        from app.predict.sam2.predictor import SAM2Predictor
-        from app.predict.sam2.video import SAM2Propagator
-
-        assert isinstance(predictor, SAM2Predictor)
-        return SAM2Propagator(predictor)
-    if caps.kind == SourceKind.CLASSICAL:
-        from app.predict.classical.propagate import ClassicalPropagator
-
-        return ClassicalPropagator(predictor)
-    raise PredictorError(f"no propagation for {caps.kind} backends yet")
+    if caps.kind not in PROPAGATORS:
+        raise PredictorError(f"no propagation for {caps.kind} backends yet")
+    module, name = PROPAGATORS[caps.kind]
+    propagator: Propagator = getattr(importlib.import_module(module), name)(predictor)
+    return propagator
 
 
 # -- the masks of a sequence, anchors kept --------------------------------------------------

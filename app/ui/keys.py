@@ -20,6 +20,7 @@ REVIEW_PREFIX = "review_"  # the actions of review mode, enabled only while it i
 MENUS: list[tuple[str, list[tuple[str, str, list[str] | str] | None]]] = [
     ("&File", [("open_folder", "Open folder…", "Ctrl+O"),
                ("open_project", "Open project…", "Ctrl+Shift+O"),
+               ("add_video", "Add video or frames…", "Ctrl+Shift+V"),
                ("export", "Export…", "Ctrl+E"),
                ("settings", "Settings…", "Ctrl+,"),
                ("quit", "Close", "Ctrl+Q")]),
@@ -58,6 +59,20 @@ MENUS: list[tuple[str, list[tuple[str, str, list[str] | str] | None]]] = [
                 ("zoom_in", "Zoom in", ["Ctrl++", "Ctrl+="]),
                 ("zoom_out", "Zoom out", "Ctrl+-"),
                 ("toggle_instances", "Hide / show all instances", "H")]),
+    # a video or frame folder (app/ui/video_controller.py); J K L as in video editors
+    ("&Video", [("next_frame", "Next frame", ["L", "."]),
+                ("prev_frame", "Previous frame", ["J", ","]),
+                ("next_10_frames", "10 frames forward", "Shift+L"),
+                ("prev_10_frames", "10 frames back", "Shift+J"),
+                ("play", "Play / pause", "K"),
+                ("next_anchor", "Next anchor (a frame the person labelled)", "Ctrl+Right"),
+                ("prev_anchor", "Previous anchor", "Ctrl+Left"),
+                None,
+                ("propagate_forward", "Propagate forward (the chosen track, or all)",
+                 "Ctrl+Shift+L"),
+                ("propagate_backward", "Propagate backward", "Ctrl+Shift+J"),
+                ("cancel_propagation", "Cancel propagation (keeps the frames done)",
+                 "Ctrl+Shift+K")]),
     ("&Labels", [("add_label", "Add label…", "Ctrl+L"),
                  *[(f"label_{k}", f"Label {k}", str(k)) for k in range(1, 10)]]),
     # review mode (app/ui/review.py): its keys replace the others' while it is on

@@ -74,7 +74,7 @@ class ResponsivePanels(QObject):
         if mode == self.mode:
             return
         self.mode = mode
-        hide = {"narrow": {"dock_images", "dock_labels", "dock_instances"},
+        hide = {"narrow": {"dock_images", "dock_labels", "dock_instances", "dock_video"},
                 "compact": {"dock_labels", "dock_instances"}, "wide": set()}[mode]
         for name, dock in self.docks.items():
             if name in hide and not dock.isHidden() and not dock.isFloating():

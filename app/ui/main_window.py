@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence, QPixmap
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QPushButton, QWidget
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QPushButton, QVBoxLayout, QWidget
 
 from app.core.image_checks import check_images, known_problems
 from app.core.project import Project
@@ -29,9 +29,11 @@ from app.ui.hover import HoverPreview
 from app.ui.label_popup import LabelChooser
 from app.ui.layout import ResponsivePanels
 from app.ui.navigation import FocusKeeper, Navigator
+from app.ui.panels.frame_bar import FrameBar
 from app.ui.panels.images_panel import ImagesPanel
 from app.ui.panels.instances_panel import InstancesPanel
 from app.ui.panels.labels_panel import LabelsPanel
+from app.ui.panels.video_panel import VideoPanel, ask_sequence_path
 from app.ui.proposals import ProposalsController
 from app.ui.review import ReviewController
 from app.ui.session import AnnotationSession
@@ -42,6 +44,7 @@ from app.ui.tools.drawing_qt import BoxTool, PolygonTool
 from app.ui.tools.edit_tool import EditTool
 from app.ui.tools.instance_ops import NEXT_IMAGES, InstanceOps
 from app.ui.tools.sam_tool import SamTool
+from app.ui.video_controller import VideoController
 from app.ui.workers import PredictorBridge
 
 PREFETCH = 2  # next images encoded ahead
@@ -85,7 +88,14 @@ class MainWindow(QMainWindow):
         self.brush_cursor = BrushCursor()
         for item in (self.handles, self.marks, self.brush_cursor):
             scene.addItem(item)
-        self.setCentralWidget(self.canvas)
+        self.frame_bar = FrameBar()  # under the canvas while a video is shown
+        central = QWidget()
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.canvas, 1)
+        column.addWidget(self.frame_bar)
+        self.setCentralWidget(central)
 
         # tools
         self.sam_tool = SamTool(state, self.mask_layer, self.marks, self.tasks, self)
@@ -105,9 +115,18 @@ class MainWindow(QMainWindow):
         self.labels_panel = LabelsPanel(state)
         self.labels_panel.message.connect(self.show_message)
         self.instances_panel = InstancesPanel(self.session, state)
-        self._dock("Images", self.images_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        images_dock = self._dock("Images", self.images_panel,
+                                 Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Labels", self.labels_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("Instances", self.instances_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.video_panel = VideoPanel(lambda: [lab.name for lab in self.session.labels()])
+        self.splitDockWidget(images_dock, self._dock(  # under the images: no width taken
+            "Video", self.video_panel, Qt.DockWidgetArea.LeftDockWidgetArea),
+            Qt.Orientation.Vertical)
+        self.video = VideoController(state, self.tasks, self.video_panel, self.frame_bar,
+                                     self.show_image, self)
+        self.video_panel.add_clicked.connect(self.add_video)
+        self.image_shown.connect(self.video.image_shown)
 
         # status bar
         self.status = st = StatusLine(self.statusBar(), bridge.description)
@@ -151,7 +170,8 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self.panels = ResponsivePanels(self)  # collapse to icons on small screens
         self.focus_keeper = FocusKeeper(self, [self.images_panel, self.labels_panel,
-                                               self.instances_panel, self.find_all_box])
+                                               self.instances_panel, self.video_panel,
+                                               self.find_all_box])
         self.images_panel.problems = known_problems(project)  # then checked in the background
         self.images_panel.check(lambda **kw: check_images(project, **kw))
         self.refresh_images()
@@ -159,11 +179,12 @@ class MainWindow(QMainWindow):
         self.guide = show_guide(self)  # first run only
 
     # -- construction helpers ----------------------------------------------------------------
-    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> None:
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
         dock = QDockWidget(title, self)
         dock.setObjectName(f"dock_{title.lower()}")
         dock.setWidget(widget)
         self.addDockWidget(area, dock)
+        return dock
 
     def _connect_bridge(self, b: PredictorBridge, connect: bool = True) -> None:
         for signal, slot in ((b.progress, self.status.progress),
@@ -261,6 +282,7 @@ class MainWindow(QMainWindow):
         nav, canvas, edit, props = self.nav, self.canvas, self.edit_tool, self.proposals
         slots: dict[str, Callable[[], object]] = {
             "open_folder": self.open_folder, "open_project": self.open_project,
+            "add_video": self.add_video,
             "export": self.export, "settings": self.open_settings, "quit": self.close,
             "undo": self.undo, "redo": self.redo, "accept": self.accept,
             "cycle": self.sam_tool.cycle, "undo_click": self.backspace, "clear": self.escape,
@@ -281,6 +303,15 @@ class MainWindow(QMainWindow):
             "add_label": self.labels_panel.add_label,
             "shortcuts": self.show_shortcuts, "models": self.open_settings,
         }
+        video = self.video
+        slots.update({"next_frame": lambda: video.step(1), "prev_frame": lambda: video.step(-1),
+                      "next_10_frames": lambda: video.step(10),
+                      "prev_10_frames": lambda: video.step(-10), "play": video.play_pause,
+                      "next_anchor": lambda: video.step_anchor(1),
+                      "prev_anchor": lambda: video.step_anchor(-1),
+                      "propagate_forward": lambda: video.propagate(1),
+                      "propagate_backward": lambda: video.propagate(-1),
+                      "cancel_propagation": video.cancel_propagation})
         for name, _, _ in keys.TOOLS:
             slots[f"tool_{name}"] = partial(self.set_tool, name)
         slots["review"] = self.review.toggle
@@ -306,6 +337,12 @@ class MainWindow(QMainWindow):
         path = dialogs.ask_project(self)
         if path is not None:
             self._open(path)
+
+    def add_video(self) -> None:
+        """File > Add video or frames: a video file or a folder of frames joins the project."""
+        path = ask_sequence_path(self)
+        if path is not None:
+            self.video.add_sequence(path)
 
     def export(self) -> None:
         panel = self.images_panel
@@ -405,6 +442,11 @@ class MainWindow(QMainWindow):
         if self._opening is not None:
             self._opening.cancel()
             self._opening = None
+        if (frame := self.video.loader(record)) is not None:  # a video frame: decoded
+            self.tasks.start(lambda: rgb_to_display_qimage(frame()),
+                             on_result=lambda img: self._image_loaded(record, img),
+                             on_error=lambda exc: self._image_failed(record, exc))
+            return
         if record.width * record.height > TILED_PIXELS:
             self._show_tiled(record, path)
             return
@@ -415,6 +457,9 @@ class MainWindow(QMainWindow):
     def _encode(self, record: ImageRecord) -> Path:
         """Start encoding ``record`` with the current predictor and prefetch the next images."""
         root = self.project.image_root
+        if self.video.frame_of(record) is not None:
+            self.video.encode_frame(record)
+            return root / record.path
         nxt = self._next_records(record, PREFETCH)
         self.bridge.set_image(record.content_hash, root / record.path,
                               [(r.content_hash, root / r.path) for r in nxt])
@@ -558,9 +603,11 @@ class MainWindow(QMainWindow):
         if self._opening is not None:
             self._opening.cancel()
         self.proposals.cancel()
+        self.video.stop()
         self.sam_tool.clear()  # a mask result still on its way is dropped
         self.session.close()  # late results (polygons, image loads) change nothing
         self.tasks.wait(10000)
+        self.video.close()  # after the frame decodes still running
         self.images_panel.wait(10000)
         super().closeEvent(event)
         self.closed.emit()

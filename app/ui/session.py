@@ -3,6 +3,8 @@ persisted undo stack (app.core.commands), so it is in the project file at once."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtCore import QObject, Signal
 
 from app.core import commands
@@ -35,6 +37,9 @@ class AnnotationSession(QObject):
         if not project.labels():
             project.add_label(Label(DEFAULT_LABEL.name, DEFAULT_LABEL.colour, DEFAULT_LABEL.hotkey))
         self.current_label = project.labels()[0].name
+        # on a video frame: label -> (the track a new instance joins, its label, the
+        # propagated instances it replaces); set by the video controller
+        self.track_hook: Callable[[str], tuple[int | None, str, list[int]]] | None = None
 
     # -- images ----------------------------------------------------------------------------
     def set_image(self, record: ImageRecord | None) -> None:
@@ -111,8 +116,14 @@ class AnnotationSession(QObject):
                      label: str | None = None) -> None:
         if self.image is None or self.image.id is None:
             return
-        inst = Instance(self.image.id, label or self.current_label, geom, score, source)
-        self._push(commands.AddInstance(inst))
+        label = label or self.current_label
+        track_id, label, replaced = (None, label, []) if self.track_hook is None \
+            else self.track_hook(label)
+        inst = Instance(self.image.id, label, geom, score, source, track_id=track_id)
+        cmd: commands.Command = commands.AddInstance(inst)
+        if replaced:  # a track's propagated instance gives way to the person's, one undo
+            cmd = commands.Batch([*(commands.DeleteInstance(i) for i in replaced), cmd], "Add")
+        self._push(cmd)
 
     def edit_geometry(self, instance_id: int, geom: Geometry | None) -> None:
         """Store a new geometry; None deletes the instance."""

@@ -36,7 +36,7 @@ def test_panels_collapse_and_come_back(qtbot: QtBot, image_folder: Path,
     # each panel has its icon; the icon brings a collapsed panel back
     icons = {a.toolTip() for a in w.panels.panel_bar.actions()}
     assert icons == {"Images panel (shown / hidden)", "Labels panel (shown / hidden)",
-                     "Instances panel (shown / hidden)"}
+                     "Instances panel (shown / hidden)", "Video panel (shown / hidden)"}
     labels_action = next(a for a in w.panels.panel_bar.actions() if "Labels" in a.toolTip())
     assert not labels_action.isChecked()
     labels_action.trigger()
@@ -45,7 +45,7 @@ def test_panels_collapse_and_come_back(qtbot: QtBot, image_folder: Path,
     labels_action.trigger()
     w.resize(860, 640)
     settle(qtbot)
-    assert w.panels.mode == "narrow" and len(w.panels.collapsed()) == 3
+    assert w.panels.mode == "narrow" and len(w.panels.collapsed()) == 4
     assert w.canvas.width() >= 780
     w.resize(1366, 740)
     settle(qtbot)
