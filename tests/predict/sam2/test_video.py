@@ -12,12 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sam2.build_sam import build_sam2
+from video_shots import FRAMES, H, W, shot, small_sam2  # noqa: E402
 
 from app.core.images import array_hash
 from app.core.jobs import CancelToken
 from app.core.sequences import ArraySequence
-from app.core.synthetic_video import synthesize
 from app.core.types import Box, Point, Prompt
 from app.predict.base import PredictorError
 from app.predict.cache.store import EmbeddingCache
@@ -33,31 +32,6 @@ from app.predict.sam2.predictor import SAM2Predictor
 from app.predict.sam2.video import SAM2Propagator, SAM2VideoSession
 
 pytestmark = pytest.mark.slow
-
-TINY_CONFIG = "configs/sam2.1/sam2.1_hiera_t.yaml"
-FRAMES = 5
-H, W = 48, 64
-
-
-def small_sam2(image_size: int = 256) -> torch.nn.Module:
-    """SAM2.1 tiny with seeded random weights at a small input size."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        model = build_sam2(TINY_CONFIG, ckpt_path=None, device="cpu", mode="eval",
-                           hydra_overrides_extra=[f"++model.image_size={image_size}"])
-    return model
-
-
-def shot() -> tuple[ArraySequence, list[np.ndarray]]:
-    """A short synthetic shot (app/core/synthetic_video.py) of a disc on a noisy ground."""
-    rng = np.random.default_rng(3)
-    image = rng.integers(0, 80, (H, W, 3), dtype=np.uint8)
-    yy, xx = np.mgrid[:H, :W]
-    disc = (xx - 30) ** 2 + (yy - 24) ** 2 < 12 ** 2
-    image[disc] = (220, 170, 40)
-    made = synthesize(image, disc, frames=FRAMES, seed=1, occluder=False)
-    return ArraySequence(made.frames, name="shot"), made.masks
-
 
 @pytest.fixture(scope="module")
 def predictor() -> SAM2Predictor:

@@ -5,8 +5,10 @@ those of test_service.py."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -285,7 +287,8 @@ def test_sam2_propagation_runs_as_a_stepped_job(rec) -> None:
     video propagation through the service, a click on the current image answered between
     two frames with the same masks as before the job (the job used the model on the
     frames meanwhile)."""
-    from sam2_video_helpers import shot, small_sam2
+    sys.path.insert(0, str(Path(__file__).parents[1] / "sam2"))
+    from video_shots import shot, small_sam2
 
     from app.predict.cache.store import EmbeddingCache
     from app.predict.sam2.predictor import SAM2Predictor

@@ -1,5 +1,5 @@
-"""A small SAM2.1 and a short synthetic shot for the service's propagation test (the same
-as tests/predict/sam2/test_video.py builds, which is not importable from here)."""
+"""A small SAM2.1 and a short synthetic shot: the video tests here and the service's
+propagation test (tests/predict/service/test_service_steps.py) use them."""
 
 from __future__ import annotations
 
