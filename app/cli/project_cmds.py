@@ -116,7 +116,24 @@ def project_summary(project: Any) -> dict[str, Any]:
         "instances": project.instance_count(),
         "proposals": dataclasses.asdict(project.proposals.counts()),
         "missing_images": [r.path for r in project.missing_images()],
+        "sequences": [_sequence_summary(project, seq) for seq in project.sequences.all()],
     }
+
+
+def _sequence_summary(project: Any, seq: Any) -> dict[str, Any]:
+    """A sequence in ``info``: its file, frames, whether the file is there, and per track the
+    frames holding the person's anchors and the propagated ones."""
+    store = project.sequences
+    tracks = []
+    for track in store.tracks(seq.id):
+        frames = store.instances(seq.id, track.id)
+        anchors = sum(1 for insts in frames.values()
+                      if any(i.origin == "anchor" for i in insts))
+        tracks.append({"name": track.name, "label": track.label, "anchor_frames": anchors,
+                       "propagated_frames": len(frames) - anchors})
+    return {"path": seq.path, "kind": seq.kind, "frames": seq.frame_count, "fps": seq.fps,
+            "size": [seq.width, seq.height], "missing": not store.path_of(seq).exists(),
+            "tracks": tracks}
 
 
 @_os_errors_as(ProjectError)
@@ -147,6 +164,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  missing images: {len(missing)}")
     for line in _listed(missing):
         print(f"    {line}")
+    if summary["sequences"]:
+        print(f"  sequences:  {len(summary['sequences'])}")
+    for seq in summary["sequences"]:
+        gone = "  (MISSING)" if seq["missing"] else ""
+        print(f"    {seq['path']}: {seq['frames']} frames, {len(seq['tracks'])} track(s){gone}")
+        for t in seq["tracks"]:
+            print(f"      {t['name']} ({t['label']}): {t['anchor_frames']} anchor frame(s), "
+                  f"{t['propagated_frames']} propagated")
     return 0
 
 
