@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime", default="torch",
                         help="the encoder's runtime on a CPU (torch, onnxruntime, auto)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="the model's input size (default: the config's, 1024); a smaller "
+                             "one makes long runs affordable on a CPU to watch memory")
     args = parser.parse_args(argv)
     seq, firsts = shot(args.width, args.height, args.frames, args.tracks)
     info: dict[str, Any] = {"backend": args.backend, "frames": args.frames,
@@ -86,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         from app.predict.sam2.predictor import SAM2Predictor
         from app.predict.sam2.video import SAM2Propagator
 
-        model = random_weight_sam2(args.config, args.device)
+        model = random_weight_sam2(args.config, args.device, image_size=args.image_size)
         predictor = SAM2Predictor.from_model(model, "bench-random", EmbeddingCache(disk_dir=None),
                                              runtime=args.runtime)
         session: Any = SAM2Propagator(predictor, cache_frames=False).open(seq)
         info["model"] = f"{args.config} (random weights), {predictor.description}"
+        info["image_size"] = int(model.image_size)
     else:
         from app.predict.classical.propagate import ClassicalPropagator
 

@@ -153,10 +153,13 @@ def guess_config(state_dict: dict[str, torch.Tensor]) -> str | None:
     return _SAM2_0_CONFIGS[name]
 
 
-def build_model(config: str, device: torch.device) -> SAM2Base:
-    """A SAM2 model of ``config`` with random weights on ``device``, in eval mode."""
+def build_model(config: str, device: torch.device, image_size: int | None = None) -> SAM2Base:
+    """A SAM2 model of ``config`` with random weights on ``device``, in eval mode;
+    ``image_size``: another input size than the config's (benchmarks of memory over long runs)."""
+    extra = [] if image_size is None else [f"++model.image_size={int(image_size)}"]
     try:
-        return build_sam2(resolve_config(config), ckpt_path=None, device=device, mode="eval")
+        return build_sam2(resolve_config(config), ckpt_path=None, device=device, mode="eval",
+                          hydra_overrides_extra=extra)
     except PredictorError:
         raise
     except Exception as exc:  # Hydra raises many kinds
@@ -204,13 +207,14 @@ def load_sam2(
 
 
 def random_weight_sam2(
-    config: str = "tiny", device: str | torch.device | None = "cpu", seed: int = 0
+    config: str = "tiny", device: str | torch.device | None = "cpu", seed: int = 0,
+    image_size: int | None = None,
 ) -> SAM2Base:
     """A SAM2 model with seeded random weights (tests and benchmarks: no download)."""
     dev = choose_device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(config, torch.device("cpu"))
+        model = build_model(config, torch.device("cpu"), image_size)
     return model.to(dev).eval()
 
 
