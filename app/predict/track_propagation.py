@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from app.core.errors import ProjectError
+from app.core.frame_prefetch import FramePrefetch
 from app.core.geometry import geometry_to_mask, mask_to_geometry
 from app.core.jobs import CancelToken, Progress
 from app.core.types import Geometry, Instance, SequenceRecord, Source
@@ -245,8 +246,9 @@ def iter_propagate_tracks(project: Project, propagator: Propagator, sequence_id:
     anchors, segments = _plan(project, record, start, direction, count, tracks, summary)
     width, height = record.width, record.height
     frames = seqs.open(sequence_id)
+    ahead = FramePrefetch(frames, step=1 if direction > 0 else -1)  # decoded while computing
     try:
-        session = propagator.open(frames, lambda i: f"{record.content_hash}#{i}")
+        session = propagator.open(ahead, lambda i: f"{record.content_hash}#{i}")
         try:
             for track, mine in anchors.items():
                 for frame, inst in sorted(mine.items()):
@@ -262,6 +264,7 @@ def iter_propagate_tracks(project: Project, propagator: Propagator, sequence_id:
         finally:
             session.close()
     finally:
+        ahead.close()
         frames.close()
 
 
