@@ -20,11 +20,15 @@ from app.server.settings import (
     DEFAULT_BODY_TIMEOUT_S,
     DEFAULT_CACHE_BYTES,
     DEFAULT_DISK_CACHE_BYTES,
+    DEFAULT_FRAME_BYTES,
+    DEFAULT_FRAME_WAIT_S,
     DEFAULT_HEADER_TIMEOUT_S,
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_MAX_POINTS,
     DEFAULT_MAX_PROMPTS,
+    DEFAULT_MAX_PROPAGATE_FRAMES,
     DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_MAX_TRACKS,
     DEFAULT_URL_TIMEOUT_S,
     ServerSettings,
     default_server_cache_dir,
@@ -73,6 +77,19 @@ def register(subparsers: Any) -> None:
                         f"{DEFAULT_MAX_PROMPTS})")
     parser.add_argument("--max-points", metavar="N", type=int, default=DEFAULT_MAX_POINTS,
                         help=f"most points in one prompt (default {DEFAULT_MAX_POINTS})")
+    parser.add_argument("--max-propagate-frames", metavar="N", type=int,
+                        default=DEFAULT_MAX_PROPAGATE_FRAMES,
+                        help="most frames in one /v1/propagate request (default "
+                        f"{DEFAULT_MAX_PROPAGATE_FRAMES:,})")
+    parser.add_argument("--max-tracks", metavar="N", type=int, default=DEFAULT_MAX_TRACKS,
+                        help=f"most tracks in one /v1/propagate request (default "
+                        f"{DEFAULT_MAX_TRACKS})")
+    parser.add_argument("--frame-bytes", metavar="N", type=int, default=DEFAULT_FRAME_BYTES,
+                        help="memory for uploaded files kept as propagation frames (default "
+                        f"{DEFAULT_FRAME_BYTES:,})")
+    parser.add_argument("--frame-wait", metavar="S", type=float, default=DEFAULT_FRAME_WAIT_S,
+                        help="seconds a propagation waits for its next frame's upload "
+                        f"(default {DEFAULT_FRAME_WAIT_S:g})")
     parser.add_argument("--timeout", metavar="S", type=float, default=120.0,
                         help="seconds a request may wait for the model; then 504 and its "
                         "work is stopped (default 120)")
@@ -99,7 +116,8 @@ def register(subparsers: Any) -> None:
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """The server settings the options ask for."""
     for name in ("max_image_pixels", "max_request_bytes", "cache_bytes", "max_prompts",
-                 "max_points", "timeout", "header_timeout", "body_timeout", "url_timeout"):
+                 "max_points", "timeout", "header_timeout", "body_timeout", "url_timeout",
+                 "max_propagate_frames", "max_tracks", "frame_bytes", "frame_wait"):
         if getattr(args, name) <= 0:
             from app.core.errors import MaskLoopError
 
@@ -123,6 +141,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         url_timeout_s=args.url_timeout,
         cache_dir=(args.cache_dir or default_server_cache_dir()) if on_disk else None,
         disk_cache_bytes=args.disk_cache_bytes,
+        max_propagate_frames=args.max_propagate_frames,
+        max_tracks=args.max_tracks,
+        frame_bytes=args.frame_bytes,
+        frame_wait_s=args.frame_wait,
     )
 
 

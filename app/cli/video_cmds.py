@@ -287,6 +287,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                       "or given, else classical")
     prop.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     from app.cli.backend import add_model_args
+    from app.cli.remote_backend import add_remote_args
 
     add_model_args(prop)
+    add_remote_args(prop)  # --server URL: propagate on a MaskLoop server's model
     prop.set_defaults(func=cmd_propagate)

@@ -215,6 +215,7 @@ class Propagator(Protocol):
 PROPAGATORS: dict[SourceKind, tuple[str, str]] = {
     SourceKind.SAM2: ("app.predict.sam2.video", "SAM2Propagator"),
     SourceKind.CLASSICAL: ("app.predict.classical.propagate", "ClassicalPropagator"),
+    SourceKind.REMOTE: ("app.predict.remote.propagation", "RemotePropagator"),
 }
 
 

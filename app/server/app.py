@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app import __version__
 from app.core.errors import WireError
 from app.predict.base import Predictor
-from app.server import own_routes, roboflow_routes
+from app.server import own_routes, propagate_routes, roboflow_routes
 from app.server.errors import HTTPProblem
 from app.server.middleware import RequestGate
 from app.server.protocol import uvicorn_config
@@ -60,6 +60,7 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
     app.state.maskloop = state
     app.include_router(roboflow_routes.router)
     app.include_router(own_routes.router)
+    app.include_router(propagate_routes.router)
 
     # /info and /healthz run on the event loop and touch nothing the model holds: they
     # answer at once however many requests wait for the model

@@ -56,7 +56,14 @@ def info(request: Request) -> dict[str, Any]:
         "max_image_pixels": s.max_image_pixels, "max_request_bytes": s.max_request_bytes,
         "max_image_side": images.MAX_SIDE, "max_image_aspect": images.MAX_ASPECT,
         "max_points": s.max_points, "max_prompts": s.max_prompts,
+        "propagate": _can_propagate(st), "max_propagate_frames": s.max_propagate_frames,
+        "max_tracks": s.max_tracks,
     }
+
+
+def _can_propagate(st: ServerState) -> bool:
+    """Whether the server's backend follows objects through a sequence (/v1/propagate)."""
+    return bool(st.worker.predictor.capabilities.video)
 
 
 @router.head("/images/{image_hash}")
@@ -142,6 +149,7 @@ def _encode_result(st: ServerState, image_hash: str, req: Any, result: MaskResul
 async def _embed_file(st: ServerState, image_hash: str, data: bytes) -> dict[str, Any]:
     t0 = time.perf_counter()
     image = await run_in_threadpool(_image_unless_embedded, st, image_hash, data)
+    st.frames.put(image_hash, data)  # a frame /v1/propagate may read (app.server.frames)
     if image is not None:
         await st.worker.embed(image, image_hash)
     return await run_in_threadpool(_image_info, st, image_hash, time.perf_counter() - t0)

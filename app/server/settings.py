@@ -21,6 +21,10 @@ DEFAULT_HEADER_TIMEOUT_S = 10.0
 DEFAULT_BODY_TIMEOUT_S = 60.0
 DEFAULT_URL_TIMEOUT_S = 15.0
 MAX_IMAGE_ID_LENGTH = 256  # characters of a Roboflow image_id
+DEFAULT_MAX_PROPAGATE_FRAMES = 10_000  # frames one /v1/propagate request may name
+DEFAULT_MAX_TRACKS = 64  # tracks one /v1/propagate request may follow
+DEFAULT_FRAME_BYTES = 1024**3  # uploaded files kept for propagation (encoded bytes)
+DEFAULT_FRAME_WAIT_S = 120.0  # a propagation waits this long for its next frame's upload
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,12 @@ class ServerSettings:
     cache_dir: Path | None = None
     disk_cache_bytes: int = DEFAULT_DISK_CACHE_BYTES
     id_disk_bytes: int = DEFAULT_ID_DISK_BYTES
+    # propagation (/v1/propagate): frames and tracks of one request, the uploaded files kept
+    # as frames (in memory, by bytes), and how long a run waits for its next frame's upload
+    max_propagate_frames: int = DEFAULT_MAX_PROPAGATE_FRAMES
+    max_tracks: int = DEFAULT_MAX_TRACKS
+    frame_bytes: int = DEFAULT_FRAME_BYTES
+    frame_wait_s: float = DEFAULT_FRAME_WAIT_S
 
 
 def default_server_cache_dir() -> Path:

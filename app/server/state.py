@@ -11,6 +11,7 @@ from fastapi import Request
 
 from app.core.lru import BoundedCache
 from app.core.types import EmbeddingKey
+from app.server.frames import FrameStore, LiveRuns
 from app.server.image_ids import ImageIds
 from app.server.middleware import SCOPE_AUTHENTICATED, body_key
 from app.server.results import ResultStore
@@ -60,8 +61,12 @@ class ServerState:
     rf_logits: BoundedCache[tuple[str, str], tuple[Sam2PromptSet, np.ndarray]] = field(
         init=False)
     server_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # uploaded files kept as frames, and the propagations under way (/v1/propagate)
+    frames: FrameStore = field(init=False)
+    runs: LiveRuns = field(default_factory=LiveRuns)
 
     def __post_init__(self) -> None:
+        self.frames = FrameStore(self.settings.frame_bytes)
         self.rf_images = ImageIds(self.settings.id_bytes, self.settings.cache_dir,
                                   self.settings.id_disk_bytes)
         self.rf_logits = BoundedCache(self.settings.logits_bytes, _logits_size)

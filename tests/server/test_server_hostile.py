@@ -26,6 +26,7 @@ import pytest
 from PIL import Image
 from server_helpers import b64_image, make_image, png_bytes
 
+from app.core import rle
 from app.core.images import load_image
 from app.server.app import RunningServer, create_app, start_in_thread
 from app.server.encoding import pixels_hash
@@ -86,6 +87,23 @@ class Case:
     auth: bool = True
 
 
+def _propagate(**over: Any) -> dict[str, Any]:
+    """A /v1/propagate request over the test image as its one frame (48 x 64), changed by
+    ``over``."""
+    digest = hashlib.sha256(png_bytes(make_image())).hexdigest()
+    square = np.zeros((48, 64), bool)
+    square[10:30, 20:40] = True
+    mask = rle.encode_json(square)
+    body = {"run_id": "0" * 32, "length": 1, "frames": {"0": digest}, "start": 0,
+            "anchors": [{"frame": 0, "track": 1, "mask": mask}]}
+    return {**body, **over}
+
+
+def _propagate_nan() -> bytes:
+    body = json.dumps(_propagate(lost_score=0.25))
+    return body.replace("0.25", "NaN").encode()
+
+
 JSON = {"Content-Type": "application/json"}
 CASES = [
     # 1. images whose sides, not pixels, would exhaust memory (1 x 1,000,000: 2 KB of PNG)
@@ -122,6 +140,27 @@ CASES = [
          kwargs={"json": _seg([{"points": [CLICK]}] * 100)}),
     Case("/v1 10,000 points", "/v1/images/{digest}/predict", 422, "--max-points",
          kwargs={"json": {"points": [[30, 20, 1]] * 10_000}}),
+    Case("/v1/propagate 20,000 frames", "/v1/propagate", 422, "at most 10,000",
+         kwargs={"json": _propagate(length=20_000)}),
+    Case("/v1/propagate 65 tracks", "/v1/propagate", 422, "at most 64",
+         kwargs={"json": _propagate(length=2, anchors=[
+             {"frame": 0, "track": t, "points": [[1, 1, 1]]} for t in range(65)])}),
+    Case("/v1/propagate lost_score NaN", "/v1/propagate", 422, "finite",
+         kwargs={"content": _propagate_nan(), "headers": JSON}),
+    Case("/v1/propagate point 1e400", "/v1/propagate", 422, "finite",
+         kwargs={"content": json.dumps(_propagate(anchors=[
+             {"frame": 0, "track": 1, "points": [[5, 5, 1]]}])).replace("[5, 5, 1]",
+             "[1e400, 5, 1]").encode(), "headers": JSON}),
+    Case("/v1/propagate bad RLE", "/v1/propagate", 422, "bad RLE mask",
+         kwargs={"json": _propagate(anchors=[{"frame": 0, "track": 1, "mask": {
+             "size": [48, 64], "counts": "PPPP"}}])}),
+    Case("/v1/propagate RLE over the frame", "/v1/propagate", 422, "not the frame's",
+         kwargs={"json": _propagate(anchors=[{"frame": 0, "track": 1, "mask": {
+             "size": [48, 64], "counts": "0"}}])}),
+    Case("/v1/propagate unknown track", "/v1/propagate", 422, "track 9 has no anchor",
+         kwargs={"json": _propagate(tracks=[9])}),
+    Case("/v1/propagate frame out of range", "/v1/propagate", 422, "outside the 1 frames",
+         kwargs={"json": _propagate(start=3)}),
     # 6. ids bounded by length
     Case("image_id of 1 MB", "/sam2/embed_image", 422, "at most 256 characters",
          kwargs={"json": {"image": IMAGE, "image_id": "x" * 1_000_000}}),

@@ -11,7 +11,8 @@ from __future__ import annotations
 import email.utils
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from app.predict.base import PredictorError
 log = logging.getLogger(__name__)
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+STREAMED = "maskloop.streamed"  # request extension: a streamed answer (read line by line)
 MAX_RETRY_AFTER = 60.0  # seconds: a server asking for a longer pause gets a clear error instead
 
 
@@ -155,6 +157,9 @@ class HttpSession:
         self.stats.bytes_sent += line + _headers_size(request.headers) + body
 
     def _count_response(self, response: httpx.Response) -> None:
+        if response.request.extensions.get(STREAMED):  # its lines count as they are read
+            self.stats.bytes_received += 15 + _headers_size(response.headers)
+            return
         response.read()
         self.stats.bytes_received += 15 + _headers_size(response.headers) + len(response.content)
 
@@ -259,6 +264,31 @@ class HttpSession:
                 f"{self.name} sent a reply to {what} that is not JSON: "
                 f"{self.redact(response.text[:120])!r}"
             ) from None
+
+    @contextmanager
+    def stream(self, method: str, path: str, *, json: Any = None,
+               timeout: float | None = None) -> Iterator[httpx.Response]:
+        """An answer read as it arrives (no retry: the caller decides; its bytes are counted
+        by ``lines``). PredictorError when the server cannot be reached."""
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        try:
+            with self._client.stream(method, self.url(path), json=json,
+                                     params=self._params or None,
+                                     extensions={STREAMED: True}, **extra) as response:
+                yield response
+        except httpx.TimeoutException:
+            raise PredictorError(f"{self.name}: {method} {path} timed out") from None
+        except httpx.TransportError as exc:
+            raise PredictorError(
+                f"{self.name}: the connection for {method} {path} failed: "
+                f"{self.redact(str(exc)) or type(exc).__name__}") from None
+
+    def lines(self, response: httpx.Response) -> Iterator[str]:
+        """The lines of a streamed answer as they arrive (bytes counted)."""
+        for line in response.iter_lines():
+            self.stats.bytes_received += len(line) + 1
+            if line:
+                yield line
 
     def close(self) -> None:
         self._client.close()

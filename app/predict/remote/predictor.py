@@ -176,8 +176,10 @@ class RemotePredictor:
 
     @property
     def capabilities(self) -> Capabilities:
-        """Exemplar prompts in hybrid mode (found here, on the fetched embedding)."""
-        return Capabilities(SourceKind.REMOTE, "remote", exemplar_prompts=self.mode == "hybrid")
+        """Exemplar prompts in hybrid mode (found here, on the fetched embedding); video
+        when the server propagates (``app.predict.remote.propagation``)."""
+        return Capabilities(SourceKind.REMOTE, "remote", exemplar_prompts=self.mode == "hybrid",
+                            video=bool(self.info.get("propagate")))
 
     @property
     def stats(self) -> WireStats:
