@@ -20,7 +20,7 @@ import numpy as np
 from app.core.errors import ImageError
 from app.core.images import load_image
 from app.core.sequences import Sequence, SequenceError
-from app.core.types import ImageRecord
+from app.core.types import ImageRecord, SequenceRecord
 
 if TYPE_CHECKING:
     from app.core.project import Project
@@ -60,6 +60,14 @@ class RecordPixels:
             raise ImageError(f"{record.path}: {exc}") from exc
         except IndexError as exc:
             raise ImageError(f"{record.path}: {exc} (the sequence changed on disk?)") from exc
+
+    def frame(self, sequence: SequenceRecord, index: int) -> np.ndarray:
+        """Frame ``index`` of ``sequence`` without its images row (reading ahead of the
+        person: a row is made only for frames they visit)."""
+        try:
+            return self._frame(int(sequence.id or 0), index)
+        except (SequenceError, IndexError) as exc:
+            raise ImageError(f"{sequence.path}: frame {index}: {exc}") from exc
 
     def close(self) -> None:
         """Close the open sequences; later loads raise ImageError."""

@@ -8,6 +8,7 @@ an accepted instance joins (``track_for``, the session's hook)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from app.ui.panels.frame_bar import FrameBar
 from app.ui.panels.video_panel import TrackRow, VideoPanel, ask_yes
 from app.ui.tasks import TaskRunner
 
+ENCODE_AHEAD = 2  # frames encoded ahead of the shown one
 PLAY_STALL_TICKS = 50  # a frame not shown after this many ticks stops playback
 
 
@@ -55,6 +57,7 @@ class VideoController(QObject):
         self.confirm: Callable[[str], bool] = lambda text: ask_yes(panel, text)
         self.sequence: SequenceRecord | None = None
         self.frame = 0
+        self._heading = 1  # the direction of the last step: frames are encoded ahead that way
         self.track_id: int | None = None
         self.marks = Marks()
         self._frames: dict[int, tuple[int, int] | None] = {}  # image id -> (sequence, frame)
@@ -118,9 +121,19 @@ class VideoController(QObject):
         return lambda: store.get_with(record.content_hash, lambda: pixels.load(record))
 
     def encode_frame(self, record: ImageRecord) -> None:
-        """Make the frame the predictor's current image (encoded at once)."""
-        pixels = self.pixels
-        self.state.bridge.set_image_loader(record.content_hash, lambda: pixels.load(record))
+        """Make the frame the predictor's current image (encoded at once), and the next
+        ``ENCODE_AHEAD`` frames in the direction of the last step the ones encoded after it
+        (the service's prefetch: it waits for the person's clicks)."""
+        pixels, seq, where = self.pixels, self.sequence, self.frame_of(record)
+        ahead: list[tuple[str, Callable[[], np.ndarray]]] = []
+        if seq is not None and where is not None and where[0] == seq.id:
+            for k in range(1, ENCODE_AHEAD + 1):
+                index = where[1] + k * self._heading
+                if 0 <= index < seq.frame_count:
+                    ahead.append((f"{seq.content_hash}#{index}",
+                                  functools.partial(pixels.frame, seq, index)))
+        self.state.bridge.set_image_loader(record.content_hash, lambda: pixels.load(record),
+                                           ahead)
 
     def choose_sequence(self, sequence_id: int) -> None:
         """Show the sequence's first frame (nothing happens if it is the one shown)."""
@@ -148,6 +161,8 @@ class VideoController(QObject):
 
     def step(self, delta: int) -> None:
         self.stop()
+        if delta:
+            self._heading = 1 if delta > 0 else -1
         self.go_to(self.frame + delta)
 
     def _follow_image(self, record: ImageRecord | None) -> None:

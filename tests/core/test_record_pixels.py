@@ -164,3 +164,13 @@ def test_closed_pixels_refuse_frames(project: Project, root: Path) -> None:
     pixels.close()
     with pytest.raises(ImageError, match="closed"):
         pixels.load(record)
+
+
+def test_a_frame_read_ahead_needs_no_images_row(project: Project, root: Path,
+                                                 pixels: RecordPixels) -> None:
+    seq = project.sequences.add(root / "clip.mp4")
+    truth = reference(root / "clip.mp4")
+    np.testing.assert_array_equal(pixels.frame(seq, 7), truth[7])
+    assert project.query("SELECT id FROM images WHERE sequence_id = ?", (seq.id,)) == []
+    with pytest.raises(ImageError, match="clip.mp4: frame 30"):
+        pixels.frame(seq, FRAMES)

@@ -370,3 +370,29 @@ def test_a_folder_of_frames_is_a_sequence_too(qtbot: QtBot, image_folder: Path,
     assert np.array_equal(qimage_rgb(w.canvas._pixmap_item.pixmap().toImage()),
                           moving_scene(4))  # PNG: lossless
     assert w.images_panel.list.count() == 3
+
+
+def test_the_next_frames_are_encoded_ahead_in_the_direction_stepped(
+        qtbot: QtBot, image_folder: Path, classical_bridge: object) -> None:
+    """Stepping forward encodes the two frames after the shown one while the person looks
+    at it (the service's prefetch), backward the two before; no images row is made for a
+    frame only read ahead."""
+    from app.ui.workers import PredictorBridge
+
+    assert isinstance(classical_bridge, PredictorBridge)
+    w, _video, seen = open_video(qtbot, image_folder, classical_bridge)
+    seq = w.video.sequence
+    assert seq is not None
+    store = classical_bridge.images
+    key(qtbot, w, Qt.Key.Key_L)  # next frame
+    wait_shown(qtbot, w, seen, 1)
+    qtbot.waitUntil(lambda: all(f"{seq.content_hash}#{k}" in store._images for k in (2, 3)),
+                    timeout=TIMEOUT)
+    key(qtbot, w, Qt.Key.Key_L, Qt.KeyboardModifier.ShiftModifier)  # 10 on: the last frame
+    wait_shown(qtbot, w, seen, 10)
+    key(qtbot, w, Qt.Key.Key_J)  # back one: 9 shown, 8 and 7 read ahead
+    wait_shown(qtbot, w, seen, 9)
+    qtbot.waitUntil(lambda: all(f"{seq.content_hash}#{k}" in store._images for k in (8, 7)),
+                    timeout=TIMEOUT)
+    rows = w.project.query("SELECT frame_index FROM images WHERE sequence_id = ?", (seq.id,))
+    assert sorted(r[0] for r in rows) == [0, 1, 9, 10]  # visited frames only
