@@ -201,6 +201,8 @@ def _video_options(args: argparse.Namespace) -> dict[str, Any]:
     given = [flag for flag, value in (("--images", args.images), ("--rle", args.rle),
                                       ("--copy-images", args.copy_images),
                                       ("--include-proposals", args.include_proposals),
+                                      ("--frames", args.frames),
+                                      ("--frame-type", args.frame_type),
                                       ("--verify", args.verify or args.verify_min_iou))
              if value]
     if given:
@@ -217,8 +219,13 @@ def _export_options(args: argparse.Namespace) -> dict[str, Any]:
         return _video_options(args)
     if args.sequences or args.frame_images or args.results:
         raise FormatError(f"--sequences, --frame-images and --results apply to "
-                          f"{' and '.join(VIDEO_CHOICES)} export only")
+                          f"{' and '.join(VIDEO_CHOICES)} export only (the frames of a "
+                          f"{args.format} export: --frames, --frame-type)")
     options: dict[str, Any] = {}
+    if args.frames is not None:  # the sequences' frames, written as images
+        options["frames"] = args.frames
+    if args.frame_type is not None:
+        options["frame_images"] = args.frame_type
     if args.rle:
         options["rle"] = True
     if args.copy_images is not None:
@@ -250,6 +257,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             if image_ids is not None else project.proposals.counts().pending
     print(f"Exported {report.images} image(s) and {report.instances} instance(s) "
           f"as {args.format} to {args.out}")
+    if report.frames:
+        print(f"  frames: {report.frames} frame(s) of the project's sequences written as "
+              f"images (--frames none leaves them out); {report.frames_propagated} "
+              "propagated instance(s) among theirs are not reviewed")
     if args.include_proposals:
         print(f"  proposals: {report.proposals_included} pending proposal(s) exported as "
               f"instances, {report.proposals_unlabelled} without a label skipped")
@@ -381,6 +392,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         "default: all)")
     export.add_argument("--frame-images", choices=("jpg", "png"),
                         help="youtube-vis/mots: also write every frame as an image")
+    export.add_argument("--frames", choices=("labelled", "all", "none"),
+                        help="coco/yolo/labelme/masks/overlay: which frames of the project's "
+                        "videos to export, each written as an image: labelled (default: "
+                        "frames with an instance a person drew or edited, with every "
+                        "instance on them), all (also frames only propagation filled, not "
+                        "reviewed) or none")
+    export.add_argument("--frame-type", choices=("jpg", "png"),
+                        help="coco/yolo/labelme/masks/overlay: the type of the frame images "
+                        "(default jpg, quality 95; png is lossless)")
     export.add_argument("--results", action="store_true",
                         help="youtube-vis/mots: write a tracker's results (predictions) "
                         "instead of ground truth")

@@ -29,6 +29,13 @@ from app.core.formats.common import (
     unique_file_names,
 )
 from app.core.formats.fidelity import READERS, FidelityReport, verify_export
+from app.core.formats.frame_images import (
+    DEFAULT_FRAMES,
+    decoded_frames,
+    frame_ids,
+    frames_folder,
+    plan_frames,
+)
 from app.core.formats.labelme import (
     export_labelme,
     read_embedded_image,
@@ -42,6 +49,7 @@ from app.core.formats.video_project import (
     VIDEO_FORMATS,
     export_videos,
     import_video_annotations,
+    project_files,
 )
 from app.core.formats.yolo import export_yolo, read_yolo
 from app.core.image_checks import check_images
@@ -154,6 +162,10 @@ def export_project(
     written beside ``out_dir`` and moved in at the end with its manifest
     (``maskloop-export.json``), so a cancelled or failed export leaves the folder as it was.
 
+    ``frames`` ("labelled", "all", "none") and ``frame_images`` ("jpg", "png") say which
+    frames of the project's sequences are exported too, written as image files
+    (``app.core.formats.frame_images``); ``image_ids`` may name frames.
+
     ``VIDEO_FORMATS`` export the project's sequences instead (options ``sequences``,
     ``images``, ``results``: see ``app.core.formats.video_project.export_videos``)."""
     if fmt in VIDEO_FORMATS:
@@ -170,8 +182,12 @@ def export_project(
                           f"{', '.join(READERS)})")
     all_records = project.images()
     records = all_records
+    frame_options = {"frames": options.pop("frames", DEFAULT_FRAMES),
+                     "frame_images": options.pop("frame_images", "jpg")}
+    plan = plan_frames(project, frame_options["frames"], image_ids,
+                       frame_options["frame_images"])
     if image_ids is not None:
-        known = {r.id for r in records}
+        known = {r.id for r in records} | frame_ids(project, image_ids)
         unknown = [i for i in image_ids if i not in known]
         if unknown:
             raise FormatError(f"{project.path}: no image with id {', '.join(map(str, unknown))}")
@@ -180,13 +196,14 @@ def export_project(
     exporters: dict[str, Callable[..., ExportReport]] = {
         "coco": export_coco, "yolo": export_yolo, "labelme": export_labelme,
         "masks": export_masks, "overlay": write_overlays}
-    given = dict(options)
+    given = dict(options) | (frame_options if plan.frames else {})
     file_name = _coco_file_name(options) if fmt == "coco" else ""
     exporter = export_coco_dataset if fmt == "coco" and not file_name else exporters[fmt]
     _options_of(exporter, fmt, options)
+    plan.folder = frames_folder(fmt, options, file_name) if plan.frames else ""
     target = OutputFolder.prepare(
-        out_dir, images=[project.image_path(r) for r in all_records],
-        extra_protected=[project.path], image_subdirs=_image_subdirs(fmt, options, file_name),
+        out_dir, images=project_files(project), extra_protected=[project.path],
+        image_subdirs=_image_subdirs(fmt, options, file_name) + [plan.folder] * bool(plan.folder),
         fmt=fmt, overwrite=overwrite)
     unreadable = check_images(project, records, cancel=cancel)  # e.g. truncated: left out
     items: list[ExportItem] = []
@@ -205,14 +222,18 @@ def export_project(
     if fmt != "masks":
         common["image_root"] = project.image_root
     with target.staging() as stage:
-        dest = stage / file_name if file_name else stage
-        report = exporter(items, labels, dest, **common, **options)
+        with decoded_frames(project, plan, fmt, stage, target.path, progress=progress,
+                            cancel=cancel) as frames:
+            items += frames
+            dest = stage / file_name if file_name else stage
+            report = exporter(items, labels, dest, **common, **options)
         check(cancel)
         info = manifest_info(fmt, report.images, report.instances, given, image_ids)
         report.files, warnings = target.commit(stage, info)
     for written in report.written:  # where the files are now
         written.file = target.path / Path(written.file).relative_to(stage)
     report.proposals_included, report.proposals_unlabelled = included, unlabelled
+    report.frames, report.frames_propagated = len(plan.frames), plan.propagated
     if verify:
         report.fidelity = verify_export(items, fmt, report, progress=progress, cancel=cancel)
     report.warnings += [f"{r.path}: left out: {unreadable[r.id]}" for r in records

@@ -38,6 +38,8 @@ from app.core.formats.common import (
     ExportItem,
     ExportReport,
     Written,
+    image_copy_mode,
+    image_file,
     ordered_labels,
     place_file,
     report_progress,
@@ -165,9 +167,10 @@ def export_coco(
             written.instances.append(number)
         report.written.append(written)
         if copy_images and image_root is not None:
-            src = Path(image_root) / record.path
+            src = image_file(image_root, record)
             if src.exists():
-                dst = place_file(src, image_dir / file_name, copy_images)
+                dst = place_file(src, image_dir / file_name,
+                                 image_copy_mode(record, copy_images))
                 report.files.append(dst)
             else:
                 report.warnings.append(f"{src}: image file missing, not copied")

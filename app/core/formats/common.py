@@ -30,6 +30,27 @@ if TYPE_CHECKING:
 # One image with its instances, in drawing order (later instances lie over earlier ones).
 ExportItem = tuple[ImageRecord, list[Instance]]
 
+
+@dataclass
+class FrameRecord(ImageRecord):
+    """A sequence's frame in an image export: ``path`` is the name it is exported under and
+    ``file`` the image it was decoded to (``app.core.formats.frame_images``)."""
+
+    file: Path = field(default_factory=Path)
+
+
+def image_file(image_root: Path | None, record: ImageRecord) -> Path:
+    """The image file of an exported record: a frame's decoded file, else the project's."""
+    if isinstance(record, FrameRecord):
+        return record.file
+    return Path(image_root or ".") / record.path
+
+
+def image_copy_mode(record: ImageRecord, mode: str) -> str:
+    """How to place the record's image: a frame's decoded file is temporary, so never a
+    symlink to it."""
+    return "hardlink" if isinstance(record, FrameRecord) and mode == "symlink" else mode
+
 COPY_MODES = ("copy", "hardlink", "symlink")
 
 # Colours for labels created on import when the format carries none (tab10-like, readable).
@@ -66,6 +87,8 @@ class ExportReport:
     fidelity: FidelityReport | None = None  # when the export was verified
     proposals_included: int = 0  # pending proposals written as instances (include_proposals)
     proposals_unlabelled: int = 0  # pending proposals left out for having no label
+    frames: int = 0  # frames of sequences exported as images (app.core.formats.frame_images)
+    frames_propagated: int = 0  # propagated (not reviewed) instances on those frames
 
 
 @dataclass

@@ -45,6 +45,8 @@ from app.core.formats.common import (
     ExportItem,
     ExportReport,
     Written,
+    image_copy_mode,
+    image_file,
     place_file,
     posix,
     report_progress,
@@ -119,7 +121,7 @@ def export_labelme(
     for index, ((record, instances), name) in enumerate(zip(items, names, strict=True)):
         check(cancel)
         report_progress(progress, index, total, record.path)
-        src = Path(image_root) / record.path
+        src = image_file(image_root, record)
         if images == "reference":
             try:
                 image_path = os.path.relpath(src.resolve(), out_dir.resolve())
@@ -128,7 +130,7 @@ def export_labelme(
             if not src.is_file():
                 report.warnings.append(f"{src}: image file missing (the JSON refers to it)")
         elif src.is_file():
-            report.files.append(place_file(src, out_dir / name, images))
+            report.files.append(place_file(src, out_dir / name, image_copy_mode(record, images)))
             image_path = name
         else:
             report.warnings.append(f"{src}: image file missing; not copied, JSON still written")

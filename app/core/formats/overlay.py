@@ -16,6 +16,7 @@ from app.core.formats.common import (
     ExportReport,
     encode_image,
     hex_to_rgb,
+    image_file,
     ordered_labels,
     report_progress,
     unique_file_names,
@@ -115,7 +116,7 @@ def write_overlays(
     for index, ((record, instances), name) in enumerate(zip(items, names, strict=True)):
         check(cancel)
         report_progress(progress, index, total, record.path)
-        src = Path(image_root) / record.path
+        src = image_file(image_root, record)
         try:
             image = load_image(src)
         except ImageError as exc:

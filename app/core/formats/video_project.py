@@ -63,7 +63,7 @@ def select_sequences(project: Project, wanted: list[int | str] | None) -> list[i
     return ids
 
 
-def _project_files(project: Project) -> list[Path]:
+def project_files(project: Project) -> list[Path]:
     """The files an export must never write over or among: the project's images, its
     videos and the frames of its frame folders."""
     files = [project.image_path(r) for r in project.images()]
@@ -128,7 +128,7 @@ def export_videos(
         videos.append(sequence_annotations(project, sequence_id, ext))
     subdirs = [_image_dir(fmt, v) for v in videos] if images else []
     target = OutputFolder.prepare(
-        out_dir, images=_project_files(project), extra_protected=[project.path],
+        out_dir, images=project_files(project), extra_protected=[project.path],
         image_subdirs=subdirs, fmt=fmt, overwrite=overwrite)
     report = ExportReport(images=len(videos),
                           instances=sum(len(t.masks) for v in videos for t in v.tracks))

@@ -44,6 +44,8 @@ from app.core.formats.common import (
     ExportItem,
     ExportReport,
     Written,
+    image_copy_mode,
+    image_file,
     ordered_labels,
     place_file,
     report_progress,
@@ -99,7 +101,7 @@ def export_yolo(
     report = ExportReport()
     present: list[ExportItem] = []
     for record, instances in items:
-        src = Path(image_root) / record.path
+        src = image_file(image_root, record)
         if src.is_file():
             present.append((record, instances))
         else:
@@ -113,7 +115,8 @@ def export_yolo(
         report_progress(progress, index, total, record.path)
         split = "val" if index in val else "train"
         image_dst = out_dir / "images" / split / name
-        report.files.append(place_file(Path(image_root) / record.path, image_dst, copy_mode))
+        report.files.append(place_file(image_file(image_root, record), image_dst,
+                                       image_copy_mode(record, copy_mode)))
         lines = []
         label_dst = out_dir / "labels" / split / (Path(name).stem + ".txt")
         written = Written(int(record.id or 0), label_dst)

@@ -59,6 +59,11 @@ PLACING: dict[str, tuple[str, list[tuple[str | None, str]]]] = {
                            ("reference", "referenced (imagePath to the original)")]),
 }
 SPLIT_FORMATS = ("coco", "yolo")
+# which frames of the project's videos are exported, written as images (--frames)
+FRAMES = [("labelled", "frames with instances a person drew or edited"),
+          ("all", "every frame with instances (also propagated, not reviewed)"),
+          ("none", "none (plain images only)")]
+FRAME_TYPES = [("jpg", "JPEG (quality 95)"), ("png", "PNG (lossless)")]
 OVERLAY_FOLDER = "overlays"  # "also write overlays": a folder of its own inside the export
 MAX_WARNINGS = 8
 
@@ -98,6 +103,18 @@ class ExportDialog(QDialog):
         row.addWidget(self.folder)
         row.addWidget(browse)
         self.placing = QComboBox()
+        self.frames = QComboBox()  # shown when the project has videos
+        for value, text in FRAMES:
+            self.frames.addItem(text, value)
+        self.frames.setToolTip("Frames of the project's videos go into the export as image "
+                               "files, named <video>/<frame>.jpg; a selection of images "
+                               "(done, shown, selected) exports only the frames in it.")
+        self.frame_type = QComboBox()
+        for value, text in FRAME_TYPES:
+            self.frame_type.addItem(text, value)
+        self.frame_row = frame_row = QHBoxLayout()
+        frame_row.addWidget(self.frames, 1)
+        frame_row.addWidget(self.frame_type)
         self.val_fraction = QDoubleSpinBox()
         self.val_fraction.setRange(0.0, 0.9)
         self.val_fraction.setSingleStep(0.05)
@@ -149,6 +166,8 @@ class ExportDialog(QDialog):
         form.addRow("Images", self.images)
         form.addRow("Folder", row)
         form.addRow("Image files", self.placing)
+        form.addRow("Video frames", frame_row)
+        form.setRowVisible(frame_row, bool(project.sequences.all()))
         form.addRow("Validation split", split)
         form.addRow(self.rle)
         form.addRow("Mask opacity", self.alpha)
@@ -199,7 +218,15 @@ class ExportDialog(QDialog):
             options["rle"] = True
         if fmt == "overlay":
             options["alpha"] = self.alpha.value()
+        options.update(self.frame_options())
         return options
+
+    def frame_options(self) -> dict[str, Any]:
+        """Which frames of the project's videos to export and as what (none: no videos)."""
+        if not self.project.sequences.all():
+            return {}
+        return {"frames": self.frames.currentData(),
+                "frame_images": self.frame_type.currentData()}
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export to", self.folder.text())
@@ -227,7 +254,7 @@ class ExportDialog(QDialog):
         verify = self.verify.isChecked() and self.verify.isEnabled()
         overlays = self.with_overlays.isChecked() and fmt != "overlay"
         overwrite = self.overwrite.isChecked()
-        project, options = self.project, self.options()
+        project, options, frame_options = self.project, self.options(), self.frame_options()
 
         def run(progress: Any = None, cancel: Any = None) -> tuple[Any, Any]:
             report = export_project(project, fmt, out, image_ids=ids, overwrite=overwrite,
@@ -237,7 +264,7 @@ class ExportDialog(QDialog):
             if overlays:
                 extra = export_project(project, "overlay", out / OVERLAY_FOLDER,
                                        image_ids=ids, overwrite=overwrite,
-                                       progress=progress, cancel=cancel)
+                                       progress=progress, cancel=cancel, **frame_options)
             return report, extra
 
         self.task = self.tasks.start(run, with_progress=True, on_result=self._done,
@@ -257,6 +284,9 @@ class ExportDialog(QDialog):
         self.status.setText(f"Exported to {self.folder.text()}")
         lines = [f"{report.images} image(s), {report.instances} instance(s) as "
                  f"{self.format.currentData()}"]
+        if report.frames:
+            lines.append(f"{report.frames} of them video frame(s), written as images "
+                         f"({report.frames_propagated} propagated instance(s) not reviewed)")
         if self.overlay_report is not None:
             lines.append(f"{self.overlay_report.images} overlay(s) in {OVERLAY_FOLDER}/")
         warnings = list(report.warnings)
