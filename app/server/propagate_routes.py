@@ -52,7 +52,7 @@ from app.server.propagate_schemas import (
     PropagateRequest,
 )
 from app.server.state import ServerState, require_key, state_of
-from app.server.worker import ModelWorker
+from app.server.worker import ServeClicksToken
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["maskloop"],
@@ -73,19 +73,6 @@ _STREAM_DOC: dict[int | str, dict[str, Any]] = {
     501: {"model": ErrorBody, "description": "this server's model cannot propagate"},
     504: {"model": ErrorBody, "description": "the model did not start the run in time"},
 }
-
-
-class _RunToken(CancelToken):
-    """The run's CancelToken: each poll (between SAM2's encoder blocks) first serves the
-    clicks queued then, as the worker's own job tokens do."""
-
-    def __init__(self, worker: ModelWorker) -> None:
-        super().__init__()
-        self._worker = worker
-
-    def raise_if_cancelled(self) -> None:
-        self._worker.serve_waiting_clicks()
-        super().raise_if_cancelled()
 
 
 @router.post("/propagate", responses=_STREAM_DOC, response_model=None,
@@ -117,7 +104,7 @@ async def propagate(body: PropagateRequest, request: Request) -> StreamingRespon
         raise HTTPProblem(409, f"run {body.run_id} is under way already (or the server runs "
                                "too many): choose another run_id or wait")
     try:
-        token = _RunToken(st.worker)
+        token = ServeClicksToken(st.worker)  # clicks queued go first at each poll
         future, job_token = st.worker.submit(
             lambda _t: _open(st, frames, anchors, req, token))
         try:

@@ -10,7 +10,7 @@ click waits at most one encoder block), for many clients at once:
 2. everything else, in arrival order: encodes, decodes of no prompt.
 
 An encode polls its CancelToken between encoder blocks (SAM2's does); the worker's token
-(``_ServeClicks``) serves the clicks queued at that moment there, then lets the encoder
+(``ServeClicksToken``) serves the clicks queued at that moment there, then lets the encoder
 go on. So a click waits for at most one encoder block (and the batch before it), and an
 encode advances at least one block between two batches: a stream of clicks never starves
 it, and no encoder work is thrown away. Unlike the app's service, no click is dropped as
@@ -64,7 +64,7 @@ class _Job:
     future: Future[Any]
 
 
-class _ServeClicks(CancelToken):
+class ServeClicksToken(CancelToken):
     """A job's CancelToken: each poll between two steps of the job (SAM2's encoder blocks)
     first serves the clicks waiting then, on the model thread."""
 
@@ -110,7 +110,7 @@ class ModelWorker:
 
     def submit(self, fn: Callable[[CancelToken], T]) -> tuple[Future[T], CancelToken]:
         """Queue ``fn(token)`` behind the clicks; its token serves clicks when polled."""
-        token = _ServeClicks(self)
+        token = ServeClicksToken(self)
         future: Future[T] = Future()
         self._queue(self._jobs, _Job(lambda: fn(token), future))
         return future, token
