@@ -209,6 +209,15 @@ class Propagator(Protocol):
         ...
 
 
+def anchor_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """``mask`` as the bool (H, W) anchor a session keeps; PredictorError when it is not
+    the frames' size."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != hw:
+        raise PredictorError(f"mask is {mask.shape[1::-1]}, the frames are {hw[1]} x {hw[0]}")
+    return mask
+
+
 # The propagator of each kind of backend, by module and class: looked up when asked for, so
 # that importing this module (the UI does, to run propagation on the worker) never imports a
 # backend's model code (SAM2's is torch).

@@ -28,7 +28,13 @@ from app.core.jobs import CancelToken, Progress
 from app.core.types import Prompt
 from app.predict.base import Capabilities, PredictorError
 from app.predict.hosted.common import encode_image
-from app.predict.propagation import FrameResult, FrameSource, PropagationRequest, PropagationRun
+from app.predict.propagation import (
+    FrameResult,
+    FrameSource,
+    PropagationRequest,
+    PropagationRun,
+    anchor_mask,
+)
 from app.predict.remote.predictor import RemotePredictor
 
 LOOKAHEAD = 4  # frames uploaded ahead of the last result: the upload of the next frame
@@ -85,10 +91,7 @@ class RemoteSession:
 
     def add_mask(self, frame: int, track: int, mask: np.ndarray) -> np.ndarray:
         frame = self._check_frame(frame)
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != self.hw:
-            raise PredictorError(f"mask is {mask.shape[1::-1]}, the frames are "
-                                 f"{self.hw[1]} x {self.hw[0]}")
+        mask = anchor_mask(mask, self.hw)
         self._anchors.setdefault(track, {})[frame] = mask
         return mask
 

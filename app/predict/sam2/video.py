@@ -43,6 +43,7 @@ from app.predict.propagation import (
     FrameSource,
     PropagationRequest,
     PropagationRun,
+    anchor_mask,
     track_ends,
 )
 from app.predict.sam2.encoder import EncodeRun, encode_all
@@ -148,10 +149,7 @@ class SAM2VideoSession:
 
     def add_mask(self, frame: int, track: int, mask: np.ndarray) -> np.ndarray:
         frame = self._check_frame(frame)
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != self.hw:
-            raise PredictorError(f"mask is {mask.shape[1::-1]}, the frames are "
-                                 f"{self.hw[1]} x {self.hw[0]}")
+        mask = anchor_mask(mask, self.hw)
         size = self.model.image_size
         m = torch.from_numpy(mask)[None, None].float().to(self.device)
         if m.shape[-2:] != (size, size):  # as add_new_mask: antialiased resize, then >= 0.5
