@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,7 +17,10 @@ import cv2
 import numpy as np
 import pytest
 
-from app.cli import main
+sys.path.insert(0, str(Path(__file__).parents[1] / "core"))
+from test_sequences import _codec  # noqa: E402  (the encoder this PyAV build has)
+
+from app.cli import main  # noqa: E402
 from app.core.geometry import geometry_to_mask, mask_to_geometry
 from app.core.project import Project
 from app.core.types import Instance, InstanceOrigin, Source
@@ -62,22 +66,11 @@ def picture(t: int, back: np.ndarray) -> np.ndarray:
     return f
 
 
-def codec() -> str:
-    for name in ("libx264", "h264", "mpeg4"):
-        if name in av.codecs_available:
-            try:
-                av.CodecContext.create(name, "w")
-            except Exception:  # listed but not usable
-                continue
-            return name
-    pytest.skip("no H.264 or MPEG-4 encoder in this PyAV build")
-
-
 def write_video(path: Path, frames: int = N) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     back = ground()
     with av.open(str(path), "w") as c:
-        s = c.add_stream(codec(), rate=24)
+        s = c.add_stream(_codec("libx264", "h264", "mpeg4"), rate=24)
         s.width, s.height, s.pix_fmt = W, H, "yuv420p"
         for t in range(frames):
             for p in s.encode(av.VideoFrame.from_ndarray(picture(t, back), format="rgb24")):
