@@ -68,6 +68,42 @@ def test_eval_video_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
         cli.main(["eval-video", str(data), "--backend", "nothing"])
 
 
+def test_eval_video_codec_next_to_raw(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--codec runs the same shots raw and through H.264; the ground truth is the same, the
+    frames are not, so the scores differ a little."""
+    data = _dataset(tmp_path / "ds", count=1)
+    rc = cli.main(["eval-video", str(data), "--frames", "6", "--codec", "h264", "--crf", "30",
+                   "--json"])
+    assert rc == 0
+    both = json.loads(capsys.readouterr().out)
+    assert sorted(both) == ["h264 crf 30", "raw"]
+    raw, coded = both["raw"], both["h264 crf 30"]
+    assert raw["summary"]["codec"] == "raw" and coded["summary"]["codec"] == "h264 crf 30"
+    assert [r["name"] for r in raw["images"]] == [r["name"] for r in coded["images"]] == ["img0"]
+    assert len(coded["images"][0]["j"]) == 5
+    assert coded["images"][0]["j"] != raw["images"][0]["j"]
+    assert coded["summary"]["j_mean"] > 0.7
+    assert cli.main(["eval-video", str(data), "--frames", "3", "--codec", "h264"]) == 0
+    table = capsys.readouterr().out
+    assert "J h264 crf 23" in table and "J raw" in table and "frames to correct" in table
+    assert cli.main(["eval-video", str(data), "--codec", "h264", "--crf", "52"]) == 2
+    assert "--crf" in capsys.readouterr().err
+
+
+def test_eval_video_splits_are_disjoint_halves(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    data = _dataset(tmp_path / "ds", count=4)
+    names = {}
+    for split in ("tune", "test", "all"):
+        assert cli.main(["eval-video", str(data), "--frames", "2", "--split", split,
+                         "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["summary"]["split"] == split
+        names[split] = {r["name"] for r in report["images"]}
+    assert len(names["tune"]) == len(names["test"]) == 2
+    assert names["tune"] | names["test"] == names["all"] == {f"img{k}" for k in range(4)}
+
+
 @pytest.mark.slow
 def test_eval_video_sam2_random_weights(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                         sam2_tiny_checkpoint: tuple[Path, str]) -> None:

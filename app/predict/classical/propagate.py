@@ -3,11 +3,14 @@
 For each next frame: dense optical flow (OpenCV DIS, ``cv2.DISOpticalFlow``) from the next
 frame back to the current one carries the current mask over (backward warping: every pixel of
 the next frame looks up where it came from, so the warped mask has no holes), except where the
-flow fails the forward-backward check (uncovered background, occluder edges); then GrabCut,
-seeded with the warped mask, snaps its boundary to the image: an eroded core of the warped
-mask is sure foreground, the rest of it probable foreground, a ring just outside it probable
-background and everything further away sure background. Errors cannot grow by more than the
-ring's width per frame, and the colour models are re-learnt on every frame (lighting drifts).
+flow fails the forward-backward check (uncovered background, occluder edges, but also the
+guessed flow of a uniform surface in a compressed video): there the object's overall motion
+carries the mask, on the pixels whose colour it explains (``carry``); then GrabCut, seeded
+with the warped mask, snaps its boundary to the image: an eroded core of what the trusted flow
+carried is sure foreground, the rest of the warped mask probable foreground, a ring just
+outside it probable background and everything further away sure background. Errors cannot
+grow by more than the ring's width per frame, and the colour models are re-learnt on every
+frame (lighting drifts).
 
 An occluder passing over the object takes the pixels it hides out of the mask; to get them
 back when it leaves, the last mask that showed the whole object (the anchor) is carried along
@@ -42,6 +45,7 @@ from app.core.jobs import CancelToken, Progress
 from app.core.lru import BoundedCache
 from app.core.types import Prompt
 from app.predict.base import Capabilities, Predictor, PredictorError, SourceKind
+from app.predict.classical.motion import carry, compose, object_motion
 from app.predict.classical.ops import GRABCUT_SEED
 from app.predict.propagation import (
     FrameResult,
@@ -148,17 +152,19 @@ def _ellipse(radius: int) -> np.ndarray:
 
 
 def refine(image: np.ndarray, warped: np.ndarray, params: PropagationParams,
-           prior: np.ndarray | None = None) -> np.ndarray:
+           prior: np.ndarray | None = None, sure: np.ndarray | None = None) -> np.ndarray:
     """GrabCut on ``image`` (RGB uint8) seeded by the ``warped`` mask (see the module text);
     the refined bool mask. ``prior`` (bool, optional) widens the probable-background zone
-    where the object may reappear (its anchored shape); an empty seed stays empty."""
+    where the object may reappear (its anchored shape); ``sure`` (bool, optional; default
+    ``warped``) is the part whose eroded core is sure foreground, the rest of ``warped``
+    being only probable. An empty seed stays empty."""
     if not warped.any():
         return warped
     h, w = warped.shape
     band = _band(warped, params)
     element = _ellipse(band)
     m8 = warped.astype(np.uint8)
-    core = cv2.erode(m8, element) > 0
+    core = cv2.erode((warped if sure is None else sure & warped).astype(np.uint8), element) > 0
     zone = m8 if prior is None else (warped | prior).astype(np.uint8)
     reach = cv2.dilate(zone, element) > 0
     seed = np.full((h, w), cv2.GC_BGD, np.uint8)
@@ -188,31 +194,6 @@ def refine(image: np.ndarray, warped: np.ndarray, params: PropagationParams,
     out = np.zeros((h, w), bool)
     out[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
     return out
-
-
-def object_motion(mask: np.ndarray, flow: np.ndarray, stride: int = 4) -> np.ndarray | None:
-    """The similarity transform (2x3, earlier -> later frame) that best explains how the
-    object moved: RANSAC over the flow vectors of the pixels of ``mask`` (the warped mask,
-    in the later frame), every ``stride``-th row and column. None when too few points or
-    no consistent motion."""
-    ys, xs = np.nonzero(mask[::stride, ::stride])
-    if xs.size < 12:
-        return None
-    ys, xs = ys * stride, xs * stride
-    later = np.stack([xs, ys], axis=1).astype(np.float32)
-    earlier = later + flow[ys, xs]
-    # a 1-pixel reprojection threshold: DIS' sub-pixel flow inside an object is accurate to
-    # about that; points beyond it belong to something else (an occluder, a moving part)
-    m, _inliers = cv2.estimateAffinePartial2D(earlier, later, method=cv2.RANSAC,
-                                              ransacReprojThreshold=1.0)
-    return None if m is None else np.asarray(m, dtype=np.float64)
-
-
-def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The 2x3 affine map ``a`` after ``b``."""
-    a3 = np.vstack([a, [0.0, 0.0, 1.0]])
-    b3 = np.vstack([b, [0.0, 0.0, 1.0]])
-    return (a3 @ b3)[:2]
 
 
 class _Scaler:
@@ -271,21 +252,24 @@ class _Follower:
         self.lost_below = max(params.lost_pixels, params.lost_fraction * start_area)
         self.anchor, self.anchor_map = mask.astype(np.uint8), np.eye(2, 3)
 
-    def step(self, frame: _Frame) -> np.ndarray | None:
-        """The mask on ``frame`` (the one after the last), or None when the object is lost."""
+    def step(self, frame: _Frame, prev: _Frame) -> np.ndarray | None:
+        """The mask on ``frame`` (the one after ``prev``, the last), or None when the object
+        is lost."""
         assert frame.flow is not None and frame.reliable is not None
         h, w = self.mask.shape
-        # pixels whose flow is not trusted (uncovered background behind a moving object,
-        # an occluder's edge) are not carried over: GrabCut decides them by colour
-        warped = warp_mask(self.mask, frame.flow) & frame.reliable
-        # the anchor: the last mask that the object's whole shape was seen in, carried by
-        # the object's overall motion; where it reaches beyond the warped mask (a part that
-        # an occluder hid and now reveals) GrabCut may take pixels back by colour
-        motion = object_motion(warped, frame.flow)
+        # the object's overall motion, fitted to the flow it trusts (see ``motion.carry``); it also
+        # carries the anchor: the last mask that the object's whole shape was seen in; where
+        # that reaches beyond the warped mask (a part that an occluder hid and now reveals)
+        # GrabCut may take pixels back by colour
+        flowed = warp_mask(self.mask, frame.flow)
+        motion = object_motion(flowed & frame.reliable, frame.flow)
+        warped = carry(self.mask, flowed, frame.reliable, motion, prev.rgb, frame.rgb)
         if motion is not None:
-            self.anchor_map = _compose(motion, self.anchor_map)
+            self.anchor_map = compose(motion, self.anchor_map)
         prior = cv2.warpAffine(self.anchor, self.anchor_map, (w, h), flags=cv2.INTER_NEAREST) > 0
-        refined = refine(frame.rgb, warped, self.params, prior)
+        # only what the trusted flow carried can be sure foreground: pixels carried by the
+        # overall motion may be an occluder's edge (its flow smeared into the object's)
+        refined = refine(frame.rgb, warped, self.params, prior, sure=flowed & frame.reliable)
         if _iou(refined, prior) >= self.params.reanchor_iou:
             self.anchor, self.anchor_map = refined.astype(np.uint8), np.eye(2, 3)
         if np.count_nonzero(refined) < self.lost_below:
@@ -326,7 +310,7 @@ def propagate(frames: FrameSource, start: int, mask: np.ndarray, *, direction: i
             return result
         index = start + direction * step
         frame = _Frame(scaler.image(frames.frame(index)), dis, prev.gray)
-        refined = follower.step(frame)
+        refined = follower.step(frame, prev)
         if refined is None:
             result.stopped = "lost"
             result.lost_at = index
@@ -452,7 +436,7 @@ class ClassicalSession:
                     masks[t] = anchor
                     followers[t] = _Follower(scaler.down(anchor), self.params)
                     continue
-                refined = follower.step(frame)
+                refined = follower.step(frame, prev)
                 if refined is None:
                     lost.append(t)
                     del followers[t]
