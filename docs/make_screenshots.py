@@ -12,11 +12,9 @@ and a 1024 x 700 window with its panels collapsed."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="maskloop-shots-"))
@@ -25,17 +23,16 @@ os.environ["XDG_DATA_HOME"] = str(SCRATCH / "data")
 DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))
 
-from PySide6.QtCore import QPoint, QPointF, QRect, Qt, QTimer  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, QRect, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+from screenshot_runner import Step, run  # noqa: E402
 
-from app.predict.classical import ClassicalPredictor  # noqa: E402
+from app.predict.classical.predictor import ClassicalPredictor  # noqa: E402
 from app.ui.app import Launcher  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.settings import GuiSettings  # noqa: E402
 from app.ui.workers import PredictorBridge  # noqa: E402
-
-Step = Iterator[Callable[[], bool] | int]  # a condition to wait for, or milliseconds
 
 
 def grab(name: str, rect: QRect, *over: QWidget) -> None:
@@ -156,41 +153,7 @@ def main() -> int:
     settings = GuiSettings(guide_done=True)
     launcher = Launcher(bridge, settings, interactive=False)
     launcher.open(None)
-    state: dict[str, Step | None] = {"steps": None}
-
-    def tick() -> None:
-        if state["steps"] is None:
-            if launcher.window is None:
-                QTimer.singleShot(100, tick)
-                return
-            launcher.window.move(0, 0)
-            state["steps"] = script(launcher.window, app)
-        steps = state["steps"]
-        assert steps is not None
-        try:
-            item = next(steps)
-        except StopIteration:
-            return
-        if isinstance(item, int):
-            QTimer.singleShot(item, tick)
-            return
-
-        def wait() -> None:
-            if item():
-                QTimer.singleShot(0, tick)
-            else:
-                QTimer.singleShot(50, wait)
-
-        wait()
-
-    QTimer.singleShot(0, tick)
-    QTimer.singleShot(120000, app.quit)  # never hang
-    code = app.exec()
-    if launcher.window is not None:
-        launcher.window.close()
-    bridge.close()
-    shutil.rmtree(SCRATCH, ignore_errors=True)
-    return int(code)
+    return run(app, launcher, bridge, script, SCRATCH)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 SCRATCH = Path(tempfile.mkdtemp(prefix="maskloop-video-shot-"))
@@ -25,9 +24,10 @@ DOCS = Path(__file__).resolve().parent
 sys.path.insert(0, str(DOCS.parent))
 
 import numpy as np  # noqa: E402
-from PySide6.QtCore import QPoint, QPointF, Qt, QTimer  # noqa: E402
+from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+from screenshot_runner import Step, run  # noqa: E402
 
 from app.predict.classical.predictor import ClassicalPredictor  # noqa: E402
 from app.ui.app import Launcher  # noqa: E402
@@ -36,7 +36,6 @@ from app.ui.opening import samples_dir  # noqa: E402
 from app.ui.settings import GuiSettings  # noqa: E402
 from app.ui.workers import PredictorBridge  # noqa: E402
 
-Step = Iterator[Callable[[], bool] | int]  # a condition to wait for, or milliseconds
 W, H, FRAMES, FPS = 640, 360, 40, 20
 FOLDER = SCRATCH / "footage"  # a few sample photos and the video, in a scratch project
 
@@ -118,42 +117,7 @@ def main() -> int:
         shutil.copy(sample, FOLDER / sample.name)
     write_video(FOLDER / "two-objects.mp4")
     launcher.open(FOLDER)
-    state: dict[str, Step | None] = {"steps": None}
-
-    def tick() -> None:
-        if state["steps"] is None:
-            if launcher.window is None:
-                QTimer.singleShot(100, tick)
-                return
-            launcher.window.move(QPoint(0, 0))
-            launcher.window.resize(1366, 740)
-            state["steps"] = script(launcher.window, app)
-        steps = state["steps"]
-        assert steps is not None
-        try:
-            item = next(steps)
-        except StopIteration:
-            return
-        if isinstance(item, int):
-            QTimer.singleShot(item, tick)
-            return
-
-        def wait() -> None:
-            if item():
-                QTimer.singleShot(0, tick)
-            else:
-                QTimer.singleShot(50, wait)
-
-        wait()
-
-    QTimer.singleShot(0, tick)
-    QTimer.singleShot(120000, app.quit)  # never hang
-    code = app.exec()
-    if launcher.window is not None:
-        launcher.window.close()
-    bridge.close()
-    shutil.rmtree(SCRATCH, ignore_errors=True)
-    return int(code)
+    return run(app, launcher, bridge, script, SCRATCH, (1366, 740))
 
 
 if __name__ == "__main__":
