@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 from sam2.build_sam import build_sam2_video_predictor
-from test_video import FRAMES, TINY_CONFIG, shot, small_sam2
+from video_shots import FRAMES, TINY_CONFIG, shot, small_sam2
 
 from app.core.types import Point, Prompt
 from app.predict.cache.store import EmbeddingCache
