@@ -284,6 +284,16 @@ class SequenceStore:
             out.setdefault(row["frame_index"], []).append(instance_from_row(row))
         return out
 
+    def frame_marks(self, sequence_id: int) -> list[tuple[int, int | None, InstanceOrigin]]:
+        """(frame index, track id, origin) of every instance of the sequence, without
+        reading geometries: what the window's frame bar and track counts need after each
+        edit (a long video holds thousands of instances)."""
+        rows = self.project.query(
+            "SELECT im.frame_index, i.track_id, i.origin FROM instances i "
+            "JOIN images im ON im.id = i.image_id WHERE im.sequence_id = ? "
+            "ORDER BY im.frame_index, i.id", (sequence_id,))
+        return [(int(r[0]), r[1], InstanceOrigin(r[2])) for r in rows]
+
     def anchors(self, sequence_id: int) -> dict[int, dict[int, Instance]]:
         """Track id -> {frame index: the track's anchor instance there} for the tracks that
         have anchors (the latest made when a frame has two)."""

@@ -243,12 +243,11 @@ class VideoController(QObject):
             self.track_id = None
         counts: dict[int | None, list[int]] = {}
         marks = Marks()
-        for frame, instances in self.project.sequences.instances(seq_id).items():
-            for inst in instances:
-                anchor = inst.origin == InstanceOrigin.ANCHOR
-                counts.setdefault(inst.track_id, [0, 0])[0 if anchor else 1] += 1
-                if self.track_id is None or inst.track_id == self.track_id:
-                    (marks.anchors if anchor else marks.propagated).add(frame)
+        for frame, track_id, origin in self.project.sequences.frame_marks(seq_id):
+            anchor = origin == InstanceOrigin.ANCHOR
+            counts.setdefault(track_id, [0, 0])[0 if anchor else 1] += 1
+            if self.track_id is None or track_id == self.track_id:
+                (marks.anchors if anchor else marks.propagated).add(frame)
         self.marks = marks
         self.bar.set_marks(marks.anchors, marks.propagated)
         self.panel.set_tracks([TrackRow(t, *counts.get(t.id, [0, 0])) for t in tracks],

@@ -445,3 +445,17 @@ def test_a_newer_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ProjectError, match=r"newer MaskLoop \(schema version 5, this version "
                                            r"reads up to 4\)"):
         Project.open(path)
+
+
+def test_frame_marks_are_the_instances_without_their_shapes(project: Project,
+                                                           root: Path) -> None:
+    store = project.sequences
+    video = store.add(root / "clip.mp4").id
+    car = store.add_track(video, "car")
+    frame = store.frame_image(video, 2).id
+    project.add_instance(Instance(frame, "car", square(1), track_id=car.id))
+    store.put_propagated(video, 3, car.id, square(5), 0.8)
+    expected = [(f, i.track_id, i.origin)
+                for f, insts in store.instances(video).items() for i in insts]
+    assert store.frame_marks(video) == expected == [
+        (2, car.id, InstanceOrigin.ANCHOR), (3, car.id, InstanceOrigin.PROPAGATED)]
