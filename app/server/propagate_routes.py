@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.core import rle
+from app.core.formats.checks import rle_string_counts
 from app.core.jobs import CancelToken
 from app.core.types import Box, Point, Prompt
 from app.predict.base import PredictorError
@@ -221,28 +222,9 @@ def _check_counts(counts: str, pixels: int) -> None:
     """ValueError unless ``counts`` (COCO's compressed RLE string, ``rleFrString``) holds
     non-negative runs covering exactly ``pixels``: pycocotools decodes any string without
     that check, reading past the runs it has."""
-    runs: list[int] = []
-    p, n = 0, len(counts)
-    while p < n:
-        x = k = 0
-        more = True
-        while more:
-            if p >= n:
-                raise ValueError("the counts string ends inside a run")
-            c = ord(counts[p]) - 48
-            if not 0 <= c < 64:
-                raise ValueError(f"character {counts[p]!r} is not in an RLE counts string")
-            x |= (c & 0x1F) << (5 * k)
-            more = bool(c & 0x20)
-            p += 1
-            k += 1
-            if not more and c & 0x10:
-                x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
-        if x < 0:
-            raise ValueError("a run is negative")
-        runs.append(x)
+    runs = rle_string_counts(counts)  # the COCO reader's own decoding of the string
+    if any(x < 0 for x in runs):
+        raise ValueError("a run is negative")
     if sum(runs) != pixels:
         raise ValueError(f"its runs cover {sum(runs):,} pixels, not the frame's {pixels:,}")
 
