@@ -18,7 +18,7 @@ from test_sequences import _codec, make_video
 from app.core.errors import FormatError
 from app.core.formats import MANIFEST_NAME, export_project
 from app.core.formats.coco import export_coco
-from app.core.formats.readers import read_yolo_masks
+from app.core.formats.readers import labelme_shape_to_mask, read_yolo_masks
 from app.core.geometry import geometry_to_mask
 from app.core.project import Project
 from app.core.record_pixels import RecordPixels
@@ -164,6 +164,14 @@ def test_masks_and_labelme_write_the_frames(project: Project, tmp_path: Path):
     export_project(project, "labelme", copied, frame_images="png")
     shapes = json.loads((copied / "000017.json").read_text())
     assert shapes["imagePath"] == "000017.png" and len(shapes["shapes"]) == 2
+    # labelme's own rasteriser draws each frame instance as the project holds it
+    h, w = shapes["imageHeight"], shapes["imageWidth"]
+    drawn = {s["label"]: labelme_shape_to_mask(h, w, s["points"], s["shape_type"])
+             for s in shapes["shapes"]}
+    for inst in project.instances(int(_frame_record(project, 17).id or 0)):
+        truth = geometry_to_mask(inst.geometry, h, w)
+        mine = drawn[inst.label]
+        assert (mine & truth).sum() / (mine | truth).sum() >= 0.95
     np.testing.assert_array_equal(np.asarray(Image.open(copied / "000017.png")),
                                   _pixels(project, 17))
     overlays = tmp_path / "overlays"
