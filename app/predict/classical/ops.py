@@ -181,19 +181,21 @@ def build_seed(prep: PreparedImage, prompt: Prompt, params: GrabCutParams) -> np
     sure = np.zeros((h, w), dtype=np.uint8)  # 1 object, 2 background (from a previous mask)
     zone_mask = np.zeros((h, w), dtype=np.uint8)
     if prompt.mask_input is not None:
-        prior = logits_to_frame(prompt.mask_input, h, w) > 0.0
+        frame_logits = logits_to_frame(prompt.mask_input, h, w)
+        prior = frame_logits > 0.0
+        unknown = np.isnan(frame_logits)  # the previous mask says nothing there (see below)
         band = max(2.0, params.band * side)
         m = prior.astype(np.uint8)
         dist_in = cv2.distanceTransform(m, cv2.DIST_L2, 3)
         dist_out = cv2.distanceTransform(1 - m, cv2.DIST_L2, 3)
         sure[prior & (dist_in > band)] = 1
-        sure[~prior & (dist_out > band)] = 2
+        sure[~prior & ~unknown & (dist_out > band)] = 2
         zone = _click_zone(prompt, prep, prior, dist_in, dist_out, params)
         if zone is not None:
             cv2.circle(sure, zone[0], max(r_click, zone[1]), 0, -1)
             cv2.circle(zone_mask, zone[0], max(r_click, zone[1]), 1, -1)
         markers[sure > 0] = sure[sure > 0]
-        markers[frame & ~prior & (markers == 0)] = 2
+        markers[frame & ~prior & ~unknown & (markers == 0)] = 2
     else:
         markers[frame] = 2
         if prompt.box is not None:

@@ -11,7 +11,10 @@ How a prompt becomes a GrabCut seed (on a copy downscaled to ``GrabCutParams.max
   newest click whose size follows the click's depth inside its error region; there the
   watershed basin of the newest click (flooded against the other clicks, the mask's core,
   the image border) takes the click's label, the rest of the zone and the band along the
-  boundary are probable. A click thus corrects its error region and leaves the rest alone;
+  boundary are probable. A click thus corrects its error region and leaves the rest alone.
+  NaN logits mean "unknown here" (a window grown past the one the mask was made in, see
+  ``app/predict/tiles/region.py``): nothing there is definite, the watershed decides what is
+  probable, and GrabCut what the object is;
 - positive clicks: discs of definite foreground; negative clicks: discs of definite background.
 GrabCut runs on a crop around the undecided pixels; the result keeps the components connected
 to the positive clicks, small holes without a negative click are filled, and it is upscaled

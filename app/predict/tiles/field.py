@@ -47,9 +47,11 @@ def tile_logits_field(logits: np.ndarray, tile: Tile, stretch: bool) -> Field:
                  float(tile.x0), float(tile.y0), sx, sy)
 
 
-def resample(field: Field, tile: Tile, stretch: bool) -> np.ndarray:
-    """``field`` seen in ``tile``'s low-res frame: (1, 256, 256) float32 logits, background
-    where the field says nothing (a mask prompt for that tile)."""
+def resample(field: Field, tile: Tile, stretch: bool,
+             outside: float = BACKGROUND) -> np.ndarray:
+    """``field`` seen in ``tile``'s low-res frame: (1, 256, 256) float32 logits, ``outside``
+    (background by default; NaN for "unknown" to the classical backend) where the field says
+    nothing (a mask prompt for that tile)."""
     tx, ty = frame_scale(tile, stretch)
     ax, ay = tx / field.sx, ty / field.sy
     bx = (tile.x0 - field.x0) / field.sx + 0.5 * ax - 0.5
@@ -57,7 +59,7 @@ def resample(field: Field, tile: Tile, stretch: bool) -> np.ndarray:
     matrix = np.array([[ax, 0.0, bx], [0.0, ay, by]], dtype=np.float64)
     out = cv2.warpAffine(field.values, matrix, (LOW_RES, LOW_RES),
                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=BACKGROUND)
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=outside)
     return out[None].astype(np.float32, copy=False)
 
 

@@ -18,15 +18,16 @@ overlapping tiles at native resolution (issue 16; the grid and its sizes: ``grid
   the best candidate stitched, the others those of the clicked tile; ``low_res_logits`` are the
   clicked tile's (the stitched mask seen in its frame for the best), and a later prompt that
   passes them back is recognised, so its tiles get the stitched mask in their own frames.
+- Backends with a cheap encode (the classical one) are not tiled but decoded in one window
+  fitted to the prompt, grown while the mask goes on past it (``region.py`` says why).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from app.core.images import array_hash
@@ -41,20 +42,20 @@ from app.predict.base import (
     PredictorError,
     SourceKind,
 )
+from app.predict.tiles import region
 from app.predict.tiles.field import (
     BACKGROUND,
     Field,
     downscaled,
-    full_field,
     resample,
     tile_logits_field,
 )
 from app.predict.tiles.grid import CUTOVER_FACTOR, Tile, TileGrid
+from app.predict.tiles.stitch import Decoded, deepest_points, stitch
 
 __all__ = ["TiledMaskResult", "TiledPredictor", "model_input_side"]
 
 MAX_TILES = 16  # tiles decoded for one prompt at most (4 x 4: objects up to ~3000 px)
-CARRIED_POINTS = 2  # positive points carried into a neighbour (one per larger part)
 
 
 def model_input_side(predictor: Predictor) -> int:
@@ -101,15 +102,6 @@ class _BigImage:
 
 
 @dataclass
-class _Decoded:
-    """One tile's decode: the inner result and the chosen candidate's full-res mask."""
-
-    result: MaskResult
-    index: int
-    mask: np.ndarray = field(repr=False)
-
-
-@dataclass
 class _Given:
     """What a result handed out: its low-res logits and, per candidate, the Field to give
     back to any tile when a later prompt passes those logits as ``mask_input``."""
@@ -124,15 +116,23 @@ class TiledPredictor:
 
     def __init__(self, inner: Predictor, *, side: int | None = None,
                  overlap: int | None = None, cutover: int | None = None,
-                 max_tiles: int = MAX_TILES, images_kept: int = 2) -> None:
+                 max_tiles: int = MAX_TILES, images_kept: int = 2,
+                 regions: bool | None = None) -> None:
         """``side``/``overlap``: the tiles (default: the model's input, a quarter of it);
-        ``cutover``: the longest side above which an image is tiled (default 2 tiles)."""
+        ``cutover``: the longest side above which an image is tiled (default 2 tiles);
+        ``regions``: decode in windows fitted to each prompt instead of fixed tiles (default:
+        for the classical backend, whose encode is cheap)."""
         self.inner = inner
         self.side = int(side or model_input_side(inner))
         self.overlap = int(self.side // 4 if overlap is None else overlap)
         self.cutover = int(cutover or CUTOVER_FACTOR * self.side)
         self.max_tiles = max(1, int(max_tiles))
         self._stretch = inner.capabilities.kind == SourceKind.SAM2
+        classical = inner.capabilities.kind == SourceKind.CLASSICAL
+        self.regions = classical if regions is None else bool(regions)
+        # what a grown window's mask prompt holds beyond the last window: "unknown" (NaN) for
+        # the classical backend; background for a model (SAM takes no NaN)
+        self._unknown = float("nan") if classical else BACKGROUND
         self._images: BoundedCache[EmbeddingKey, _BigImage] = BoundedCache(images_kept)
         self._given: BoundedCache[int, _Given] = BoundedCache(8)
 
@@ -211,10 +211,11 @@ class TiledPredictor:
     # -- tiles: for prefetch and ``maskloop embed`` -----------------------------------------
 
     def tiles(self, key: EmbeddingKey, near: tuple[float, float] | None = None) -> list[Tile]:
-        """The tiles of an embedded large image (none for a small one), nearest to ``near``
-        (x, y) first when given (the order to prefetch around the viewport)."""
+        """The tiles of an embedded large image (none for a small one, or in ``regions`` mode,
+        where nothing is worth encoding ahead), nearest to ``near`` (x, y) first when given (the
+        order to prefetch around the viewport)."""
         big = self._images.get(key)
-        if big is None:
+        if big is None or self.regions:
             return []
         return big.grid.nearest_first(*near) if near is not None else big.grid.tiles()
 
@@ -262,6 +263,8 @@ class TiledPredictor:
                                  "(tiled); crop the image or use a smaller one")
 
     def _predict_tiled(self, big: _BigImage, prompt: Prompt) -> TiledMaskResult:
+        if self.regions:
+            return self._predict_region(big, prompt)
         grid = big.grid
         prior = self._recognise(prompt.mask_input)
         if prompt.box is not None:
@@ -271,7 +274,7 @@ class TiledPredictor:
             newest = prompt.points[-1]
             seeds = [grid.owner(newest.x, newest.y)]
         first = seeds[0]
-        decoded: dict[Tile, _Decoded] = {}
+        decoded: dict[Tile, Decoded] = {}
         queue = list(seeds)
         while queue and len(decoded) < self.max_tiles:
             tile = queue.pop(0)
@@ -284,13 +287,54 @@ class TiledPredictor:
             self._embed_for(big, tile)
             result = self.inner.predict(self.tile_key(self._key_of(big), tile), tile_prompt)
             index = result.best
-            decoded[tile] = _Decoded(result, index, result.mask(index))
+            decoded[tile] = Decoded(result, index, result.mask(index))
             for nxt in self._continues_in(grid, tile, decoded[tile].mask):
                 if nxt not in decoded and nxt not in queue:
                     queue.append(nxt)
         if first not in decoded:
             raise PredictorError("the prompt lies in no tile of the image")
         return self._result(big, first, decoded)
+
+    def _predict_region(self, big: _BigImage, prompt: Prompt) -> TiledMaskResult:
+        """``prompt`` decoded in a window around what is known of the object, grown while the
+        mask reaches past the window (``region.py``)."""
+        prior = self._recognise(prompt.mask_input)
+        if prior is None and prompt.mask_input is not None:
+            # logits of unknown origin: no window's frame is known for them
+            prompt = dataclasses.replace(prompt, mask_input=None)
+        extent = region.prompt_extent(prompt, prior)
+        if extent is None:
+            raise PredictorError("empty prompt: give at least one point or a box")
+        h, w = big.image.shape[:2]
+        most = region.MAX_SIDE_FACTOR * self.side
+        window: Tile | None = region.window_around(extent, self.side, most, h, w)
+        last: Tile | None = None
+        decoded: Decoded | None = None
+        for _ in range(region.MAX_GROWTHS + 1):
+            if window is None:
+                break
+            window_prompt = self._tile_prompt(big, window, prompt, prior, {}, True)
+            if window_prompt is None:
+                break
+            if decoded is not None and last is not None:
+                # grown: the last window's mask as the prompt's mask, unknown beyond it
+                so_far = tile_logits_field(decoded.result.low_res_logits[decoded.index],
+                                           last, self._stretch)
+                window_prompt = dataclasses.replace(window_prompt, mask_input=resample(
+                    so_far, window, self._stretch, self._unknown))
+            self._embed_for(big, window)
+            result = self.inner.predict(self.tile_key(self._key_of(big), window),
+                                        window_prompt)
+            decoded = Decoded(result, result.best, result.mask(result.best))
+            last = window
+            if not region.reaches_beyond(decoded.mask, window, h, w):
+                break
+            found = region.mask_extent(decoded.mask, window)
+            grown = extent if found is None else region.union(extent, found)
+            window = region.grown_window(window, grown, self.side, most, h, w)
+        if decoded is None or last is None:
+            raise PredictorError("the prompt lies outside the image")
+        return self._result(big, last, {last: decoded})
 
     def _key_of(self, big: _BigImage) -> EmbeddingKey:
         return EmbeddingKey(big.image_hash, self.model_id)
@@ -314,7 +358,7 @@ class TiledPredictor:
         return None
 
     def _tile_prompt(self, big: _BigImage, tile: Tile, prompt: Prompt, prior: Field | None,
-                     decoded: dict[Tile, _Decoded], is_first: bool) -> Prompt | None:
+                     decoded: dict[Tile, Decoded], is_first: bool) -> Prompt | None:
         """``prompt`` seen from ``tile``: its points inside the tile, its box clipped, the
         previous mask resampled; a neighbour also gets positive points where the mask so far
         lies deepest in it. None when nothing of the prompt reaches the tile."""
@@ -328,7 +372,7 @@ class TiledPredictor:
             if cx1 > cx0 and cy1 > cy0:
                 box = Box(cx0 - tile.x0, cy0 - tile.y0, cx1 - tile.x0, cy1 - tile.y0)
         if not is_first and box is None:
-            carried = _deepest_points(tile, decoded)
+            carried = deepest_points(tile, decoded)
             if not carried:
                 return None
             points = [p for p in points if not p.positive] + carried
@@ -363,7 +407,7 @@ class TiledPredictor:
         return found
 
     def _result(self, big: _BigImage, first: Tile,
-                decoded: dict[Tile, _Decoded]) -> TiledMaskResult:
+                decoded: dict[Tile, Decoded]) -> TiledMaskResult:
         """The first tile's candidates, the best one replaced by the stitched mask."""
         head = decoded[first]
         inner = head.result
@@ -374,7 +418,7 @@ class TiledPredictor:
         for i in range(len(inner)):
             crops.append(_tile_crop(inner, i, first))
         if len(decoded) > 1:
-            stitched, x0, y0 = _stitch(big.grid, decoded, self._stretch)
+            stitched, x0, y0 = stitch(big.grid, decoded, self._stretch)
             best_mask = stitched > 0
             crops[head.index] = lambda: (best_mask, x0, y0)
             fields[head.index] = downscaled(stitched, x0, y0)
@@ -390,52 +434,3 @@ class TiledPredictor:
 def _tile_crop(result: MaskResult, index: int,
                tile: Tile) -> Callable[[], tuple[np.ndarray, int, int]]:
     return lambda: (result.mask(index), tile.x0, tile.y0)
-
-
-def _stitch(grid: TileGrid, decoded: dict[Tile, _Decoded],
-            stretch: bool) -> tuple[np.ndarray, int, int]:
-    """The decoded tiles' fields blended over the rectangle they cover: (field, x0, y0).
-    Each tile's field is weighted by ``grid.weights`` (towards its centre); a pixel no tile
-    covers is background."""
-    x0 = min(t.x0 for t in decoded)
-    y0 = min(t.y0 for t in decoded)
-    x1 = max(t.x1 for t in decoded)
-    y1 = max(t.y1 for t in decoded)
-    num = np.zeros((y1 - y0, x1 - x0), dtype=np.float32)
-    den = np.zeros_like(num)
-    for tile, dec in decoded.items():
-        values = full_field(dec.result.low_res_logits[dec.index], dec.mask, tile, stretch)
-        weights = grid.weights(tile)
-        rows = slice(tile.y0 - y0, tile.y1 - y0)
-        cols = slice(tile.x0 - x0, tile.x1 - x0)
-        num[rows, cols] += weights * values
-        den[rows, cols] += weights
-    covered = den > 0
-    out = np.full(num.shape, BACKGROUND, dtype=np.float32)
-    np.divide(num, den, out=out, where=covered)
-    return out, x0, y0
-
-
-def _deepest_points(tile: Tile, decoded: dict[Tile, _Decoded]) -> list[Point]:
-    """Positive points (tile coordinates) where the decoded tiles' masks, inside ``tile``,
-    lie farthest from their boundary: one in each of the ``CARRIED_POINTS`` largest parts."""
-    region = np.zeros((tile.height, tile.width), dtype=np.uint8)
-    for other, dec in decoded.items():
-        ix0, iy0 = max(tile.x0, other.x0), max(tile.y0, other.y0)
-        ix1, iy1 = min(tile.x1, other.x1), min(tile.y1, other.y1)
-        if ix1 <= ix0 or iy1 <= iy0:
-            continue
-        part = dec.mask[iy0 - other.y0:iy1 - other.y0, ix0 - other.x0:ix1 - other.x0]
-        region[iy0 - tile.y0:iy1 - tile.y0, ix0 - tile.x0:ix1 - tile.x0] |= part
-    if not region.any():
-        return []
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(region, connectivity=8)
-    parts = sorted(range(1, count), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
-    # padded: the tile's own border counts as boundary, so a point is well inside the tile
-    dist = cv2.distanceTransform(np.pad(region, 1), cv2.DIST_L2, 3)[1:-1, 1:-1]
-    points = []
-    for component in parts[:CARRIED_POINTS]:
-        inside = np.where(labels == component, dist, -1.0)
-        at = int(np.argmax(inside))
-        points.append(Point(at % inside.shape[1] + 0.5, at // inside.shape[1] + 0.5, True))
-    return points

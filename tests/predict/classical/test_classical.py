@@ -94,6 +94,27 @@ def test_refinement_with_the_previous_mask_changes_the_result() -> None:
     assert mask_iou(refined.masks[0], blob & ~bump) >= 0.85
 
 
+def test_nan_logits_leave_that_part_of_the_previous_mask_unknown() -> None:
+    # the same previous mask as above (the blob without its right part), but the right part
+    # of the frame marked unknown (NaN), as a window grown past the mask's window gives it:
+    # there the object is found again, where plain background logits keep it out
+    image, blob = blob_scene(seed=3)
+    bump = blob.copy()
+    bump[:, :130] = False
+    predictor = ClassicalPredictor()
+    key = predictor.embed(image)
+    click = (Point(100.5, 75.5),)
+    known = mask_to_logits(blob & ~bump)[None]
+    unknown = known.copy()
+    unknown[..., 130 * 256 // 200:] = np.nan  # the frame is 200 px square: columns >= 130
+    kept_out = predictor.predict(key, Prompt(points=click, mask_input=known, multimask=False))
+    found = predictor.predict(key, Prompt(points=click, mask_input=unknown, multimask=False))
+    assert (kept_out.masks[0] & bump).sum() < 0.5 * bump.sum()
+    assert (found.masks[0] & bump).sum() > 0.8 * bump.sum()
+    assert mask_iou(found.masks[0], blob) >= 0.85
+    assert np.isfinite(found.low_res_logits).all()
+
+
 def test_a_negative_click_removes_a_part() -> None:
     image, blob = blob_scene(seed=4)
     predictor = ClassicalPredictor()

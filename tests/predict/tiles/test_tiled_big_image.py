@@ -50,9 +50,13 @@ def disc_crop(x0: int, y0: int, shape: tuple[int, int]) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("regions", [True, False], ids=["window", "fixed-tiles"])
 def test_a_20000_px_image_segmented_across_tiles_and_exported(
-    big_jpeg: Path, tmp_path: Path
+    big_jpeg: Path, tmp_path: Path, regions: bool
 ) -> None:
+    """The classical backend's default is a window fitted to the click, grown while the mask
+    goes on past it (the 600 px disc does not fit the first 512 px window); with fixed tiles
+    the disc is stitched from several 512 px tiles. Both give one object and export it."""
     from pycocotools import mask as mask_utils
     from pycocotools.coco import COCO
 
@@ -61,12 +65,19 @@ def test_a_20000_px_image_segmented_across_tiles_and_exported(
     image = load_image(big_jpeg)
     assert image.shape == (SIDE, SIDE, 3)
     digest = content_hash(big_jpeg)
-    tiled = TiledPredictor(ClassicalPredictor())
+    tiled = TiledPredictor(ClassicalPredictor(), regions=regions)
     key = tiled.embed(image, digest)
-    assert len(tiled.tiles(key)) > 1000  # 512 px tiles over 20000 px
     result = tiled.predict(key, Prompt(points=(Point(CENTRE[0] - 40, CENTRE[1] + 30),)))
     assert isinstance(result, TiledMaskResult)
-    assert len(result.tiles) >= 2
+    if regions:
+        assert tiled.tiles(key) == []  # nothing to encode ahead
+        (window,) = result.tiles
+        assert window.width == window.height > tiled.side  # it grew past the first window
+        assert window.contains(CENTRE[0] - RADIUS, CENTRE[1] - RADIUS)
+        assert window.contains(CENTRE[0] + RADIUS, CENTRE[1] + RADIUS)
+    else:
+        assert len(tiled.tiles(key)) > 1000  # 512 px tiles over 20000 px
+        assert len(result.tiles) >= 2
     crop, x0, y0 = result.crop(result.best)
     truth = disc_crop(x0, y0, crop.shape)
     assert (crop & truth).sum() / (crop | truth).sum() > 0.9

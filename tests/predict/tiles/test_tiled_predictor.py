@@ -1,7 +1,8 @@
 """``TiledPredictor`` over the classical backend (small tiles, so GrabCut runs fast): small
 images take the inner predictor's path unchanged; on a large one an object spanning tiles
 comes back as one mask from a click or a box, refinement carries across tiles, and the tiles
-can be listed and encoded ahead."""
+can be listed and encoded ahead. Fixed tiles (``regions=False``) are what SAM2 uses; the
+classical backend's default, a window fitted to the prompt, is tested in ``test_region.py``."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.fixture
 def tiled() -> TiledPredictor:
-    return TiledPredictor(ClassicalPredictor(), side=SIDE)
+    return TiledPredictor(ClassicalPredictor(), side=SIDE, regions=False)
 
 
 def test_small_images_take_todays_path(tiled: TiledPredictor) -> None:
