@@ -5,7 +5,8 @@ Prints JSON: the time to the first picture and to the built pyramid, the process
 synthetic texture, unless ``--jpeg``), the frame times of 20 pan/zoom steps while the tiles
 load, and the per-accept cost with 10 against 200 instances on one image. Runs offscreen;
 uses the window's own path (``TiledOpening``, ``TiledImageItem``; the app's decoder
-``load_image`` for the full image, as the image store does).
+``load_image`` for the full image, as the image store does: OpenCV's low-peak path for a
+plain 8-bit image this large, or Pillow's with ``--pillow-decode``, to compare).
 
 ``clicks`` (skip with ``--skip-clicks``): click -> mask on a side x side image through the
 tiled predictor (``app/predict/tiles``) with the tiles it needs cached, as a ratio to a click
@@ -320,12 +321,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--skip-accepts", action="store_true")
     parser.add_argument("--skip-open", action="store_true")
     parser.add_argument("--skip-clicks", action="store_true")
+    parser.add_argument("--pillow-decode", action="store_true",
+                        help="decode the full image with Pillow, as before the low-peak "
+                             "path (app/core/image_decode.py): the figures to compare")
     parser.add_argument("--clicks", type=int, default=10, help="timed clicks per figure")
     parser.add_argument("--runtime", default=None,
                         help="SAM2's CPU runtime for the clicks (default: the app's)")
     args = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     result: dict[str, Any] = {}
+    if args.pillow_decode:
+        from app.core import image_decode
+
+        image_decode.LOW_PEAK_PIXELS = 2**62  # no image is that large: Pillow decodes all
+    result["decoder"] = "pillow" if args.pillow_decode else "low-peak"
     if not args.skip_open:
         with tempfile.TemporaryDirectory() as tmp:
             path = args.jpeg

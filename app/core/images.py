@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from app.core import image_decode
 from app.core.errors import ImageError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
@@ -218,7 +219,7 @@ def load_image(path: str | os.PathLike[str]) -> np.ndarray:
     images over MAX_PIXELS, MAX_SIDE or MAX_ASPECT are refused (ImageTooLargeError).
     """
     path = Path(path)
-    return _decode(_open(path), path)
+    return _decode(_open(path), path, path)
 
 
 def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -228,12 +229,15 @@ def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> np.nda
     the header, before decoding), ImageError for anything else that cannot be read."""
     if not data:
         raise _fail(name, "file is empty (0 bytes)")
-    return _decode(_open_source(io.BytesIO(data), name, max_pixels), name)
+    return _decode(_open_source(io.BytesIO(data), name, max_pixels), name, data)
 
 
-def _decode(img: Image.Image, name: Path | str) -> np.ndarray:
+def _decode(img: Image.Image, name: Path | str, source: Path | bytes) -> np.ndarray:
     try:
         with img:
+            pixels = _decode_low_peak(img, source)
+            if pixels is not None:
+                return pixels
             ImageFile.LOAD_TRUNCATED_IMAGES = False  # in case anything else switched it on
             img.load()
             # in place: no copy of the pixels when there is nothing to turn (a 20000 x
@@ -248,10 +252,34 @@ def _decode(img: Image.Image, name: Path | str) -> np.ndarray:
         raise _fail(name, _decode_problem(exc)) from exc
 
 
-def _png_exif_orientation(path: Path) -> int | None:
+def _decode_low_peak(img: Image.Image, source: Path | bytes) -> np.ndarray | None:
+    """A large plain 8-bit image decoded by ``image_decode`` (one copy of the pixels at the
+    peak), or None: Pillow decodes it (see ``image_decode`` for which images and why)."""
+    fmt, (width, height) = img.format or "", img.size
+    if width * height <= image_decode.LOW_PEAK_PIXELS or img.mode not in ("RGB", "L") \
+            or "transparency" in img.info or getattr(img, "bits", 8) != 8:
+        return None
+    if fmt == "TIFF" and not image_decode.plain_tiff(dict(getattr(img, "tag_v2", {}))):
+        return None
+    if fmt not in image_decode.LOW_PEAK_FORMATS or getattr(img, "n_frames", 1) != 1:
+        return None
+    try:  # anything odd here: Pillow decodes it, and names the problem
+        with source.open("rb") if isinstance(source, Path) else io.BytesIO(source) as f:
+            head = f.read(64)
+        if sniff_format(head) != fmt or not image_decode.plain_8bit(fmt, head):
+            return None
+        orientation = _orientation(img, source)
+    except _DECODE_ERRORS:
+        return None
+    return image_decode.decode_plain(
+        fmt, source if isinstance(source, Path) else np.frombuffer(source, np.uint8),
+        (width, height), orientation)
+
+
+def _png_exif_orientation(source: Path | bytes) -> int | None:
     """Orientation from a PNG's eXIf chunk, found by skipping chunk headers (no decoding)."""
     try:
-        with path.open("rb") as f:
+        with source.open("rb") if isinstance(source, Path) else io.BytesIO(source) as f:
             if f.read(8) != b"\x89PNG\r\n\x1a\n":
                 return None
             while True:
@@ -270,10 +298,12 @@ def _png_exif_orientation(path: Path) -> int | None:
         return None
 
 
-def _orientation(img: Image.Image, path: Path) -> int:
+def _orientation(img: Image.Image, source: Path | bytes) -> int:
+    """The EXIF orientation that Pillow's ``exif_transpose`` would apply after decoding,
+    read from the header (and a PNG's chunk list) without decoding the pixels."""
     if img.format == "PNG" and "exif" not in img.info:
         # Pillow would decode the whole PNG to look for an eXIf chunk after the pixels.
-        found = _png_exif_orientation(path)
+        found = _png_exif_orientation(source)
         if found is not None:
             return found
         exif = Image.Image.getexif(img)  # header chunks only (e.g. XMP)

@@ -32,18 +32,45 @@ def file_version(path: Path) -> FileVersion:
     return (st.st_size, st.st_mtime_ns)
 
 
+IMAGE_STORE_BUDGET = 512 * 2**20
+"""Bytes of decoded images that ``ImageStore`` keeps (14 photos of 12 megapixels); an image
+larger than that alone (a 20000 x 20000 one is 1.2 GB) is kept alone while it is current."""
+
+
+def _image_bytes(_key: str, image: np.ndarray) -> int:
+    return int(image.nbytes)
+
+
 class ImageStore:
     """Decoded RGB images by content hash, shared between threads: the first caller of
     ``get`` decodes, concurrent callers for the same image wait instead of decoding again.
-    Keeps the ``capacity`` most recently used images."""
 
-    def __init__(self, capacity: int = 4,
+    Bounded by bytes: the most recently used images within ``budget`` bytes, and always the
+    current one (the last asked for): an image larger than the whole budget is then the
+    only one kept, until another is asked for. So it never holds more than
+    ``max(budget, the current image's bytes)``."""
+
+    def __init__(self, budget: int = IMAGE_STORE_BUDGET,
                  loader: Callable[[Path], np.ndarray] | None = None) -> None:
-        self.capacity = capacity
+        self.budget = int(budget)
         self._loader = loader
         self._lock = threading.Lock()
-        self._images = BoundedCache[str, np.ndarray](capacity)
+        self._images = BoundedCache[str, np.ndarray](self.budget, _image_bytes)
+        self._oversized: tuple[str, np.ndarray] | None = None  # current, over the budget
         self._busy: dict[str, threading.Lock] = {}
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the images held."""
+        with self._lock:
+            extra = self._oversized[1].nbytes if self._oversized is not None else 0
+            return self._images.nbytes + int(extra)
+
+    @property
+    def count(self) -> int:
+        """Images held (no ``__len__``: an empty store must stay truthy)."""
+        with self._lock:
+            return len(self._images) + (self._oversized is not None)
 
     def get(self, image_hash: str, path: Path) -> np.ndarray:
         """The decoded image (raises ImageError when the file cannot be read)."""
@@ -53,20 +80,37 @@ class ImageStore:
         """``get`` for pixels that are not a file of their own (a sequence's frame):
         ``load()`` decodes them once, cached by ``image_hash`` like files."""
         with self._lock:
-            image = self._images.get(image_hash)  # now the most recent
+            image = self._held(image_hash)  # now the most recent
             if image is not None:
                 return image
             key_lock = self._busy.setdefault(image_hash, threading.Lock())
         with key_lock:
             with self._lock:
-                image = self._images.get(image_hash)
+                image = self._held(image_hash)
                 if image is not None:
                     return image
             image = load()
             with self._lock:
-                self._images.put(image_hash, image)
+                self._keep(image_hash, image)
                 self._busy.pop(image_hash, None)
             return image
+
+    def _held(self, image_hash: str) -> np.ndarray | None:
+        """The image if held, made the current one (under the lock)."""
+        if self._oversized is not None and self._oversized[0] == image_hash:
+            return self._oversized[1]
+        image = self._images.get(image_hash)
+        if image is not None:
+            self._oversized = None  # no longer current
+        return image
+
+    def _keep(self, image_hash: str, image: np.ndarray) -> None:
+        """Keep a new image as the current one (under the lock)."""
+        if self._images.put(image_hash, image):
+            self._oversized = None
+        else:  # alone over the budget: the one image kept
+            self._images.clear()
+            self._oversized = (image_hash, image)
 
     def _load(self, path: Path) -> np.ndarray:
         if self._loader is not None:

@@ -75,7 +75,7 @@ def test_image_store_decodes_once_and_raises_image_errors(tmp_path: Path) -> Non
         calls.append(p)
         return np.zeros((2, 2, 3), np.uint8)
 
-    store = ImageStore(capacity=1, loader=loader)
+    store = ImageStore(budget=12, loader=loader)  # one 2 x 2 RGB image
     threads = [threading.Thread(target=store.get, args=("h", tmp_path / "a.png"))
                for _ in range(4)]
     for t in threads:
@@ -84,10 +84,46 @@ def test_image_store_decodes_once_and_raises_image_errors(tmp_path: Path) -> Non
         t.join()
     assert len(calls) == 1
     store.get("h2", tmp_path / "b.png")
-    store.get("h", tmp_path / "a.png")  # evicted (capacity 1): decoded again
+    store.get("h", tmp_path / "a.png")  # evicted (room for one): decoded again
     assert len(calls) == 3
     with pytest.raises(ImageError):
         ImageStore().get("bad", write_bytes(tmp_path / "bad.png", b"nope"))
+
+
+def test_image_store_holds_its_budget_in_bytes_besides_the_current_image(
+        tmp_path: Path) -> None:
+    """Issue 16: bounded by bytes, not by count; the current image (the last asked for)
+    is always kept, alone when it is larger than the whole budget."""
+    sides = {"s1": 10, "s2": 12, "s3": 9, "m": 20, "big": 40, "huge": 60}
+    decoded: list[str] = []
+
+    def loader(p: Path) -> np.ndarray:
+        decoded.append(p.stem)
+        side = sides[p.stem]
+        return np.full((side, side, 3), len(p.stem), np.uint8)
+
+    budget = 3 * 20 * 20  # one "m", or a few small ones; "big" and "huge" are over it
+    store = ImageStore(budget=budget, loader=loader)
+    rng = np.random.default_rng(0)
+    for name in rng.choice(list(sides), 200):
+        image = store.get(name, tmp_path / f"{name}.png")
+        assert image.shape == (sides[name], sides[name], 3)
+        assert store.get(name, tmp_path / f"{name}.png") is image  # the current: kept
+        if image.nbytes > budget:
+            assert store.count == 1 and store.nbytes == image.nbytes
+        else:
+            assert store.nbytes <= budget
+    assert len(decoded) < 200  # the small ones were found again, not decoded each time
+    store.get("s1", tmp_path / "s1.png")
+    store.get("s2", tmp_path / "s2.png")
+    count = len(decoded)
+    store.get("s1", tmp_path / "s1.png")  # both small ones fit: no decode
+    assert len(decoded) == count and store.count >= 2
+    store.get("huge", tmp_path / "huge.png")
+    assert store.count == 1 and store.nbytes == 60 * 60 * 3  # over budget: alone
+    store.get("s1", tmp_path / "s1.png")  # no longer current: "huge" is let go
+    assert len(decoded) == count + 2 and store.nbytes == 10 * 10 * 3
+    assert ImageStore().budget == 512 * 2**20
 
 
 def test_the_worker_keeps_the_priority_of_the_process(qtbot: QtBot, tmp_path: Path,
