@@ -15,7 +15,11 @@ checkpoint (``save_random_checkpoint``, loaded as a user's ``--checkpoint``), em
 
 In each a prober asks ``GET /healthz`` every ``probe_interval_s``. Figures per phase: clicks
 per second (answered clicks / the phase's length), click latency p50 / p95 / max, errors,
-/healthz latency, and in phase 2 the encodes finished and their latency. Bounded: the
+/healthz latency, the CPU the server process and this one (the clients) used per answered
+click over the phase (``server_cpu_ms_per_click``, ``client_cpu_ms_per_click``, the encodes'
+CPU included in phase 2: what a click costs, steadier on a shared machine than clicks/s;
+Linux only, else null), and in
+phase 2 the encodes finished and their latency. Bounded: the
 clients stop at the phase's end and the last answers are awaited at most ``grace_s``.
 Timings only: random weights make noise-like masks.
 
@@ -110,8 +114,10 @@ class _Load:
     """The clients of one bench run against ``url``."""
 
     def __init__(self, url: str, options: LoadBenchOptions,
-                 images: list[tuple[str, str, tuple[int, int]]]) -> None:
+                 images: list[tuple[str, str, tuple[int, int]]],
+                 server_pid: int | None = None) -> None:
         self.url = url
+        self.server_pid = server_pid
         self.o = options
         self.images = images  # (sha256, roboflow image_id, (w, h))
         self.stop = threading.Event()
@@ -166,15 +172,19 @@ class _Load:
         threads += [threading.Thread(target=self.encode_loop, args=(i, encodes), daemon=True)
                     for i in range(encoders)]
         threads.append(threading.Thread(target=self.probe_loop, args=(probes,), daemon=True))
+        cpu_before = (process_cpu_s(self.server_pid), time.process_time())
         start = time.perf_counter()
         for t in threads:
             t.start()
         time.sleep(duration_s)
         self.stop.set()
         end = start + duration_s
+        cpu_after = (process_cpu_s(self.server_pid), time.process_time())
         for t in threads:
             t.join(max(0.0, end + self.o.grace_s - time.perf_counter()))
         in_time = [f for f in clicks.finished if f <= end]
+        server_cpu = (None if cpu_before[0] is None or cpu_after[0] is None
+                      else cpu_after[0] - cpu_before[0])
         out: dict[str, Any] = {
             "clickers": clickers, "encoders": encoders,
             "duration_s": duration_s,
@@ -182,6 +192,9 @@ class _Load:
             "clicks_per_s": round(len(in_time) / duration_s, 3),
             "click_ms": summary_ms(clicks.latencies),
             "click_errors": clicks.errors,
+            "server_cpu_ms_per_click": _per_click_ms(server_cpu, len(in_time)),
+            "client_cpu_ms_per_click": _per_click_ms(cpu_after[1] - cpu_before[1],
+                                                     len(in_time)),
             "healthz_ms": summary_ms(probes.latencies),
             "healthz_errors": probes.errors,
             "unfinished_clients": sum(t.is_alive() for t in threads),
@@ -191,6 +204,23 @@ class _Load:
             out["encode_ms"] = summary_ms(encodes.latencies)
             out["encode_errors"] = encodes.errors
         return out
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds process ``pid`` has used (all its threads), from Linux's
+    /proc; None elsewhere or when it is gone."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _per_click_ms(cpu_s: float | None, clicks: int) -> float | None:
+    return None if cpu_s is None or not clicks else round(1000 * cpu_s / clicks, 2)
 
 
 def _embed_images(url: str, options: LoadBenchOptions,
@@ -231,7 +261,7 @@ def run_load_bench(options: LoadBenchOptions,
         try:
             server.wait_ready()
             images = _embed_images(server.url, options, say)
-            load = _Load(server.url, options, images)
+            load = _Load(server.url, options, images, server.proc.pid)
             say(0, 3, "warming up (clickers for 3 s, not counted)")
             load.phase(options.clickers, 0, min(3.0, options.duration_s))
             say(1, 3, f"{options.clickers} clickers for {options.duration_s:g} s")

@@ -62,6 +62,9 @@ def format_load_report(result: dict) -> str:
         c, hz = p["click_ms"], p["healthz_ms"]
         line = (f"  {name}: {p['clicks_per_s']:.2f} clicks/s, click p50 {c['p50']} ms, "
                 f"p95 {c['p95']} ms; /healthz p50 {hz['p50']} ms, max {hz['max']} ms")
+        if p.get("server_cpu_ms_per_click") is not None:
+            line += (f"; CPU per click: server {p['server_cpu_ms_per_click']} ms, "
+                     f"clients {p['client_cpu_ms_per_click']} ms")
         if "encodes" in p:
             line += f"; {p['encodes']} encodes, p50 {p['encode_ms']['p50']} ms"
         lines.append(line)

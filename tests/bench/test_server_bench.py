@@ -4,9 +4,14 @@ prints the figures as JSON (a smoke test: the figures themselves come from real 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
+from app.bench.server_load import process_cpu_s
 from app.cli import main
 
 
@@ -22,4 +27,28 @@ def test_server_load_bench_prints_its_figures(capsys) -> None:
         assert phase["clicks"] > 0 and not phase["click_errors"]
         assert phase["healthz_ms"]["n"] > 0 and not phase["healthz_errors"]
     assert "encode_ms" in phases["clickers_encoders"]
+    if sys.platform == "linux":  # the CPU per click is read from /proc
+        for phase in phases.values():
+            assert phase["server_cpu_ms_per_click"] > 0
+            assert phase["client_cpu_ms_per_click"] > 0
     assert result["click_p95_with_encoders_over_alone"] is not None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+def test_process_cpu_counts_a_busy_child_and_nothing_for_a_gone_one() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        first = process_cpu_s(child.pid)
+        assert first is not None
+        later = first
+        deadline = time.monotonic() + 60  # a busy loop gets some CPU, even on a busy machine
+        while later == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+            later = process_cpu_s(child.pid)
+        assert later is not None and later > first
+    finally:
+        child.kill()
+        child.wait()
+    assert process_cpu_s(child.pid) is None  # reaped: no /proc entry
+    assert process_cpu_s(None) is None
+    assert process_cpu_s(os.getpid()) is not None
