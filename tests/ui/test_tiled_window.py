@@ -1,7 +1,8 @@
 """The opt-in tiled predictor in the window: the setting "Full-resolution tiles on large
-images" makes the composition root wrap the classical backend in ``TiledPredictor`` (tiles
-of 512 px, its working size); a click on a disc that spans tiles becomes ONE instance of the
-disc's area, traced from the result's crop (no full-size mask made). Off, the ordinary path
+images" makes the composition root wrap the classical backend in ``TiledPredictor`` (for the
+classical backend, a window fitted to the click, at least 512 px, its working size, grown while
+the mask goes on past it); a click on a disc larger than the first window becomes ONE instance
+of the disc's area, traced from the result's crop (no full-size mask made). Off, the ordinary path
 is used, and switching the setting on in a running window moves it to the tiled backend."""
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ def test_with_the_setting_a_disc_across_tiles_is_one_instance(
     wait_mask(qtbot, w)
     result = w.sam_tool.state.result
     assert isinstance(result, TiledMaskResult)
-    assert len(result.tiles) >= 2  # the disc reached a tile's inner edge: stitched
+    # the classical backend's window: the disc did not fit the first one, which grew
+    (window,) = result.tiles
+    assert window.width > predictor.side
     # the live outline is the crop's, placed at its offset: around the disc in the image
     box = w.mask_layer.outline().boundingRect()
     x0, y0 = CENTRE[0] - RADIUS, CENTRE[1] - RADIUS
@@ -154,7 +157,7 @@ def test_without_it_the_ordinary_path_and_switching_it_on_tiles(
     assert GuiSettings.load().tiled  # saved for the next start
 
     tiled = click_and_accept(qtbot, w, 760, 600)
-    assert isinstance(tiled, TiledMaskResult) and len(tiled.tiles) >= 2
+    assert isinstance(tiled, TiledMaskResult) and tiled.tiles[0].width > predictor.side
     newest = max(w.project.instances(w.session.image.id), key=lambda i: i.id)
     assert isinstance(newest.geometry, Polygon)
     assert iou(geometry_to_mask(newest.geometry, H, W), disc) > 0.9
