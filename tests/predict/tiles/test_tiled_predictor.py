@@ -9,6 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from tile_scenes import iou, scene
 
 from app.core.errors import Cancelled
 from app.core.jobs import CancelToken
@@ -18,20 +19,6 @@ from app.predict.classical.predictor import ClassicalPredictor
 from app.predict.tiles.predictor import TiledMaskResult, TiledPredictor
 
 SIDE = 256  # tiles of 256 px (overlap 64): cut-over at 512 px
-
-
-def scene(h: int, w: int, centre: tuple[int, int], radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """A noisy blue-grey background with a noisy orange disc: (RGB image, object mask)."""
-    rng = np.random.default_rng(0)
-    obj = np.zeros((h, w), np.uint8)
-    cv2.circle(obj, centre, radius, 1, -1)
-    image = np.where(obj[..., None] > 0, (210, 120, 40), (60, 90, 140)).astype(np.int16)
-    image += rng.integers(-25, 26, image.shape).astype(np.int16)
-    return np.clip(image, 0, 255).astype(np.uint8), obj > 0
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 @pytest.fixture
