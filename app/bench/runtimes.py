@@ -5,7 +5,10 @@ each runtime's deviation from torch's outputs.
 
 The encode is the stepwise encode the app runs (``EncodeRun``: stem, each Hiera block, head)
 on a synthetic image; the decode is the prompt encoder + mask decoder of one positive point,
-multimask, on torch's features of that image. Conversion time is reported, not timed in.
+multimask, on torch's features of that image, as each click of an image decodes it; the part
+of the decode a runtime computes once per image (``image_part_ms``: the ONNX decoder's
+``decoder_image.onnx``) is timed on its own, every fifth round. Conversion time is reported,
+not timed in.
 """
 
 from __future__ import annotations
@@ -112,17 +115,25 @@ def run_runtime_bench(options: RuntimeBenchOptions,
                     start = time.perf_counter()
                     encode(rt)
                     enc[name].append(time.perf_counter() - start)
-            for _ in range(options.decodes):
+            part: dict[str, list[float]] = {n: [] for n in loaded}
+            for r in range(options.decodes):
                 for name, rt in loaded.items():
                     start = time.perf_counter()
                     decode(rt, feats)
                     dec[name].append(time.perf_counter() - start)
+                    image_parts = getattr(rt.decoder, "image_parts", None)
+                    if image_parts is not None and r % 5 == 0:  # an image's first decode
+                        start = time.perf_counter()
+                        image_parts(feats[0].clone())
+                        part[name].append(time.perf_counter() - start)
             base_e = statistics.median(enc["torch"]) if "torch" in enc else None
             base_d = statistics.median(dec["torch"]) if "torch" in dec else None
             for name in loaded:
                 row: dict[str, Any] = {"runtime": name, "threads": threads,
                                        "encode_ms": _summary(enc[name]),
                                        "decode_ms": _summary(dec[name])}
+                if part[name]:
+                    row["image_part_ms"] = _summary(part[name])
                 if base_e and base_d:
                     row["encode_vs_torch"] = round(statistics.median(enc[name]) / base_e, 3)
                     row["decode_vs_torch"] = round(statistics.median(dec[name]) / base_d, 3)
@@ -185,6 +196,10 @@ def format_runtime_report(result: dict[str, Any]) -> str:
             f"{row['decode_ms']['median']:>10.1f} {row.get('decode_vs_torch', float('nan')):>8.2f} "
             f"{row.get('encode_max_abs_diff', float('nan')):>9.1e} "
             f"{row.get('decode_max_abs_diff', float('nan')):>9.1e}")
+    for row in result["rows"]:
+        if "image_part_ms" in row:
+            lines.append(f"  {row['runtime']} x{row['threads']}: an image's first decode adds "
+                         f"{row['image_part_ms']['median']:.1f} ms (its per-image part)")
     for name, reason in result["skipped"].items():
         lines.append(f"  {name}: not timed ({reason})")
     lines.append("  load (s, the first includes the conversion): " + ", ".join(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,8 @@ import torch
 
 from app.cli.backend import RUNTIMES as CLI_RUNTIMES
 from app.cli.backend import add_model_args
+from app.core import threads
+from app.core.threads import CoreLoad, available_cores
 from app.core.types import Box, Point, Prompt
 from app.predict.base import PredictorError
 from app.predict.cache.store import EmbeddingCache
@@ -27,6 +30,7 @@ from app.predict.sam2.encoder import EncodeRun, TorchEncoderSteps, encode_all
 from app.predict.sam2.model import inference, precision_for
 from app.predict.sam2.predictor import SAM2Predictor
 from app.predict.sam2.runtimes.check import TOLERANCE, prompt_cases
+from app.predict.sam2.runtimes.steps import OnnxMaskDecoder
 
 pytest.importorskip("onnxruntime")
 
@@ -215,7 +219,78 @@ def test_set_threads_loads_graphs_for_that_many_threads(ort_predictor: SAM2Predi
         ort_predictor.set_threads(1)
         key = ort_predictor.embed(image[:, ::-1].copy())
         ort_predictor.predict(key, Prompt(points=(Point(10, 10, True),)))
-        assert {("stem.onnx", 1), ("head.onnx", 1), ("decoder.onnx", 1)} <= set(graphs._graphs)
+        assert {("stem.onnx", 1), ("head.onnx", 1), ("decoder_image.onnx", 1),
+                ("decoder.onnx", 1)} <= set(graphs._graphs)
+    finally:
+        ort_predictor.set_threads(before)
+
+
+@pytest.mark.slow
+def test_the_decoders_image_part_is_computed_once_per_image(
+        ort_predictor: SAM2Predictor, torch_predictor: SAM2Predictor, image: np.ndarray) -> None:
+    decoder = ort_predictor.decoder
+    assert isinstance(decoder, OnnxMaskDecoder)
+    keys = [ort_predictor.embed(im) for im in (image, make_image(300, 200, seed=21))]
+    for key in keys:  # both runtimes decode the same features
+        emb = ort_predictor.cache.get(key)
+        assert emb is not None
+        torch_predictor.cache.put(key, emb)
+    first = torch_predictor.predict(keys[0], Prompt(points=(Point(150, 120, True),)))
+    prompts = [
+        Prompt(points=(Point(150, 120, True),)),
+        Prompt(points=(Point(60, 50, True), Point(100, 90, False)), multimask=False),
+        Prompt(points=(Point(150, 120, True),), mask_input=first.low_res_logits[:1]),
+        Prompt(box=Box(90, 60, 230, 190), mask_input=first.low_res_logits[1:2]),
+    ]
+    ort_predictor.close()  # the images' features converted anew: their parts computed anew
+    before = decoder.prepared
+    for _ in range(2):  # image after image: each image's part is kept
+        for key in keys:
+            for prompt in prompts:
+                _same_result(ort_predictor.predict(key, prompt),
+                             torch_predictor.predict(key, prompt))
+    assert decoder.prepared == before + 2
+    batch = [(k, p) for p in prompts for k in keys]  # both images in one batched call
+    for a, b in zip(ort_predictor.predict_batch(batch), torch_predictor.predict_batch(batch),
+                    strict=True):
+        _same_result(a, b)
+    assert decoder.prepared == before + 2
+    ort_predictor.close()  # new feature tensors: a part kept for the old ones is not used
+    _same_result(ort_predictor.predict(keys[1], prompts[0]),
+                 torch_predictor.predict(keys[1], prompts[0]))
+    assert decoder.prepared == before + 3
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
+def test_a_click_runs_on_the_cores_other_processes_leave_idle(
+        ort_predictor: SAM2Predictor, image: np.ndarray, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    graphs = ort_predictor.runtime.graphs
+    assert graphs is not None
+    monkeypatch.delenv(threads.THREADS_ENV, raising=False)
+    before = torch.get_num_threads()
+    try:
+        ort_predictor.set_threads(2)
+        key = ort_predictor.embed(image)
+        graphs.drop(keep_threads=2)
+        stat = tmp_path / "stat"
+        n = available_cores()
+        stat.write_text("".join(f"cpu{i} 100 0 0 900 0 0 0 0 0 0\n" for i in range(n)))
+        load = CoreLoad(range(n), stat_path=str(stat), interval=0.0)
+        load.free_cores()
+        hz = os.sysconf("SC_CLK_TCK")  # then a second of others busy on all cores but one
+        busy = [f"cpu{i} {100 + hz * (i > 0)} 0 0 {900 + hz * (i == 0)} 0 0 0 0 0 0\n"
+                for i in range(n)]
+        stat.write_text("".join(busy))
+        monkeypatch.setattr(threads, "_load", load)
+        ort_predictor.predict(key, Prompt(points=(Point(150, 120, True),)))
+        assert ("decoder.onnx", 1) in graphs._graphs  # one thread: the others are taken
+        assert torch.get_num_threads() == 2  # the job's threads again after the click
+        monkeypatch.setenv(threads.THREADS_ENV, "2")  # the override wins
+        graphs.drop(keep_threads=1)
+        ort_predictor.predict(key, Prompt(points=(Point(100, 100, True),)))
+        assert ("decoder.onnx", 2) in graphs._graphs
     finally:
         ort_predictor.set_threads(before)
 

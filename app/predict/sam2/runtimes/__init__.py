@@ -50,7 +50,7 @@ CACHE_ENV = "MASKLOOP_RUNTIME_CACHE_DIR"
 # "auto" on a CPU: ONNX Runtime (issue 14: the fastest decode, encode faster than torch's,
 # small enough for the bundle); torch where it is not installed.
 DEFAULT_CPU_RUNTIME = "onnxruntime"
-EXPORT_VERSION = 1  # bump when graphs.py changes what it exports
+EXPORT_VERSION = 2  # bump when graphs.py changes what it exports
 MANIFEST = "manifest.json"
 
 stats = {"conversions": 0}  # conversions run in this process (tests count them)

@@ -1,4 +1,4 @@
-"""The loaded SAM2 model as ONNX graphs, one per encoder step plus one decoder graph.
+"""The loaded SAM2 model as ONNX graphs, one per encoder step plus the decoder's graphs.
 
 The encoder is exported step by step, exactly as ``TorchEncoderSteps`` runs it, so a runtime
 runs the same steps and ``EncodeRun`` can still pause between two blocks:
@@ -8,12 +8,9 @@ runs the same steps and ``EncodeRun`` can still pause between two blocks:
 - ``block_NN.onnx``: Hiera block NN, (1, H, W, C) -> (1, H', W', C');
 - ``head.onnx``: the stage outputs (1, C, H, W), finest first -> image_embed, high_res_feats_0,
   high_res_feats_1 (the neck, conv_s0/conv_s1 and no_mem_embed);
-- ``decoder.onnx``: prompt encoder + mask decoder for one image's features and B prompts of N
-  points each (dynamic B and N; the points are padded with one not-a-point as sam2's prompt
-  encoder pads them when there is no box), an optional mask input (``has_mask_input`` 1 or 0,
-  as in SAM1's ONNX export; without one pass a (1, 1, 256, 256) array of zeros), and all four
-  mask tokens' logits and IoU scores: the multimask / single-mask choice is made after the
-  graph by sam2's own code (``decoder.select_masks``).
+- ``decoder_image.onnx``, ``decoder.onnx``, ``decoder_mask.onnx``: prompt encoder + mask
+  decoder, split into what is computed once per image and what each click computes, without
+  and with a mask input (see ``decoder_graphs.py``).
 
 Shapes come from the loaded model (any size, or a user's checkpoint). The graphs have a batch
 of 1 (a batch of images runs image by image). Exported with torch's TorchScript exporter
@@ -29,10 +26,17 @@ import torch
 from sam2.modeling.sam2_base import SAM2Base
 
 from app.predict.sam2.encoder import TorchEncoderSteps, head_from_stage_outputs
+from app.predict.sam2.runtimes.decoder_graphs import (
+    IMAGE_FILE,
+    IMAGE_PARTS,
+    MASK_FILE,
+    POINTS_FILE,
+    PROMPT_INPUTS,
+    ImagePart,
+    PromptPart,
+)
 
 OPSET = 17
-DECODER_INPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1", "point_coords",
-                  "point_labels", "mask_input", "has_mask_input")
 HEAD_OUTPUTS = ("image_embed", "high_res_feats_0", "high_res_feats_1")
 
 
@@ -59,32 +63,6 @@ class _Head(torch.nn.Module):
     def forward(self, *stage_outputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         image_embed, high_res = head_from_stage_outputs(self.model, list(stage_outputs))
         return (image_embed, *high_res)
-
-
-class _Decoder(torch.nn.Module):
-    """sam2's prompt encoder (points padded, mask or no-mask embedding) + ``predict_masks``."""
-
-    def __init__(self, model: SAM2Base) -> None:
-        super().__init__()
-        self.prompt_encoder = model.sam_prompt_encoder
-        self.mask_decoder = model.sam_mask_decoder
-        with torch.no_grad():
-            self.register_buffer("dense_pe", model.sam_prompt_encoder.get_dense_pe().clone())
-
-    def forward(self, image_embed: torch.Tensor, high_res_feats_0: torch.Tensor,
-                high_res_feats_1: torch.Tensor, point_coords: torch.Tensor,
-                point_labels: torch.Tensor, mask_input: torch.Tensor,
-                has_mask_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pe = self.prompt_encoder
-        sparse = pe._embed_points(point_coords, point_labels, pad=True)
-        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
-        dense = torch.where(has_mask_input.reshape(1, 1, 1, 1) > 0, pe._embed_masks(mask_input),
-                            no_mask)
-        masks, iou, _, _ = self.mask_decoder.predict_masks(
-            image_embeddings=image_embed, image_pe=self.dense_pe,
-            sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-            repeat_image=True, high_res_features=[high_res_feats_0, high_res_feats_1])
-        return masks, iou
 
 
 def _export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path,
@@ -123,17 +101,27 @@ def export_graphs(model: SAM2Base, folder: Path) -> list[str]:
                 list(HEAD_OUTPUTS))
         files.append("head.onnx")
         image_embed, high_res = head_from_stage_outputs(model, stage_outputs)
-        low = 4 * int(image_embed.shape[-1])  # the mask input's side (256 for 1024)
-        decoder_args = (
-            image_embed, high_res[0], high_res[1],
-            torch.full((2, 3, 2), res / 2.0), torch.tensor([[1.0, 0.0, 1.0], [2.0, 3.0, 1.0]]),
-            torch.zeros((1, 1, low, low)), torch.zeros(1),
-        )
-        _export(_Decoder(model).eval(), decoder_args, folder / "decoder.onnx",
-                list(DECODER_INPUTS), ["masks", "iou_predictions"],
-                {"point_coords": {0: "prompts", 1: "points"},
-                 "point_labels": {0: "prompts", 1: "points"},
-                 "mask_input": {0: "mask_batch"},
-                 "masks": {0: "prompts"}, "iou_predictions": {0: "prompts"}})
-        files.append("decoder.onnx")
+        files += _export_decoder(model, folder, image_embed, high_res)
     return files
+
+
+def _export_decoder(model: SAM2Base, folder: Path, image_embed: torch.Tensor,
+                    high_res: list[torch.Tensor]) -> list[str]:
+    """The decoder's three graphs (see ``decoder_graphs.py``), traced on ``image_embed``."""
+    res = int(model.image_size)
+    low = 4 * int(image_embed.shape[-1])  # the mask input's side (256 for 1024)
+    image = ImagePart(model).eval()
+    _export(image, (image_embed,), folder / IMAGE_FILE, ["image_embed"], list(IMAGE_PARTS))
+    parts = image(image_embed)
+    points = (*parts, high_res[0], high_res[1], torch.full((2, 3, 2), res / 2.0),
+              torch.tensor([[1.0, 0.0, 1.0], [2.0, 3.0, 1.0]]))
+    prompts = {"point_coords": {0: "prompts", 1: "points"},
+               "point_labels": {0: "prompts", 1: "points"},
+               "masks": {0: "prompts"}, "iou_predictions": {0: "prompts"}}
+    outputs = ["masks", "iou_predictions"]
+    _export(PromptPart(model, with_mask=False).eval(), points, folder / POINTS_FILE,
+            list(PROMPT_INPUTS), outputs, prompts)
+    _export(PromptPart(model, with_mask=True).eval(), (*points, torch.zeros((2, 1, low, low))),
+            folder / MASK_FILE, [*PROMPT_INPUTS, "mask_input"], outputs,
+            {**prompts, "mask_input": {0: "mask_batch"}})
+    return [IMAGE_FILE, POINTS_FILE, MASK_FILE]

@@ -1,13 +1,15 @@
 """The encoder's steps and the mask decoder run from the exported graphs by an ``Engine``.
 
 ``GraphSet`` loads each graph lazily, once per thread count (the thread count of the calling
-thread's torch, ``torch.get_num_threads()``: ``SAM2Predictor.set_threads`` sets it, and the
+thread's torch, ``torch.get_num_threads()``: ``SAM2Predictor.set_threads`` sets it, a click
+lowers it while other processes keep cores busy (``app.core.threads.click_threads``), and the
 batched decode's pool threads run with one), so a runtime always uses the threads torch would.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,10 +17,20 @@ import numpy as np
 import torch
 from sam2.modeling.sam2_base import SAM2Base
 
+from app.core.lru import BoundedCache
 from app.predict.sam2.decoder import TorchMaskDecoder, select_masks
 from app.predict.sam2.encoder import TorchEncoderSteps
+from app.predict.sam2.runtimes.decoder_graphs import (
+    IMAGE_FILE,
+    IMAGE_PARTS,
+    MASK_FILE,
+    POINTS_FILE,
+)
 from app.predict.sam2.runtimes.engines import Engine, Graph
 from app.predict.sam2.runtimes.graphs import HEAD_OUTPUTS, block_file
+
+IMAGES_KEPT = 8  # images whose per-image decoder part is kept (a batched decode's wave)
+_ImageParts = tuple["weakref.ref[torch.Tensor]", dict[str, np.ndarray]]
 
 
 class GraphSet:
@@ -97,17 +109,39 @@ class OnnxEncoderSteps:
 
 
 class OnnxMaskDecoder:
-    """``MaskDecoder`` from ``decoder.onnx`` for the prompts of one image; what the graph does
-    not cover (no prompt at all; several images' features in one call, a GPU's batching) runs
-    on the torch modules."""
+    """``MaskDecoder`` from the decoder's graphs for the prompts of one image; what the graphs
+    do not cover (no prompt at all; several images' features in one call, a GPU's batching)
+    runs on the torch modules.
 
-    def __init__(self, model: SAM2Base, graphs: GraphSet) -> None:
+    The per-image part (``decoder_image.onnx``) runs on an image's first decode and is kept
+    for the last ``images_kept`` images (by the identity of their ``image_embed`` tensor,
+    ~10 MiB each for a 64 x 64 embedding), so a click runs only ``decoder.onnx`` (or
+    ``decoder_mask.onnx`` with a mask input). Thread-safe (the batched decode calls it from
+    several threads)."""
+
+    def __init__(self, model: SAM2Base, graphs: GraphSet, images_kept: int = IMAGES_KEPT
+                 ) -> None:
         self.runtime = graphs.engine.name
         self.model = model
         self.graphs = graphs
         self.torch = TorchMaskDecoder(model)
-        side = 4 * int(model.sam_prompt_encoder.image_embedding_size[0])
-        self._no_mask = np.zeros((1, 1, side, side), np.float32)
+        self._parts: BoundedCache[int, _ImageParts] = BoundedCache(images_kept)
+        self.prepared = 0  # per-image parts computed (tests count them)
+
+    def image_parts(self, image_embed: torch.Tensor) -> dict[str, np.ndarray]:
+        """The per-image part of ``image_embed`` (1, C, h, w): kept, or computed now."""
+        key = id(image_embed)
+        kept = self._parts.get(key)
+        if kept is not None and kept[0]() is image_embed:
+            return kept[1]
+        outs = self.graphs.get(IMAGE_FILE).run({"image_embed": _np(image_embed)})
+        parts = dict(zip(IMAGE_PARTS, outs, strict=True))
+        for old, (ref, _) in self._parts.items():  # images whose features are gone
+            if ref() is None:
+                self._parts.pop(old)
+        self._parts.put(key, (weakref.ref(image_embed), parts))
+        self.prepared += 1
+        return parts
 
     def decode(
         self,
@@ -123,14 +157,16 @@ class OnnxMaskDecoder:
             return self.torch.decode(image_embed, high_res, coords, labels, mask_input,
                                      multimask, repeat_image)
         feeds = {
-            "image_embed": _np(image_embed),
+            **self.image_parts(image_embed),
             "high_res_feats_0": _np(high_res[0]),
             "high_res_feats_1": _np(high_res[1]),
             "point_coords": _np(coords),
             "point_labels": _np(labels),
-            "mask_input": self._no_mask if mask_input is None else _np(mask_input),
-            "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32),
         }
-        masks, iou = self.graphs.get("decoder.onnx").run(feeds)
+        graph = POINTS_FILE
+        if mask_input is not None:
+            feeds["mask_input"] = _np(mask_input)
+            graph = MASK_FILE
+        masks, iou = self.graphs.get(graph).run(feeds)
         return select_masks(self.model, torch.from_numpy(masks), torch.from_numpy(iou),
                             multimask)
