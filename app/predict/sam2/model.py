@@ -228,6 +228,21 @@ def save_random_checkpoint(path: Path | str, config: str = "tiny", seed: int = 0
 
 
 @contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch on ``n`` intra-op threads on this thread (restored after; None: unchanged).
+    A converted model's runtime follows (``runtimes.steps.GraphSet``: a session per count)."""
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def inference(precision: Precision) -> Iterator[None]:
     """torch.inference_mode plus the device's autocast."""
     with torch.inference_mode(), precision.context():

@@ -20,7 +20,7 @@ from sam2.modeling.sam2_base import SAM2Base
 from app.core.images import array_hash
 from app.core.jobs import CancelToken, Progress, check
 from app.core.lru import BoundedCache
-from app.core.threads import worker_threads
+from app.core.threads import click_threads, core_load, worker_threads
 from app.core.types import LOW_RES, EmbeddingKey, MaskProposal, MaskResult, Prompt
 from app.predict.base import (
     Capabilities,
@@ -49,6 +49,7 @@ from app.predict.sam2.model import (
     inference,
     load_sam2,
     precision_for,
+    torch_threads,
     upscale_masks,
 )
 from app.predict.sam2.runtimes import LoadedRuntime, load_runtime
@@ -106,6 +107,7 @@ class SAM2Predictor:
         if self.device.type == "cpu":
             # the cores available (or $MASKLOOP_THREADS), never more: see app/core/threads.py
             torch.set_num_threads(worker_threads())
+            core_load().free_cores()  # the first sample: a click compares against it
         self.precision: Precision = precision_for(self.device)
         self.cache = cache if cache is not None else EmbeddingCache()
         self._model_id = model_id
@@ -223,7 +225,7 @@ class SAM2Predictor:
                     f"got shape {tuple(mask_t.shape)}"
                 )
             mask_t = mask_t.reshape(1, 1, LOW_RES, LOW_RES).to(self.device)
-        with inference(self.precision):
+        with torch_threads(self._click_threads()), inference(self.precision):
             low_res, iou = self._decode(feats, coords, labels, mask_t, prompt.multimask)
             return self._result(low_res[0].float(), iou[0].float(), feats.orig_hw)
 
@@ -231,7 +233,7 @@ class SAM2Predictor:
         """Decode no prompt at all (no point, no box), as the official predictor does when
         ``predict`` gets none: what Roboflow's server answers a request without prompts."""
         feats = self.activate(key)
-        with inference(self.precision):
+        with torch_threads(self._click_threads()), inference(self.precision):
             low_res, iou = self._decode(feats, None, None, None, multimask)
             return self._result(low_res[0].float(), iou[0].float(), feats.orig_hw)
 
@@ -407,6 +409,13 @@ class SAM2Predictor:
         buffer (see ``upscale_masks``)."""
         masks, self._upscale_buf = upscale_masks(low_res, hw, self._upscale_buf)
         return masks
+
+    def _click_threads(self) -> int | None:
+        """A click's threads on a CPU: the job's (``set_threads``), fewer while other
+        processes keep cores busy (``click_threads``; $MASKLOOP_THREADS wins). Issue 14."""
+        if self.device.type != "cpu":
+            return None
+        return min(torch.get_num_threads(), click_threads())
 
     def _prompt_points(
         self, prompt: Prompt, orig_hw: tuple[int, int]
