@@ -36,7 +36,7 @@ import torch
 from app.core.types import LOW_RES, EmbeddingKey, MaskResult, Prompt
 from app.predict.base import PredictorError
 from app.predict.sam2.features import ImageFeatures, prompt_tensors
-from app.predict.sam2.model import inference, upscale_masks
+from app.predict.sam2.model import inference, lazy_masks
 
 if TYPE_CHECKING:
     from app.predict.sam2.predictor import SAM2Predictor
@@ -160,8 +160,7 @@ def _decode(p: SAM2Predictor, chunk: list[_Item]) -> list[MaskResult]:
             torch.cat(masks) if masks else None, multimask,
             repeat_image=one_image and len(chunk) > 1)
         for j, (_, f, _) in enumerate(chunk):
-            logits = low_res[j].float()
-            full, _ = upscale_masks(logits, f.orig_hw)
-            out.append(MaskResult(masks=full, scores=iou[j].float().cpu().numpy(),
-                                  low_res_logits=logits.clamp(-32.0, 32.0).cpu().numpy()))
+            # lazy: the best upscaled now, the others when a route or the window asks
+            out.append(lazy_masks(low_res[j].float(), iou[j].float().cpu().numpy(),
+                                  f.orig_hw))
     return out

@@ -47,6 +47,7 @@ from app.predict.sam2.model import (
     choose_device,
     file_sha256,
     inference,
+    lazy_masks,
     load_sam2,
     precision_for,
     torch_threads,
@@ -383,26 +384,11 @@ class SAM2Predictor:
 
     def _result(self, low_res: torch.Tensor, iou: torch.Tensor,
                 hw: tuple[int, int]) -> MaskResult:
-        """(C, 256, 256) float32 logits and (C,) scores -> a MaskResult whose full-resolution
-        masks are lazy: only the best candidate (the one shown first) is upscaled now, here
-        on the worker through the reused buffer; the others when asked for (``mask(i)``, on
-        whichever thread asks: with a buffer of their own). Each equals today's
-        interpolate + threshold of all candidates at once. Issue 14: at 4000 x 3000 upscaling
-        all 3 candidates cost 48.6 ms per click."""
-        scores = iou.cpu().numpy()
-        best = int(np.argmax(scores)) if scores.size else 0
-        ready = {best: self._upscale(low_res[best:best + 1], hw)[0]} if scores.size else {}
-        kept = low_res  # unclamped: the threshold sees the raw logits (clamp below copies)
-
-        def upscale(index: int) -> np.ndarray:
-            with torch.inference_mode():
-                masks, _ = upscale_masks(kept[index:index + 1], hw)
-            return masks[0]
-
-        return MaskResult(
-            None, scores, low_res.clamp(-32.0, 32.0).cpu().numpy(),
-            size=hw, upscale=upscale, ready=ready,
-        )
+        """(C, 256, 256) float32 logits and (C,) scores -> a MaskResult with lazy masks
+        (``lazy_masks``): the best upscaled now, here on the worker through the reused
+        buffer; the others when asked for."""
+        return lazy_masks(low_res, iou.cpu().numpy(), hw,
+                          lambda logits: self._upscale(logits, hw))
 
     def _upscale(self, low_res: torch.Tensor, hw: tuple[int, int]) -> np.ndarray:
         """(C, 256, 256) logits -> (C, H, W) bool masks through the predictor's reused
