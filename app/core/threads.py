@@ -33,13 +33,7 @@ def passive_wait() -> bool:
 
 def available_cores() -> int:
     """The cores this process may run on (its CPU affinity where the OS has one)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    if affinity is not None:
-        try:
-            return max(1, len(affinity(0)))
-        except OSError:
-            pass
-    return max(1, os.cpu_count() or 1)
+    return max(1, len(_affinity()))
 
 
 def threads_override(environ: dict[str, str] | None = None) -> int | None:
@@ -78,6 +72,7 @@ def _own_cpu_seconds() -> float:
 
 
 def _affinity() -> list[int]:
+    """The CPU numbers this process may run on (all of them where the OS has no affinity)."""
     affinity = getattr(os, "sched_getaffinity", None)
     if affinity is not None:
         try:
