@@ -34,7 +34,9 @@ def test_server_load_bench_prints_its_figures(capsys) -> None:
     assert result["click_p95_with_encoders_over_alone"] is not None
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
+@pytest.mark.skipif(sys.platform != "linux",
+                    reason="a process's CPU time is read from Linux's /proc; elsewhere the "
+                           "bench reports none")
 def test_process_cpu_counts_a_busy_child_and_nothing_for_a_gone_one() -> None:
     child = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:

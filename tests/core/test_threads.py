@@ -177,7 +177,8 @@ def test_click_threads_follow_the_idle_cores_unless_overridden() -> None:
 
 
 @pytest.mark.skipif(not Path("/proc/stat").is_file() or available_cores() < 2,
-                    reason="needs Linux's /proc/stat and two cores")
+                    reason="the busy neighbour is found in Linux's /proc/stat, and on one "
+                           "core there is no idle core to tell apart")
 def test_a_real_busy_neighbour_takes_a_core() -> None:
     load = CoreLoad(interval=0.0)
     load.free_cores()

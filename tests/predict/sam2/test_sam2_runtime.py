@@ -262,7 +262,7 @@ def test_the_decoders_image_part_is_computed_once_per_image(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(available_cores() < 2, reason="needs two cores")
+@pytest.mark.skipif(available_cores() < 2, reason="on one core a click has no idle core to move to")
 def test_a_click_runs_on_the_cores_other_processes_leave_idle(
         ort_predictor: SAM2Predictor, image: np.ndarray, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
