@@ -3,6 +3,10 @@ eager, ONNX Runtime, OpenVINO) and thread setting, interleaved in one run (each 
 every runtime once, so a busy neighbour slows them alike), with the ratio to torch eager and
 each runtime's deviation from torch's outputs.
 
+Beside them, the floor (``roofline.py``): the encode's and a click's floating-point operations
+at this CPU's fp32 GEMM peak for each thread setting, the least time any fp32 runtime could
+take, and as a ratio to torch eager, so a goal below it is shown to be out of reach here.
+
 The encode is the stepwise encode the app runs (``EncodeRun``: stem, each Hiera block, head)
 on a synthetic image; the decode is the prompt encoder + mask decoder of one positive point,
 multimask, on torch's features of that image, as each click of an image decodes it; the part
@@ -56,6 +60,7 @@ def run_runtime_bench(options: RuntimeBenchOptions,
     installed or falls back to torch is reported with the reason and not timed."""
     import torch
 
+    from app.bench.roofline import count_flops, floor_ms, gemm_peak_gflops
     from app.predict.sam2.encoder import EncodeRun, encode_all
     from app.predict.sam2.model import inference, load_sam2, precision_for, random_weight_sam2
     from app.predict.sam2.runtimes import LoadedRuntime, load_runtime
@@ -68,6 +73,9 @@ def run_runtime_bench(options: RuntimeBenchOptions,
         model = random_weight_sam2(options.model, "cpu")
         model_id, weights = f"bench-random-{options.model}", "random"
     precision = precision_for(torch.device("cpu"))
+    say("counting the model's operations")
+    flops = count_flops(model)
+    floors: dict[str, dict[str, Any]] = {}
     loaded: dict[str, LoadedRuntime] = {}
     skipped: dict[str, str] = {}
     load_s: dict[str, float] = {}
@@ -128,12 +136,28 @@ def run_runtime_bench(options: RuntimeBenchOptions,
                         part[name].append(time.perf_counter() - start)
             base_e = statistics.median(enc["torch"]) if "torch" in enc else None
             base_d = statistics.median(dec["torch"]) if "torch" in dec else None
+            say(f"{threads} thread(s): this CPU's GEMM peak")
+            peak = gemm_peak_gflops(threads)
+            floor: dict[str, Any] = {
+                "gemm_gflops": peak["peak"], "gemm_by_kernel": peak,
+                "encode_floor_ms": floor_ms(flops.encode, peak["peak"]),
+                "decode_floor_ms": floor_ms(flops.click, peak["peak"])}
+            if base_e and base_d:
+                floor["encode_floor_vs_torch"] = round(
+                    floor["encode_floor_ms"] / (base_e * 1000.0), 3)
+                floor["decode_floor_vs_torch"] = round(
+                    floor["decode_floor_ms"] / (base_d * 1000.0), 3)
+            floors[str(threads)] = floor
             for name in loaded:
                 row: dict[str, Any] = {"runtime": name, "threads": threads,
                                        "encode_ms": _summary(enc[name]),
                                        "decode_ms": _summary(dec[name])}
                 if part[name]:
                     row["image_part_ms"] = _summary(part[name])
+                # torch decodes the image part with every click; a converted decoder once
+                click_gflop = flops.click + (0.0 if part[name] else flops.decoder_image)
+                row["encode_gflops"] = round(flops.encode / statistics.median(enc[name]), 1)
+                row["decode_gflops"] = round(click_gflop / statistics.median(dec[name]), 1)
                 if base_e and base_d:
                     row["encode_vs_torch"] = round(statistics.median(enc[name]) / base_e, 3)
                     row["decode_vs_torch"] = round(statistics.median(dec[name]) / base_d, 3)
@@ -162,6 +186,9 @@ def run_runtime_bench(options: RuntimeBenchOptions,
         "weights": weights, "image_size": [w, h], "torch": torch.__version__,
         "versions": _versions(), "load_s": load_s, "skipped": skipped, "rows": rows,
         "goals": goals, "conversions": {n: rt.converted for n, rt in loaded.items()},
+        "gflop": {"encode": flops.encode, "decoder_image": flops.decoder_image,
+                  "click": flops.click},
+        "floor": floors,
     }
 
 
@@ -200,6 +227,20 @@ def format_runtime_report(result: dict[str, Any]) -> str:
         if "image_part_ms" in row:
             lines.append(f"  {row['runtime']} x{row['threads']}: an image's first decode adds "
                          f"{row['image_part_ms']['median']:.1f} ms (its per-image part)")
+    gflop = result.get("gflop") or {}
+    for threads, floor in result.get("floor", {}).items():
+        vs_e = floor.get("encode_floor_vs_torch", float("nan"))
+        vs_d = floor.get("decode_floor_vs_torch", float("nan"))
+        lines.append(
+            f"  floor x{threads}: at this CPU's fp32 GEMM peak of {floor['gemm_gflops']:.0f} "
+            f"GFLOP/s an encode ({gflop['encode']:.0f} GFLOP) takes >= "
+            f"{floor['encode_floor_ms']:.0f} ms ({vs_e:.2f}x torch), a click "
+            f"({gflop['click']:.2f} GFLOP) >= {floor['decode_floor_ms']:.1f} ms ({vs_d:.2f}x)")
+    for row in result["rows"]:
+        if "encode_gflops" in row:
+            lines.append(f"  {row['runtime']} x{row['threads']}: encode at "
+                         f"{row['encode_gflops']:.0f} GFLOP/s, decode at "
+                         f"{row['decode_gflops']:.0f} GFLOP/s")
     for name, reason in result["skipped"].items():
         lines.append(f"  {name}: not timed ({reason})")
     lines.append("  load (s, the first includes the conversion): " + ", ".join(
