@@ -23,6 +23,11 @@ phase 2 the encodes finished and their latency. Bounded: the
 clients stop at the phase's end and the last answers are awaited at most ``grace_s``.
 Timings only: random weights make noise-like masks.
 
+``floor``: after the phases, the least CPU time a click's decode can take on this machine
+(``roofline.py``: the decoder's operations per click at the fp32 GEMM peak of all its cores)
+and the clicks per second that allows with nothing else done per click (no HTTP, no
+upscaling, no RLE): the ceiling of any server on this CPU.
+
 ``server_source`` runs the server of another source tree (``PYTHONPATH``), so the same
 clients measure an older version of the server (``git archive HEAD | tar -x -C DIR``; then
 ``maskloop bench --server-load --server-source DIR``).
@@ -75,6 +80,7 @@ class LoadBenchOptions:
     seed: int = 0
     server_source: str | None = None  # a source tree whose server to run (default: this one)
     server_args: tuple[str, ...] = ()  # more ``maskloop serve`` options
+    floor: bool = True  # count the click's arithmetic and measure the GEMM peak afterwards
 
 
 @dataclass
@@ -276,6 +282,7 @@ def run_load_bench(options: LoadBenchOptions,
         finally:
             server.stop()
     ratio = None
+    floor = click_floor() if options.floor else None
     alone, mixed = phases["clickers"]["click_ms"]["p95"], phases["clickers_encoders"][
         "click_ms"]["p95"]
     if alone and mixed:
@@ -285,4 +292,20 @@ def run_load_bench(options: LoadBenchOptions,
         "cpu_count": os.cpu_count(), "load_average": list(os.getloadavg()),
         "phases": phases,
         "click_p95_with_encoders_over_alone": ratio,
+        "floor": floor,
     }
+
+
+def click_floor() -> dict[str, Any]:
+    """The decoder's arithmetic per click and what this CPU's cores allow (see the module
+    docstring); counted on the same random-weight SAM2.1 tiny the server runs."""
+    from app.bench.roofline import count_flops, gemm_peak_gflops
+    from app.predict.sam2.model import random_weight_sam2
+
+    flops = count_flops(random_weight_sam2("tiny", "cpu"))
+    cores = os.cpu_count() or 1
+    one, every = gemm_peak_gflops(1)["peak"], gemm_peak_gflops(cores)["peak"]
+    return {"click_gflop": flops.click, "decoder_image_gflop": flops.decoder_image,
+            "cores": cores, "gemm_gflops_one_core": one, "gemm_gflops_all_cores": every,
+            "click_cpu_ms_at_peak": round(1000.0 * flops.click / one, 1),
+            "clicks_per_s_at_peak": round(every / flops.click, 1)}

@@ -70,4 +70,12 @@ def format_load_report(result: dict) -> str:
         lines.append(line)
     ratio = result["click_p95_with_encoders_over_alone"]
     lines.append(f"  click p95 with encoders / alone: {ratio}")
+    floor = result.get("floor")
+    if floor:
+        lines.append(
+            f"  floor: a click's decode is {floor['click_gflop']:.2f} GFLOP, >= "
+            f"{floor['click_cpu_ms_at_peak']} ms of one core at this CPU's fp32 GEMM peak "
+            f"({floor['gemm_gflops_one_core']:.0f} GFLOP/s); its {floor['cores']} cores "
+            f"({floor['gemm_gflops_all_cores']:.0f} GFLOP/s) allow at most "
+            f"{floor['clicks_per_s_at_peak']} clicks/s with nothing else done per click")
     return "\n".join(lines)

@@ -32,6 +32,10 @@ def test_server_load_bench_prints_its_figures(capsys) -> None:
             assert phase["server_cpu_ms_per_click"] > 0
             assert phase["client_cpu_ms_per_click"] > 0
     assert result["click_p95_with_encoders_over_alone"] is not None
+    floor = result["floor"]  # SAM2.1 tiny's decoder at this CPU's GEMM peak
+    assert 0 < floor["decoder_image_gflop"] < floor["click_gflop"]
+    assert floor["clicks_per_s_at_peak"] == pytest.approx(
+        floor["gemm_gflops_all_cores"] / floor["click_gflop"], rel=0.01)
 
 
 @pytest.mark.skipif(sys.platform != "linux",
