@@ -19,13 +19,13 @@ from app.ui import dialogs, keys
 from app.ui.app_state import AppState
 from app.ui.canvas.convert import rgb_to_display_qimage
 from app.ui.canvas.layers import BrushCursor, HandlesItem, InstanceLayer, MarksItem, MaskLayer
-from app.ui.canvas.shades import instance_shades
 from app.ui.canvas.tiled_image import TILED_PIXELS, TiledImageItem, TiledOpening
 from app.ui.canvas.view import CanvasTool, CanvasView
 from app.ui.feedback import ClickFeedback
 from app.ui.find_all import FindAllBox
 from app.ui.guide import show_guide
 from app.ui.hover import HoverPreview
+from app.ui.instance_sync import InstanceSync
 from app.ui.label_popup import LabelChooser
 from app.ui.layout import ResponsivePanels
 from app.ui.navigation import FocusKeeper, Navigator
@@ -115,6 +115,7 @@ class MainWindow(QMainWindow):
         self.labels_panel = LabelsPanel(state)
         self.labels_panel.message.connect(self.show_message)
         self.instances_panel = InstancesPanel(self.session, state)
+        self.instance_sync = InstanceSync(self.instance_layer, self.instances_panel)
         images_dock = self._dock("Images", self.images_panel,
                                  Qt.DockWidgetArea.LeftDockWidgetArea)
         self._dock("Labels", self.labels_panel, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -500,8 +501,7 @@ class MainWindow(QMainWindow):
 
     # -- instances ---------------------------------------------------------------------------
     def refresh_instances(self) -> None:
-        instances = self.session.instances() if self.canvas.image_size else []
-        hidden = self.instances_panel.hidden
+        instances = self.session.instance_map() if self.canvas.image_size else {}
         colours: dict[str, str] = {}  # one look-up per label, not one per instance
 
         def colour_of(label: str) -> str:
@@ -509,12 +509,9 @@ class MainWindow(QMainWindow):
                 colours[label] = self.session.colour_of(label)
             return colours[label]
 
-        shades = instance_shades(instances, colour_of)  # one per instance
-        self.instance_layer.set_instances(
-            (i.id, i.geometry, shades[i.id], i.id not in hidden)
-            for i in instances if i.id is not None)
+        # the canvas and the list: an accept draws and lists the new instance only
+        self.instance_sync.refresh(instances, colour_of)
         self.instance_layer.set_selected(self.app_state.selection)
-        self.instances_panel.set_instances(instances, shades)
         self.edit_tool.refresh()
         # what the edit tool can still edit stays selected (a deleted instance leaves)
         self.app_state.set_selection(self.edit_tool.selected_ids())

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, Signal
 
 from app.core import commands
+from app.core.image_instances import ImageInstances
 from app.core.project import Project
 from app.core.types import Geometry, ImageRecord, ImageStatus, Instance, Label, Source
 
@@ -32,8 +33,8 @@ class AnnotationSession(QObject):
         self.project = project
         self.image: ImageRecord | None = None
         self.undo_stack: commands.UndoStack | None = None
-        # the current image's instances as last read, and (image id, project change count)
-        self._instances: tuple[tuple[int, int], list[Instance]] | None = None
+        # the current image's instances, kept in step with the project row by row
+        self._instances: ImageInstances | None = None
         if not project.labels():
             project.add_label(Label(DEFAULT_LABEL.name, DEFAULT_LABEL.colour, DEFAULT_LABEL.hotkey))
         self.current_label = project.labels()[0].name
@@ -76,14 +77,20 @@ class AnnotationSession(QObject):
 
     # -- instances -------------------------------------------------------------------------
     def instances(self) -> list[Instance]:
-        """The image's instances. Read once per change of the project (the window, the
-        edit tool and the guide all ask after each edit; instances are immutable)."""
+        """The image's instances, in the order they were made. Only the rows that changed
+        since the last call are read (the window, the edit tool and the guide all ask after
+        each edit): an unchanged instance is the same object as before (instances are
+        immutable), so the window redraws and relists the changed ones only."""
+        return list(self.instance_map().values())
+
+    def instance_map(self) -> dict[int, Instance]:
+        """Instance id -> instance of the current image, in the order they were made (a
+        copy of the session's own)."""
         if self.image is None or self.image.id is None:
-            return []
-        key = (self.image.id, self.project.change_count())
-        if self._instances is None or self._instances[0] != key:
-            self._instances = (key, self.project.instances(self.image.id))
-        return list(self._instances[1])
+            return {}
+        if self._instances is None or self._instances.image_id != self.image.id:
+            self._instances = ImageInstances(self.project, self.image.id)
+        return dict(self._instances.get())
 
     def _push(self, cmd: commands.Command) -> None:
         if self.undo_stack is None:

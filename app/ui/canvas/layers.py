@@ -103,6 +103,7 @@ class InstanceItem(QGraphicsPathItem):
         self.setPen(Qt.PenStyle.NoPen)
         self.pens: list[QPen] = []
         self.lines: list[QGraphicsPathItem] = []
+        self.extent = _extent(path)  # the path's control point rectangle, as floats
 
     def set_pens(self, pens: list[QPen]) -> None:
         """The outline's pens, bottom first (each one child item)."""
@@ -123,8 +124,16 @@ class InstanceItem(QGraphicsPathItem):
 
     def set_path(self, path: QPainterPath) -> None:
         self.setPath(path)
+        self.extent = _extent(path)
         for line in self.lines:
             line.setPath(path)
+
+
+def _extent(path: QPainterPath) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of the path's control points: the picture tests every
+    instance against the exposed rectangle on each paint, in plain floats (no Qt call)."""
+    rect = path.controlPointRect()
+    return rect.left(), rect.top(), rect.right(), rect.bottom()
 
 
 OUTLINE_REACH = 3.0  # screen pixels: half the widest baked outline (2.6) and antialiasing
@@ -192,13 +201,21 @@ class InstancePicture(QGraphicsItem):
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
               widget: QWidget | None = None) -> None:
         exposed: QRectF = option.exposedRect  # type: ignore[attr-defined]
+        if exposed.width() <= 0 or exposed.height() <= 0:
+            return
+        # an instance is drawn when its rectangle, padded by the outline's reach, meets the
+        # exposed one: tested in floats first, as a repaint of one instance's area (an
+        # accept) should cost little per instance not drawn
         margin = self._reach()
+        ex0, ey0 = exposed.left() - margin, exposed.top() - margin
+        ex1, ey1 = exposed.right() + margin, exposed.bottom() + margin
         for iid, item in self.items.items():
+            x0, y0, x1, y1 = item.extent
+            if x0 >= ex1 or ex0 >= x1 or y0 >= ey1 or ey0 >= y1:
+                continue
             if not item.isVisible() or not self.baked(iid):
                 continue
             path = item.path()
-            if not _padded(path.controlPointRect(), margin).intersects(exposed):
-                continue
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(item.brush())
             painter.drawPath(path)
@@ -235,6 +252,7 @@ class InstanceLayer:
         self._colours: dict[int, QColor] = {}
         self._visible: dict[int, bool] = {}
         self._geoms: dict[int, Geometry] = {}
+        self._given: dict[int, str | QColor] = {}  # the colour object passed last, as it is
         self.created = 0  # items made (for tests and the benchmark)
         self.reshaped = 0  # paths replaced on existing items
         self.picture = InstancePicture(self.items, self.baked)
@@ -251,11 +269,16 @@ class InstanceLayer:
 
     def set_instances(self, rows: Iterable[tuple[int, Geometry, str | QColor, bool]]) -> None:
         """Show exactly these rows of (instance id, geometry, colour, visible): new ones get
-        an item, changed ones a new path or style, gone ones lose theirs."""
+        an item, changed ones a new path or style, gone ones lose theirs. A row of the very
+        objects (geometry, colour) shown last time costs a look-up."""
         seen: set[int] = set()
         for iid, geom, colour, visible in rows:
             seen.add(iid)
             item = self.items.get(iid)
+            if (item is not None and self._geoms.get(iid) is geom
+                    and self._given.get(iid) is colour and self._visible.get(iid) == visible):
+                continue  # the very objects drawn last time: nothing to compare or redo
+            self._given[iid] = colour
             if item is None:
                 item = InstanceItem(geometry_path(geom))
                 item.setZValue(Z_INSTANCES + 0.1)
@@ -288,6 +311,7 @@ class InstanceLayer:
             if item.scene() is not None:
                 self.scene.removeItem(item)
             self._colours.pop(iid, None)
+            self._given.pop(iid, None)
             self._visible.pop(iid, None)
             self._geoms.pop(iid, None)
         if not self.items:

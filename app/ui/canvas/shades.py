@@ -31,16 +31,35 @@ def shade(colour: str | QColor, index: int) -> QColor:
     return QColor.fromHslF(hue, s, lightness, a)
 
 
+SHADES_KEPT = 4096  # (colour, index) pairs remembered by ``instance_shades``
+_made: dict[tuple[str, int], QColor] = {}
+
+
 def instance_shades(instances: Iterable[Instance], colour_of: Callable[[str], str]
                     ) -> dict[int, QColor]:
-    """Instance id -> its shade: the n-th instance of a label (by id) gets shade n."""
+    """Instance id -> its shade: the n-th instance of a label (by id) gets shade n. The
+    window asks after every edit: a shade already made is not made again (the same QColor
+    object, which callers copy rather than change), so an unchanged instance costs a look-up
+    and the canvas and the list see at once that its colour did not change."""
     counts: dict[str, int] = {}
     out: dict[int, QColor] = {}
     for inst in sorted((i for i in instances if i.id is not None), key=lambda i: i.id or 0):
         n = counts.get(inst.label, 0)
         counts[inst.label] = n + 1
-        out[int(inst.id or 0)] = shade(colour_of(inst.label), n)
+        out[int(inst.id or 0)] = shade_of(colour_of(inst.label), n)
     return out
+
+
+def shade_of(colour: str, index: int) -> QColor:
+    """``shade(colour, index)``, made once: the same QColor object each time (callers copy
+    it rather than change it)."""
+    key = (colour, index)
+    made = _made.get(key)
+    if made is None:
+        if len(_made) >= SHADES_KEPT:
+            _made.clear()
+        made = _made[key] = shade(colour, index)
+    return made
 
 
 def outline_colour(fill: QColor) -> QColor:

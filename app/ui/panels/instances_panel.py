@@ -5,8 +5,8 @@ zooms to the instance."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
+from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -25,6 +25,8 @@ from app.ui.panels.labels_panel import colour_icon
 from app.ui.session import AnnotationSession
 
 STEPS = 20  # slider steps per pixel of simplification tolerance
+ICONS_KEPT = 1024  # shade icons kept by the instance list
+Row = tuple[int | None, str, str, bool]  # instance id, text, colour name, ticked (shown)
 
 
 class InstancesPanel(QWidget):
@@ -46,9 +48,15 @@ class InstancesPanel(QWidget):
         self.session = session
         self.state = app_state
         self.hidden: set[int] = set()
-        self._rows: list[tuple[int | None, str, str, bool]] = []  # what the list shows
+        self._rows: list[Row] = []  # what the list shows, row by row
+        self._items: dict[int | None, QListWidgetItem] = {}  # instance id -> its row's item
+        # instance id -> (the instance, shade and tick its row was made of, the row)
+        self._made: dict[int | None, tuple[Instance, QColor | None, bool, Row]] = {}
+        self.made = 0  # rows made or rewritten (for tests: an accept makes one)
+        self._icons: dict[str, QIcon] = {}  # colour name -> its icon
         self.list = QListWidget()
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
+        self.list.installEventFilter(self)
         self.list.itemSelectionChanged.connect(self._selection)
         self.list.itemChanged.connect(self._checked)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -108,40 +116,150 @@ class InstancesPanel(QWidget):
     def set_instances(self, instances: list[Instance],
                       shades: dict[int, QColor] | None = None) -> None:
         """List ``instances``, each with its shade on the canvas (default: its label's).
-        Rows that did not change are kept: an accept appends one row, not a new list."""
-        rows: list[tuple[int | None, str, str, bool]] = []
-        for inst in instances:
-            score = f"  {inst.score:.2f}" if inst.score is not None else ""
-            colour = (shades or {}).get(int(inst.id or 0)) or self.session.colour_of(inst.label)
-            rows.append((inst.id, f"#{inst.id} {inst.label}  ({inst.source.value}){score}",
-                         QColor(colour).name(), inst.id not in self.hidden))
-        keep = 0
-        if self.list.count() == len(self._rows):
-            while keep < min(len(rows), len(self._rows)) and rows[keep] == self._rows[keep]:
-                keep += 1
-        else:
-            self._rows = []
+        Only the rows that changed are touched: an accept adds one row, a delete removes
+        one, an unchanged instance (the same object, shade and tick as last time) costs a
+        look-up, not a new row text (``made`` counts the rows made or rewritten)."""
+        rows = [self._row(inst, (shades or {}).get(int(inst.id or 0))) for inst in instances]
         self._updating = True
-        if keep == 0:
-            self.list.clear()
-        else:
-            while self.list.count() > keep:
-                self.list.takeItem(self.list.count() - 1)
-        for iid, text, colour_name, shown in rows[keep:]:
-            item = QListWidgetItem(colour_icon(colour_name), text)
-            item.setData(Qt.ItemDataRole.UserRole, iid)
-            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
+        try:
+            if rows != self._rows or self.list.count() != len(rows):
+                if self.list.count() != len(self._rows) or not self._patch(rows):
+                    self._rebuild(rows)
+                self._rows = rows
+        finally:
+            self._updating = False
+        live = {row[0] for row in rows}
+        if len(self._made) > len(live):
+            self._made = {iid: v for iid, v in self._made.items() if iid in live}
+
+    def append_instances(self, instances: list[Instance],
+                         shades: dict[int, QColor] | None = None) -> bool:
+        """Add rows for ``instances`` after the listed ones (an accept); False, with nothing
+        done, when the list is not as last set (then ``set_instances`` lists them all)."""
+        if self.list.count() != len(self._rows):
+            return False
+        rows = [self._row(inst, (shades or {}).get(int(inst.id or 0))) for inst in instances]
+        if any(row[0] in self._items for row in rows):
+            return False
+        self._updating = True
+        try:
+            for row in rows:
+                item = self._new_item(row)
+                self.list.addItem(item)
+                self._fix_size(item)
+            self._rows.extend(rows)
+        finally:
+            self._updating = False
+        return True
+
+    def _row(self, inst: Instance, colour: QColor | None) -> Row:
+        """The row of ``inst``: made again only when the instance, its shade or its tick
+        changed since it was last made."""
+        shown = inst.id not in self.hidden
+        made = self._made.get(inst.id)
+        if made is not None and made[0] is inst and made[1] is colour and made[2] == shown:
+            return made[3]
+        score = f"  {inst.score:.2f}" if inst.score is not None else ""
+        name = QColor(colour or self.session.colour_of(inst.label)).name()
+        row = (inst.id, f"#{inst.id} {inst.label}  ({inst.source.value}){score}", name, shown)
+        self._made[inst.id] = (inst, colour, shown, row)
+        return row
+
+    def _patch(self, rows: list[Row]) -> bool:
+        """Turn the list into ``rows`` row by row: the instances gone lose their row, new
+        ones get one in their place, changed ones a new text, icon or tick. False (nothing
+        changed) when the rows kept would change order (instances are listed by id, so they
+        never do)."""
+        new_ids = {row[0] for row in rows}
+        old_ids = {row[0] for row in self._rows}
+        if len(new_ids) != len(rows) or len(old_ids) != len(self._rows):
+            return False  # an id twice: rows cannot be told apart by id
+        kept = [row[0] for row in self._rows if row[0] in new_ids]
+        if kept != [row[0] for row in rows if row[0] in old_ids]:
+            return False
+        for index in range(len(self._rows) - 1, -1, -1):
+            iid = self._rows[index][0]
+            if iid not in new_ids:
+                self.list.takeItem(index)
+                self._items.pop(iid, None)
+        old = {row[0]: row for row in self._rows}
+        for index, row in enumerate(rows):
+            before = old.get(row[0])
+            if before is None:
+                item = self._new_item(row)
+                self.list.insertItem(index, item)
+                self._fix_size(item)
+            elif before != row:
+                self._restyle(self._items[row[0]], row, before)
+        return True
+
+    def _rebuild(self, rows: list[Row]) -> None:
+        self.list.clear()
+        self._items = {}
+        for row in rows:
+            item = self._new_item(row)
             self.list.addItem(item)
-        self._rows = rows
-        self._updating = False
+            self._fix_size(item)
+
+    def _new_item(self, row: Row) -> QListWidgetItem:
+        iid, text, colour_name, shown = row
+        item = QListWidgetItem(self._icon(colour_name), text)
+        item.setData(Qt.ItemDataRole.UserRole, iid)
+        item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+        item.setCheckState(Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
+        self._items[iid] = item
+        self.made += 1
+        return item
+
+    def _restyle(self, item: QListWidgetItem, row: Row, before: Row) -> None:
+        _, text, colour_name, shown = row
+        if text != before[1]:
+            item.setText(text)
+            self._fix_size(item)
+        if colour_name != before[2]:
+            item.setIcon(self._icon(colour_name))
+        if shown != before[3]:
+            item.setCheckState(Qt.CheckState.Checked if shown else Qt.CheckState.Unchecked)
+        self.made += 1
+
+    def _icon(self, colour_name: str) -> QIcon:
+        """One icon per shade (a delete re-shades the later instances of its label)."""
+        icon = self._icons.get(colour_name)
+        if icon is None:
+            if len(self._icons) >= ICONS_KEPT:
+                self._icons.clear()
+            icon = self._icons[colour_name] = colour_icon(colour_name)
+        return icon
+
+    def _fix_size(self, item: QListWidgetItem) -> None:
+        """Give the row its size once, as the list's delegate measures it: the list lays
+        all rows out again after every insert or removal and would otherwise measure the
+        text of every row each time (an accept cost grew with the number of rows)."""
+        item.setData(Qt.ItemDataRole.SizeHintRole, None)
+        item.setSizeHint(self.list.sizeHintForIndex(self.list.indexFromItem(item)))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """The list's font or style changed: the rows' sizes are measured again."""
+        if watched is self.list and event.type() in (QEvent.Type.FontChange,
+                                                     QEvent.Type.StyleChange):
+            for item in self._items.values():
+                self._fix_size(item)
+        return super().eventFilter(watched, event)
 
     def select(self, ids: list[int]) -> None:
+        """Select exactly the rows of ``ids``: only rows whose state changes are touched."""
+        wanted = set(ids)
         self._updating = True
-        for row in range(self.list.count()):
-            item = self.list.item(row)
-            item.setSelected(item.data(Qt.ItemDataRole.UserRole) in ids)
-        self._updating = False
+        try:
+            for item in self.list.selectedItems():
+                if item.data(Qt.ItemDataRole.UserRole) not in wanted:
+                    item.setSelected(False)
+            for iid in wanted:
+                found = self._items.get(iid)
+                if found is not None and not found.isSelected():
+                    found.setSelected(True)
+        finally:
+            self._updating = False
 
     def _selection(self) -> None:
         if not self._updating:
