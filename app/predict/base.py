@@ -39,6 +39,9 @@ class Capabilities:
     a time, so the owner can decode clicks between two steps and resume where it stopped.
     ``thread_control``: ``set_threads(n)`` sets how many CPU threads the next jobs use (the
     service gives a click and the current image every core, a prefetch one less).
+    ``decode_beside_encode``: ``predict`` may run on one thread while a step of an
+    ``EncodeJob`` runs on another (they share no state), so a click need not wait for a
+    prefetch step to end.
     """
 
     kind: SourceKind
@@ -49,6 +52,7 @@ class Capabilities:
     batched_decode: bool = False
     resumable_encode: bool = False
     thread_control: bool = False
+    decode_beside_encode: bool = False
 
     @property
     def source(self) -> Source:
@@ -157,6 +161,15 @@ class EncodeJob(Protocol):
     def release(self) -> None: ...
 
 
+class Preparing(Protocol):
+    """A predictor that can do, before the first click on an embedded image, the work that
+    click would otherwise do first (SAM2: its features made ready for the decoder and the
+    decoder's per-image part), so that the first click is as fast as the next ones. The
+    prediction service calls it when an image becomes current and ready."""
+
+    def prepare(self, key: EmbeddingKey) -> None: ...
+
+
 class ThreadControl(Protocol):
     """A predictor whose CPU thread count can change between jobs (``thread_control``)."""
 
@@ -167,7 +180,9 @@ class ThreadControl(Protocol):
 class Predictor(Protocol):
     """Turns prompts into masks. ``embed`` is slow and cached, ``predict`` is fast.
 
-    Implementations are NOT thread-safe: one worker thread owns a predictor.
+    Implementations are NOT thread-safe: one worker thread owns a predictor (except that
+    one declaring ``decode_beside_encode`` may decode on a second thread while an encoder
+    step runs).
     """
 
     @property

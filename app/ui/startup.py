@@ -123,6 +123,12 @@ class LoadingPredictor:
         then the loaded predictor's, say ``resumable_encode``)."""
         return self._wait(None).start_embed(image, image_hash)  # type: ignore[attr-defined]
 
+    def prepare(self, key: EmbeddingKey) -> None:
+        """The loaded predictor's ``prepare``, where it has one."""
+        prepare = getattr(self._wait(None), "prepare", None)
+        if callable(prepare):
+            prepare(key)
+
     def set_threads(self, n: int) -> None:
         """The loaded predictor's thread count (asked only where it has ``thread_control``)."""
         self._wait(None).set_threads(n)  # type: ignore[attr-defined]

@@ -143,7 +143,10 @@ class SAM2Predictor:
     def capabilities(self) -> Capabilities:
         return Capabilities(SourceKind.SAM2, self.device.type, batched_decode=True, video=True,
                             exemplar_prompts=True,
-                            resumable_encode=True, thread_control=True)
+                            resumable_encode=True, thread_control=True,
+                            # an encoder step touches only its own EncodeRun and, once done,
+                            # the (locked) cache; a decode only the decoder's state
+                            decode_beside_encode=self.device.type == "cpu")
 
     def set_threads(self, n: int) -> None:
         """The CPU threads the next jobs use (torch's intra-op threads; a converted model's
@@ -229,6 +232,15 @@ class SAM2Predictor:
         with torch_threads(self._click_threads()), inference(self.precision):
             low_res, iou = self._decode(feats, coords, labels, mask_t, prompt.multimask)
             return self._result(low_res[0].float(), iou[0].float(), feats.orig_hw)
+
+    def prepare(self, key: EmbeddingKey) -> None:
+        """Before the first click on ``key``'s image: its features converted for the decoder
+        (``activate``) and the converted decoder's per-image part computed (``Preparing``)."""
+        feats = self.activate(key)
+        image_parts = getattr(self.decoder, "image_parts", None)
+        if callable(image_parts):
+            with torch_threads(self._click_threads()), inference(self.precision):
+                image_parts(feats.image_embed)
 
     def predict_unprompted(self, key: EmbeddingKey, multimask: bool = True) -> MaskResult:
         """Decode no prompt at all (no point, no box), as the official predictor does when

@@ -31,6 +31,7 @@ class _Image:
     status: _Status = _Status.PENDING
     key: EmbeddingKey | None = None
     image: np.ndarray | None = None  # kept while current, to re-embed after a prefetch
+    prepared: bool = False  # made ready for its first click (or nothing to do)
     error: BaseException | None = None
 
 

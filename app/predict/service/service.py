@@ -1,4 +1,5 @@
-"""The prediction service: ONE worker thread owns the predictor and answers the UI's requests.
+"""The prediction service: ONE worker thread owns the predictor and answers the UI's requests
+(and a click lane beside it, below).
 
 sam2's state is not thread-safe and the GUI thread must never run torch, network or disk-heavy
 work, so every call into the predictor (and every image load it needs) happens on the
@@ -6,7 +7,9 @@ service's worker thread. Work is taken in this order:
 
 1. a click (``request_mask``): only the newest prompt of the current image is answered, older
    queued ones are stale and dropped (counted in ``stats.stale_dropped``);
-2. encoding the current image (started as soon as ``set_current_image`` is called);
+2. encoding the current image (started as soon as ``set_current_image`` is called), then,
+   where the predictor is ``Preparing``, the work its first click would do first (20 ms or
+   so for SAM2 on a CPU), so that the first click is as fast as the next ones;
 3. segment everything or find all (``find_all``: a ``FindQuery``); the person asked and waits
    for it, and a click made meanwhile waits for it too, so the UI offers ``cancel_everything``;
    then find all in other images (``find_all_in``: "the same exemplars in the next images"),
@@ -25,6 +28,13 @@ wanted is kept paused (the ``encodes.KEEP_PAUSED`` most recent; older ones are r
 steps counted in ``stats.encode_steps_discarded``) in case the person comes back. A click
 and the current image's encode get every worker thread, a prefetch one less, so that a core
 stays with the GUI (where the predictor has ``thread_control``).
+
+The click lane: where the predictor can decode beside an encode (``decode_beside_encode``:
+local SAM2 on a CPU) and there are two cores or more, a click that comes while the worker runs
+a prefetch step is decoded at once on the lane's thread, on the core the prefetch leaves
+free, instead of waiting for the step to end (up to half a second on a laptop: the person's
+first clicks on an image, before ``ClickRhythm`` knows when they come). Only one decode runs
+at a time: while the lane decodes, the worker only goes on with prefetch steps.
 
 Other backends (classical, remote, hosted) encode in one call: a click cancels a running
 prefetch (it stops at its next cancel check) and it is queued again first; so that frequent
@@ -134,12 +144,16 @@ class PredictionService:
         self._rhythm = ClickRhythm()  # when a click is expected (resumable encodes)
         self._hold_until: float | None = None  # prefetch held back until then (or a click)
         self._running: _Task | None = None
+        self._lane: _Task | None = None  # the click the lane is decoding
         self._stopping = False
         self._close_predictor = False
         self._stats = ServiceStats()
         self._last_embedded: str | None = None  # worker thread only
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
+        self._lane_thread = threading.Thread(target=self._lane_loop, name=f"{name}-clicks",
+                                             daemon=True)
+        self._lane_thread.start()
 
     # -- requests (any thread; they return at once) -----------------------------------------
 
@@ -295,7 +309,9 @@ class PredictionService:
             self._cond.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
-        return not self._thread.is_alive()
+        if threading.current_thread() is not self._lane_thread:
+            self._lane_thread.join(timeout)
+        return not self._thread.is_alive() and not self._lane_thread.is_alive()
 
     def __enter__(self) -> PredictionService:
         return self
@@ -325,7 +341,8 @@ class PredictionService:
         """Block until no work is queued or running (for scripts and tests, not the GUI)."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: self._stopping or (self._running is None and not self._has_work_locked()),
+                lambda: self._stopping or (self._running is None and self._lane is None
+                                           and not self._has_work_locked()),
                 timeout,
             )
 
@@ -350,7 +367,7 @@ class PredictionService:
         ):
             running.token.cancel()  # a stale encode: the current image goes first
         self._current = new
-        self._rhythm.new_image()
+        self._rhythm.new_image(time.perf_counter())
         if self._click is not None and self._click.image_hash != new.hash:
             self._stats.stale_dropped += 1
             self._click = None
@@ -392,6 +409,7 @@ class PredictionService:
             or self._finds
             or self._steps
             or (cur is not None and cur.status == _Status.PENDING)
+            or self._prepare_due_locked()
             or self._prefetch
         )
 
@@ -400,6 +418,8 @@ class PredictionService:
         stepping = self._stepping()
         if stepping:
             self._encodes.trim(self._wanted_locked(), self._stats)
+        if self._lane is not None:  # a click is being decoded: only a prefetch step beside it
+            return self._prefetch_step_locked() if stepping else None
         cur = self._current
         click = self._click
         if click is not None:
@@ -420,6 +440,11 @@ class PredictionService:
                 return _Task(job, None, lambda: self._step_current(cur, job))
             cur.status = _Status.RUNNING
             return _Task(job, cur.token, lambda: self._run_embed(cur, job))
+        if self._prepare_due_locked() and cur is not None and cur.key is not None:
+            cur.prepared = True
+            key = cur.key
+            job = Job(JobKind.PREPARE, cur.hash)
+            return _Task(job, None, lambda: self._run_prepare(key))
         ev = self._everything
         if ev is not None:
             if cur is None or ev.image_hash != cur.hash:
@@ -446,17 +471,56 @@ class PredictionService:
             job = Job(JobKind.FIND_ALL, find.image_hash, find.generation)
             return _Task(job, find.token, lambda: self._run_find_in(find, job))
         self._hold_until = None
-        if self._prefetch and stepping and self._click_expected_locked():
-            return None
-        if self._prefetch and stepping:
-            head = self._prefetch[0]  # stays queued until encoded, skipped or failed
-            job = Job(JobKind.PREFETCH, head.hash)
-            return _Task(job, None, lambda: self._step_prefetch(head, job))
+        if stepping:
+            return self._prefetch_step_locked()
         if self._prefetch:
             item = self._prefetch.popleft()
             job = Job(JobKind.PREFETCH, item.hash)
             return _Task(job, item.token, lambda: self._run_prefetch(item), item)
         return None
+
+    def _prefetch_step_locked(self) -> _Task | None:
+        """One step of the first next image's encode, unless a click is due (``_hold_until``)."""
+        self._hold_until = None
+        if not self._prefetch or self._click_expected_locked():
+            return None
+        head = self._prefetch[0]  # stays queued until encoded, skipped or failed
+        job = Job(JobKind.PREFETCH, head.hash)
+        return _Task(job, None, lambda: self._step_prefetch(head, job))
+
+    def _prepare_due_locked(self) -> bool:
+        """Whether the current image is encoded but not yet made ready for its first click
+        by a ``Preparing`` predictor."""
+        cur = self._current
+        if cur is None or cur.status != _Status.READY or cur.prepared or cur.key is None:
+            return False
+        if not callable(getattr(self.predictor, "prepare", None)):
+            cur.prepared = True  # nothing to do, ever
+            return False
+        return True
+
+    def _lane_next_locked(self) -> _Task | None:
+        """(click lane) The click to decode now beside the worker's prefetch step, if any
+        (see the module docstring); None when the worker will answer it."""
+        running, click, cur = self._running, self._click, self._current
+        if (self._lane is not None or click is None or cur is None or running is None
+                or running.job.kind is not JobKind.PREFETCH or running.token is not None
+                or cur.status != _Status.READY or click.image_hash != cur.hash
+                or not self._beside_encode()):
+            return None
+        self._click = None
+        self._stats.masks_beside_encode += 1
+        job = Job(JobKind.PREDICT, cur.hash, click.generation)
+        return _Task(job, None, lambda: self._run_click(cur, click, job, lane=True))
+
+    def _beside_encode(self) -> bool:
+        """Whether a click may be decoded while a prefetch step runs: the predictor says
+        so and there is a core besides the step's (``worker_threads() - 1`` of them)."""
+        try:
+            caps = self.predictor.capabilities
+        except Exception:
+            return False
+        return caps.decode_beside_encode and caps.thread_control and worker_threads() >= 2
 
     def _stepping(self) -> bool:
         """Whether the predictor encodes in resumable steps (read each time: a stand-in
@@ -519,13 +583,35 @@ class PredictionService:
                 with self._cond:
                     self._running = None
                     self._cond.notify_all()
+        with self._cond:  # the lane's last click is decoded before the predictor closes
+            self._cond.wait_for(lambda: self._lane is None)
         if self._close_predictor:
             try:
                 self.predictor.close()
             except Exception:
                 log.exception("closing the predictor failed")
 
-    # ---- job bodies: run on the worker thread ----
+    def _lane_loop(self) -> None:
+        """The click lane: decodes a click while the worker runs a prefetch step."""
+        while True:
+            with self._cond:
+                task = self._lane_next_locked()
+                while task is None and not self._stopping:
+                    self._cond.wait()
+                    task = self._lane_next_locked()
+                if task is None:
+                    return
+                self._lane = task
+            try:
+                task.run()
+            except Exception as exc:  # a job never kills the lane
+                self._fail(task.job, exc)
+            finally:
+                with self._cond:
+                    self._lane = None
+                    self._cond.notify_all()
+
+    # ---- job bodies: run on the worker thread (a click on the lane's too) ----
 
     @staticmethod
     def _notify(fn: Callable[P, None] | None, *args: P.args, **kwargs: P.kwargs) -> None:
@@ -674,8 +760,11 @@ class PredictionService:
             return self._embed(cur.image, cur.hash, None)
         return cur.key
 
-    def _run_click(self, cur: _Image, click: _Click, job: Job) -> None:
-        self._use_threads(worker_threads())
+    def _run_click(self, cur: _Image, click: _Click, job: Job, *, lane: bool = False) -> None:
+        if lane:  # one thread, on the lane's own torch: the prefetch step has the others
+            self.predictor.set_threads(1)  # type: ignore[attr-defined]
+        else:
+            self._use_threads(worker_threads())
         key = self._ensure_current_embedded(cur)
         result = self.predictor.predict(key, click.prompt)
         now = time.perf_counter()
@@ -684,6 +773,19 @@ class PredictionService:
             self._stats.masks += 1
             self._rhythm.answered(now)
         self._notify(self.callbacks.on_mask, result, click.prompt, click.generation, latency_ms)
+
+    def _run_prepare(self, key: EmbeddingKey) -> None:
+        """The current image made ready for its first click (``Preparing``). A failure is
+        only logged: the click itself will do the work again and report what fails."""
+        self._use_threads(worker_threads())
+        try:
+            self.predictor.prepare(key)  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.warning("preparing image %s for its first click failed: %s",
+                        key.image_hash[:12], exc)
+            return
+        with self._cond:
+            self._stats.prepared += 1
 
     def _run_everything(self, cur: _Image, ev: _Everything, job: Job) -> None:
         self._use_threads(worker_threads())

@@ -21,6 +21,7 @@ class JobKind(StrEnum):
     EVERYTHING = "everything"  # segment everything
     FIND_ALL = "find_all"  # what a ``FindQuery`` asks for (``Predictor.find_all``)
     STEPS = "steps"  # one step of a stepped job (``PredictionService.run_steps``)
+    PREPARE = "prepare"  # the current image made ready for its first click (``Preparing``)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,8 @@ class ServiceStats:
     """Counters since the service started."""
 
     masks: int = 0  # clicks answered
+    masks_beside_encode: int = 0  # of them, decoded on the click lane beside a prefetch step
+    prepared: int = 0  # current images made ready for their first click (``Preparing``)
     stale_dropped: int = 0  # requests superseded, cancelled or for another image
     embeds: int = 0  # current images encoded
     prefetched: int = 0  # next images encoded ahead

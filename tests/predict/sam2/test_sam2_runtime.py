@@ -262,6 +262,40 @@ def test_the_decoders_image_part_is_computed_once_per_image(
 
 
 @pytest.mark.slow
+def test_prepare_does_the_first_clicks_work_before_it(ort_predictor: SAM2Predictor,
+                                                       torch_predictor: SAM2Predictor) -> None:
+    """``prepare`` (called by the service when an image becomes current): the decoder's
+    per-image part is computed then, not by the first click, and the click's masks are
+    unchanged; through the real service too."""
+    from app.predict.service.service import PredictionService
+
+    decoder = ort_predictor.decoder
+    assert isinstance(decoder, OnnxMaskDecoder)
+    im = make_image(320, 240, seed=31)
+    key = ort_predictor.embed(im)
+    emb = ort_predictor.cache.get(key)
+    assert emb is not None
+    torch_predictor.cache.put(key, emb)
+    ort_predictor.close()  # features converted anew: nothing kept for this image
+    before = decoder.prepared
+    ort_predictor.prepare(key)
+    assert decoder.prepared == before + 1
+    click = Prompt(points=(Point(150, 120, True),))
+    _same_result(ort_predictor.predict(key, click), torch_predictor.predict(key, click))
+    assert decoder.prepared == before + 1  # the click reused it
+    ort_predictor.close()
+    service = PredictionService(ort_predictor)
+    try:
+        service.set_current_image(key.image_hash, lambda: im)  # cached: no encode
+        assert service.wait_idle(300.0)
+        assert service.stats.prepared == 1 and decoder.prepared == before + 2
+    finally:
+        assert service.shutdown(60.0)
+    _same_result(ort_predictor.predict(key, click), torch_predictor.predict(key, click))
+    assert decoder.prepared == before + 2
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(available_cores() < 2, reason="on one core a click has no idle core to move to")
 def test_a_click_runs_on_the_cores_other_processes_leave_idle(
         ort_predictor: SAM2Predictor, image: np.ndarray, tmp_path: Path,

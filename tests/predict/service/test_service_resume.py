@@ -101,7 +101,11 @@ def served(tiny: tuple[object, Blocks]) -> Iterator[tuple[PredictionService, Blo
     assert service.shutdown(SLOW)
 
 
-def test_a_click_during_a_prefetch_is_answered_between_two_steps(served) -> None:
+def test_a_click_during_a_prefetch_is_answered_between_two_steps(
+        served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One thread in all (``MASKLOOP_THREADS=1``): no core for the click lane, so the click
+    is decoded by the worker after the step it came in."""
+    monkeypatch.setenv("MASKLOOP_THREADS", "1")
     service, blocks, rec = served
     service.set_current_image("r-a", loader(1), prefetch=[("r-b", loader(2))])
     rec.wait(lambda: rec.of("ready") == ["r-a"])
@@ -125,7 +129,45 @@ def test_a_click_during_a_prefetch_is_answered_between_two_steps(served) -> None
     assert blocks.counts == [2] * blocks.n  # r-a and r-b: each step once
     s = service.stats
     assert (s.prefetched, s.masks, s.cancelled, s.encode_steps_discarded) == (1, 1, 0, 0)
+    assert s.masks_beside_encode == 0
     assert s.encode_seconds_discarded == 0.0 and rec.of("error") == []
+
+
+def test_a_click_during_a_prefetch_step_is_decoded_beside_it(
+        served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two threads: the click lane decodes the click on the core the prefetch leaves free,
+    while the step it came in is still running (held here until the mask is back)."""
+    monkeypatch.setenv("MASKLOOP_THREADS", "2")
+    service, blocks, rec = served
+    service.set_current_image("r-a", loader(1), prefetch=[("r-f", loader(6))])
+    rec.wait(lambda: rec.of("ready") == ["r-a"])  # cached by an earlier test, or encoded now
+    blocks.hold(5)  # the prefetch of r-f, half way
+    blocks.wait_reached()
+    service.request_mask(click(), generation=1)
+    with rec.cond:  # answered with the step still held
+        assert rec.cond.wait_for(lambda: len(rec.of("mask")) == 1, SLOW), rec.events
+    assert blocks.counts[5:] == [blocks.counts[5]] + [blocks.counts[6]] * (blocks.n - 6)
+    held = list(blocks.counts)
+    service.request_mask(click(), generation=2)  # the lane again, the step still held
+    with rec.cond:
+        assert rec.cond.wait_for(lambda: len(rec.of("mask")) == 2, SLOW), rec.events
+    assert blocks.counts == held
+    lane = [name for name in rec.threads if name.endswith("-clicks")]
+    assert lane, rec.threads  # the masks came from the lane's thread
+    blocks.release()
+    assert service.wait_idle(SLOW)
+    assert [gen for gen, _, _ in rec.of("mask")] == [1, 2]
+    s = service.stats
+    assert (s.masks, s.masks_beside_encode, s.prefetched) == (2, 2, 1)
+    assert (s.cancelled, s.encode_steps_discarded, s.encode_seconds_discarded) == (0, 0, 0.0)
+    assert rec.of("error") == []
+    # the same masks as the worker's own decode of the same click (one decode at a time)
+    key = service.current_key
+    assert key is not None
+    again = service.predictor.predict(key, click())
+    first = rec.of("mask")[0][1]
+    assert first.best == again.best
+    assert np.array_equal(first.mask(first.best), again.mask(again.best))
 
 
 def test_switching_away_and_back_resumes_a_half_done_encode(served) -> None:
