@@ -166,6 +166,7 @@ def _figures(answers: _Answers, stats: Any, **extra: float) -> dict[str, Any]:
     """One run's figures: click latencies, what was prefetched and thrown away, errors."""
     return {"click_ms": summary_ms(list(answers.latencies.values())), **extra,
             "prefetched": stats.prefetched,
+            "beside_encode": stats.masks_beside_encode,  # clicks the click lane decoded
             "discarded_s": round(stats.encode_seconds_discarded, 3),
             "discarded_steps": stats.encode_steps_discarded,
             "errors": answers.errors}
@@ -273,7 +274,7 @@ def format_scenario(result: dict[str, Any]) -> str:
         extra = f"  session {d['session_s']:.1f} s" if "session_s" in d else ""
         return (f"  {name:<22} click p50 {c['p50']:7.0f} ms  p95 {c['p95']:7.0f} ms  "
                 f"(n={c['n']}){extra}  discarded {d['discarded_s']:.2f} s  "
-                f"prefetched {d['prefetched']}")
+                f"prefetched {d['prefetched']}  beside an encode {d['beside_encode']}")
 
     w, h = result["image_size"]
     lines = [f"maskloop bench --scenario: SAM2 {result['model']} (random weights), {w}x{h}, "

@@ -127,3 +127,8 @@ def test_bench_scenario_runs_through_the_real_service(capsys) -> None:
     assert "loaded_prefetch" not in text  # --scenario-quiet
     assert '"errors": 0' in text or '"errors": []' in text or '"errors": {}' in text
     assert '"discarded_steps": 0' in text
+    # the click lane works beside a prefetch step only: never without prefetch
+    part1, part2 = result["clicking_while_prefetching"], result["closed_loop"]
+    assert part1["quiet_no_prefetch"]["beside_encode"] == 0
+    assert part2["no_prefetch"]["beside_encode"] == 0
+    assert all(isinstance(r["beside_encode"], int) for r in (*part1.values(), *part2.values()))
