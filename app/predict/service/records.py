@@ -64,3 +64,14 @@ class _Task:
     token: CancelToken | None
     run: Callable[[], None]
     item: _Image | None = None  # the prefetch item, to re-queue it when a click preempts it
+
+
+@dataclass
+class _FindIn:
+    """A find-all request for an image other than the current one (``find_all_in``)."""
+
+    generation: int
+    image_hash: str
+    loader: ImageLoader
+    query: FindQuery
+    token: CancelToken = field(default_factory=CancelToken)
