@@ -13,6 +13,7 @@ project), so nothing escapes the triggers.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import weakref
 from dataclasses import dataclass
@@ -70,17 +71,15 @@ class InstanceJournal:
         project = self._project()
         if project is None:
             return False
-        with project._lock:  # the store's own lock and connection (one per project)
-            conn = project._live()
-            if conn.in_transaction:
-                return False
+        def install(conn: sqlite3.Connection) -> None:
             conn.create_function(FUNCTION, 2, self._record)
             for sql in _TRIGGERS:
                 conn.execute(sql)
             with self._lock:
                 self._base += 1  # a position taken before this one means "read everything"
-            self._installed = True
-        return True
+
+        self._installed = project.outside_transaction(install)
+        return self._installed
 
     @property
     def position(self) -> int:

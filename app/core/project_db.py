@@ -20,7 +20,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -182,6 +182,18 @@ class ProjectFile:
         if self._conn is None:
             raise ProjectError(f"{self._path}: project is closed")
         return self._conn
+
+    def outside_transaction(self, setup: Callable[[sqlite3.Connection], None]) -> bool:
+        """Run ``setup`` on the connection while no transaction is open (under the store's
+        lock, so none starts meanwhile): for hooks that live in this connection only
+        (functions, temporary triggers) and that a rollback must not take away. False, with
+        nothing run, when a transaction is open."""
+        with self._lock:
+            conn = self._live()
+            if conn.in_transaction:
+                return False
+            setup(conn)
+            return True
 
     def change_count(self) -> int:
         """How many rows this connection has inserted, updated or deleted so far (SQLite's
