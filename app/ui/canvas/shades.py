@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 
 from PySide6.QtGui import QColor
 
+from app.core.lru import BoundedCache
 from app.core.types import Instance
 
 # per instance of a label, in turn: (hue shift in degrees, lightness step); the lightness
@@ -31,8 +32,8 @@ def shade(colour: str | QColor, index: int) -> QColor:
     return QColor.fromHslF(hue, s, lightness, a)
 
 
-SHADES_KEPT = 4096  # (colour, index) pairs remembered by ``instance_shades``
-_made: dict[tuple[str, int], QColor] = {}
+SHADES_KEPT = 4096  # (colour, index) pairs remembered by ``shade_of``
+_made: BoundedCache[tuple[str, int], QColor] = BoundedCache(SHADES_KEPT)
 
 
 def instance_shades(instances: Iterable[Instance], colour_of: Callable[[str], str]
@@ -56,9 +57,8 @@ def shade_of(colour: str, index: int) -> QColor:
     key = (colour, index)
     made = _made.get(key)
     if made is None:
-        if len(_made) >= SHADES_KEPT:
-            _made.clear()
-        made = _made[key] = shade(colour, index)
+        made = shade(colour, index)
+        _made.put(key, made)
     return made
 
 

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.lru import BoundedCache
 from app.core.types import Instance
 from app.ui.app_state import AppState
 from app.ui.panels.labels_panel import colour_icon
@@ -53,7 +54,7 @@ class InstancesPanel(QWidget):
         # instance id -> (the instance, shade and tick its row was made of, the row)
         self._made: dict[int | None, tuple[Instance, QColor | None, bool, Row]] = {}
         self.made = 0  # rows made or rewritten (for tests: an accept makes one)
-        self._icons: dict[str, QIcon] = {}  # colour name -> its icon
+        self._icons: BoundedCache[str, QIcon] = BoundedCache(ICONS_KEPT)  # colour -> icon
         self.list = QListWidget()
         self.list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.list.installEventFilter(self)
@@ -226,9 +227,8 @@ class InstancesPanel(QWidget):
         """One icon per shade (a delete re-shades the later instances of its label)."""
         icon = self._icons.get(colour_name)
         if icon is None:
-            if len(self._icons) >= ICONS_KEPT:
-                self._icons.clear()
-            icon = self._icons[colour_name] = colour_icon(colour_name)
+            icon = colour_icon(colour_name)
+            self._icons.put(colour_name, icon)
         return icon
 
     def _fix_size(self, item: QListWidgetItem) -> None:
