@@ -554,20 +554,7 @@ class PredictionService(JobBodies):
                 if task is None:
                     break
                 self._running = task
-            started = time.perf_counter()
-            try:
-                task.run()
-            except Cancelled:
-                with self._cond:
-                    self._stats.cancelled += 1
-                    if task.job.kind in (JobKind.EMBED, JobKind.PREFETCH):
-                        self._stats.encode_seconds_discarded += time.perf_counter() - started
-            except Exception as exc:  # a job never kills the worker
-                self._fail(task.job, exc)
-            finally:
-                with self._cond:
-                    self._running = None
-                    self._cond.notify_all()
+            self._run_task(task, lane=False)
         with self._cond:  # the lane's last click is decoded before the predictor closes
             self._cond.wait_for(lambda: self._lane is None)
         if self._close_predictor:
@@ -587,11 +574,25 @@ class PredictionService(JobBodies):
                 if task is None:
                     return
                 self._lane = task
-            try:
-                task.run()
-            except Exception as exc:  # a job never kills the lane
-                self._fail(task.job, exc)
-            finally:
-                with self._cond:
+            self._run_task(task, lane=True)
+
+    def _run_task(self, task: _Task, *, lane: bool) -> None:
+        """Run ``task`` (the worker's, or the lane's click); a job never kills its thread.
+        Then the thread is free again (``_running`` or ``_lane``), and whoever waits is told."""
+        started = time.perf_counter()
+        try:
+            task.run()
+        except Cancelled:
+            with self._cond:
+                self._stats.cancelled += 1
+                if task.job.kind in (JobKind.EMBED, JobKind.PREFETCH):
+                    self._stats.encode_seconds_discarded += time.perf_counter() - started
+        except Exception as exc:
+            self._fail(task.job, exc)
+        finally:
+            with self._cond:
+                if lane:
                     self._lane = None
-                    self._cond.notify_all()
+                else:
+                    self._running = None
+                self._cond.notify_all()
