@@ -13,6 +13,7 @@ import numpy as np
 
 from app.core.types import LOW_RES, Box, Point, Prompt
 from app.predict.base import PredictorError
+from app.predict.classical.fill import fill_components
 
 GRABCUT_SEED = 0x5EED  # see run_grabcut: deterministic colour models
 
@@ -28,11 +29,12 @@ class PreparedImage:
     gradient_ref: float  # a high percentile of the gradient, to normalise edge scores
     lab: np.ndarray  # (h, w, 3) float32 Lab of the small image
     smooth: np.ndarray  # (h, w, 3) uint8 BGR, slightly blurred (for the watershed)
+    fill: np.ndarray  # (h, w) int32 uniform fill areas, 0 elsewhere (``fill.py``)
 
     @property
     def nbytes(self) -> int:
         return int(self.image.nbytes + self.gradient.nbytes + self.lab.nbytes
-                   + self.smooth.nbytes)
+                   + self.smooth.nbytes + self.fill.nbytes)
 
 
 def prepare_image(image: np.ndarray, max_side: int) -> PreparedImage:
@@ -52,7 +54,8 @@ def prepare_image(image: np.ndarray, max_side: int) -> PreparedImage:
     grad = np.sqrt((gx * gx + gy * gy).sum(axis=2)).astype(np.float32)
     ref = float(np.percentile(grad, 90)) + 1e-6
     blurred = cv2.GaussianBlur(bgr, (0, 0), 1.0)
-    return PreparedImage(bgr, scale, (big_h, big_w), grad, ref, lab, blurred)
+    return PreparedImage(bgr, scale, (big_h, big_w), grad, ref, lab, blurred,
+                         fill_components(bgr))
 
 
 def image_key_hash(image: np.ndarray) -> str:
@@ -244,25 +247,33 @@ def _is_fg(labels: np.ndarray) -> np.ndarray:
     return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
-def _crop_of(seed: np.ndarray, margin: int) -> tuple[slice, slice]:
+def _crop_of(seed: np.ndarray, margin: int,
+             bounds: tuple[slice, slice] | None = None) -> tuple[slice, slice]:
     undecided = (seed == cv2.GC_PR_FGD) | (seed == cv2.GC_PR_BGD) | (seed == cv2.GC_FGD)
     rows, cols = np.nonzero(undecided)
     h, w = seed.shape
+    lo_r, hi_r, lo_c, hi_c = 0, h, 0, w
+    if bounds is not None:
+        lo_r, hi_r = bounds[0].start or 0, min(h, bounds[0].stop or h)
+        lo_c, hi_c = bounds[1].start or 0, min(w, bounds[1].stop or w)
     if rows.size == 0:
-        return slice(0, h), slice(0, w)
-    r0, r1 = max(0, rows.min() - margin), min(h, rows.max() + 1 + margin)
-    c0, c1 = max(0, cols.min() - margin), min(w, cols.max() + 1 + margin)
+        return slice(lo_r, hi_r), slice(lo_c, hi_c)
+    r0, r1 = max(lo_r, rows.min() - margin), min(hi_r, rows.max() + 1 + margin)
+    c0, c1 = max(lo_c, cols.min() - margin), min(hi_c, cols.max() + 1 + margin)
+    if r1 <= r0 or c1 <= c0:
+        return slice(lo_r, hi_r), slice(lo_c, hi_c)
     return slice(r0, r1), slice(c0, c1)
 
 
-def run_grabcut(prep: PreparedImage, seed: np.ndarray,
-                params: GrabCutParams) -> tuple[np.ndarray, np.ndarray]:
-    """GrabCut on a crop around the undecided pixels.
+def run_grabcut(prep: PreparedImage, seed: np.ndarray, params: GrabCutParams,
+                bounds: tuple[slice, slice] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """GrabCut on a crop around the undecided pixels (within ``bounds`` when given: the
+    content around the clicks, see ``fill.py``).
 
     Returns the foreground after ``early_iterations`` and after ``iterations`` (small frame).
     """
     h, w = seed.shape
-    rows, cols = _crop_of(seed, max(8, round(params.margin * max(h, w))))
+    rows, cols = _crop_of(seed, max(8, round(params.margin * max(h, w))), bounds)
     crop = seed[rows, cols].copy()
     fg_any = _is_fg(crop).any()
     bg_any = (~_is_fg(crop)).any()

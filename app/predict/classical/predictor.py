@@ -15,7 +15,9 @@ How a prompt becomes a GrabCut seed (on a copy downscaled to ``GrabCutParams.max
   NaN logits mean "unknown here" (a window grown past the one the mask was made in, see
   ``app/predict/tiles/region.py``): nothing there is definite, the watershed decides what is
   probable, and GrabCut what the object is;
-- positive clicks: discs of definite foreground; negative clicks: discs of definite background.
+- positive clicks: discs of definite foreground; negative clicks: discs of definite background;
+- a large uniform area reaching the border (a letterbox, a mosaic's margins; ``fill.py``) without
+  a positive click in it: definite background, and GrabCut's crop ends at the content there.
 GrabCut runs on a crop around the undecided pixels; the result keeps the components connected
 to the positive clicks, small holes without a negative click are filled, and it is upscaled
 through a smoothed field.
@@ -42,6 +44,7 @@ from app.predict.base import (
     PredictorError,
     SourceKind,
 )
+from app.predict.classical.fill import content_bounds, fill_to_ignore
 from app.predict.classical.ops import (
     GrabCutParams,
     PreparedImage,
@@ -114,15 +117,21 @@ class ClassicalPredictor:
         if prompt.is_empty() and prompt.mask_input is None:
             return self._result(prep, [np.zeros((h, w), dtype=bool)], [0.0])
         seed = build_seed(prep, prompt, self.params)
-        early, full = run_grabcut(prep, seed, self.params)
         pixels = [(pixel_of(p, prep.scale, h, w), p.positive) for p in prompt.points]
-        # keep what is connected to a positive click (to the sure part of a previous mask
-        # when there is no positive click; the largest component when neither)
+        # the result keeps what is connected to a positive click (to the sure part of a
+        # previous mask when there is no positive click; the largest component when neither)
         sure = np.zeros((h, w), dtype=bool)
         for (col, row), positive in pixels:
             sure[row, col] |= positive
         if not sure.any():
             sure = seed == cv2.GC_FGD
+        # uniform fill (a letterbox, a mosaic's margins) is the image's edge, unless clicked
+        ignored = fill_to_ignore(prep.fill, sure)
+        bounds = None
+        if ignored.any():
+            seed[ignored] = cv2.GC_BGD
+            bounds = content_bounds(ignored, sure)
+        early, full = run_grabcut(prep, seed, self.params, bounds)
         neg = [xy for xy, positive in pixels if not positive]
         hole_area = max(4, int(0.002 * h * w))
 
