@@ -3,7 +3,8 @@
 Prints JSON: the time to the first picture and to the built pyramid, the process's RSS growth
 (peak and after the pyramid) opening a side x side JPEG (written with cv2, quality 90, a
 synthetic texture, unless ``--jpeg``), the frame times of 20 pan/zoom steps while the tiles
-load, and the per-accept cost with 10 against 200 instances on one image. Runs offscreen;
+load, and the per-accept cost with 10 against 200 instances on one image (then the cost of
+deleting one instance from the middle, as many times, with 10 against 200). Runs offscreen;
 uses the window's own path (``TiledOpening``, ``TiledImageItem``; the app's decoder
 ``load_image`` for the full image, as the image store does: OpenCV's low-peak path for a
 plain 8-bit image this large, or Pillow's with ``--pillow-decode``, to compare).
@@ -240,9 +241,22 @@ def bench_accepts(counts: tuple[int, ...] = (10, 200), accepts: int = 10) -> dic
                 t = time.perf_counter()
                 w.canvas.viewport().repaint()
                 frame_s.append(time.perf_counter() - t)
+            accept_layer_s, delete_s = list(layer_s), []
+            full = w.instance_sync.full
+            for _ in range(accepts):  # then delete one from the middle, as many times
+                app.processEvents()
+                ids = [int(i.id or 0) for i in w.session.instances()]
+                t = time.perf_counter()
+                w.session.delete([ids[len(ids) // 2]])
+                app.processEvents()
+                delete_s.append(time.perf_counter() - t)
             out[str(n)] = {"accept_ms": summary_ms(total_s),
-                           "instance_layer_ms": summary_ms(layer_s),
+                           "instance_layer_ms": summary_ms(accept_layer_s),
                            "items_created_per_accept": (layer.created - created) / accepts,
+                           "delete_middle_ms": summary_ms(delete_s),
+                           "delete_instance_layer_ms": summary_ms(
+                               layer_s[len(accept_layer_s):]),
+                           "full_refreshes_per_delete": (w.instance_sync.full - full) / accepts,
                            "full_frame_ms": summary_ms(frame_s)}
             w.close()
             bridge.close()
@@ -250,6 +264,8 @@ def bench_accepts(counts: tuple[int, ...] = (10, 200), accepts: int = 10) -> dic
     out["accept_ratio"] = round(b["accept_ms"]["p50"] / a["accept_ms"]["p50"], 2)
     out["instance_layer_ratio"] = round(
         b["instance_layer_ms"]["p50"] / a["instance_layer_ms"]["p50"], 2)
+    out["delete_middle_ratio"] = round(
+        b["delete_middle_ms"]["p50"] / a["delete_middle_ms"]["p50"], 2)
     return out
 
 

@@ -1,24 +1,26 @@
 """Brings the canvas's instance layer and the instance list in step with the session's
 instances after an edit, undo or redo.
 
-An edit that only added instances after the last one (an accept, a redo of one) shades and
-lists the new instances only, and the layer draws only them: the cost of an accept does not
-grow with the number of instances on the image. Anything else (a delete, an edit, a relabel,
-another image, a label recoloured, a row ticked) goes through every instance; even then an
-unchanged one is cheap, since the session gives back the very same objects and shades are
-made once."""
+An instance's shade follows from its id (``shades.shade_index``), so an edit changes the
+shades of the instances it touched and no others. A refresh therefore touches only what
+changed since the last one: the instances gone lose their row (a delete), the ones added get
+a row in their place by id (an accept, an undo of a delete), the ones changed (the same id,
+another object: a reshape, a relabel) and the ones ticked or unticked in the list get their
+row rewritten; the layer draws, redraws or drops only those. The cost of a delete, an edit
+or an accept does not grow with the number of instances on the image (the session gives
+back the very same object for an unchanged instance, so telling them apart is a look-up).
+A refresh where most instances changed (another image, a label recoloured: every instance
+of it read again) goes through every instance (``full`` counts those)."""
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
-from itertools import islice
 
 from PySide6.QtGui import QColor
 
 from app.core.types import Instance
 from app.ui.canvas.layers import InstanceLayer
-from app.ui.canvas.shades import instance_shades, shade_of
+from app.ui.canvas.shades import instance_shade, instance_shades
 from app.ui.panels.instances_panel import InstancesPanel
 
 
@@ -30,7 +32,7 @@ class InstanceSync:
         self.panel = panel
         self._shown: dict[int, Instance] = {}  # id -> instance, by id
         self._shades: dict[int, QColor] = {}
-        self._counts: dict[str, int] = {}  # instances shown per label (the next shade)
+        self._colours: dict[str, str] = {}  # label -> the colour its shades were made of
         self._hidden: frozenset[int] = frozenset()  # the list's unticked ids
         self.full = 0  # refreshes that went through every instance (for tests)
 
@@ -38,58 +40,59 @@ class InstanceSync:
                 ) -> dict[int, QColor]:
         """Show ``instances`` (id -> instance, by id); ``colour_of``: a label's colour.
         Returns every instance's shade."""
-        added = self._added(instances)
-        if added is None:
+        hidden = frozenset(self.panel.hidden)
+        change = self._change(instances, hidden, colour_of)
+        if change is None:
             self._everything(instances, colour_of)
         else:
-            self._add(instances, added, colour_of)
+            self._patch(instances, *change, colour_of)
         self._shown = instances
+        self._hidden = hidden
         # the layer is given every row: one it drew last time (the same geometry and shade
         # objects) costs it a look-up, and a live preview of an edit gives way to the
         # stored shape
-        hidden = self.panel.hidden
         self.layer.set_instances((iid, inst.geometry, self._shades[iid], iid not in hidden)
                                  for iid, inst in instances.items())
         return self._shades
 
-    def _added(self, instances: dict[int, Instance]) -> list[Instance] | None:
-        """The instances added after the last one shown, when that is the only change
-        (the ones shown are the very same objects, nothing was unticked); None otherwise."""
+    def _change(self, instances: dict[int, Instance], hidden: frozenset[int],
+                colour_of: Callable[[str], str]) -> tuple[set[int], list[int]] | None:
+        """(the ids gone, the ids new or changed, by id) since the last refresh; None when
+        more than half of the instances changed or a label's colour did (then every
+        instance is shaded and listed again)."""
+        if any(colour_of(label) != colour for label, colour in self._colours.items()):
+            return None
         shown = self._shown
-        if len(instances) < len(shown) or self.panel.hidden != self._hidden:
+        gone = shown.keys() - instances.keys()
+        new = instances.keys() - shown.keys()
+        # the same id, another object (reshaped, relabelled); a new id is not "changed"
+        changed = {iid for iid, inst in instances.items() if shown.get(iid, inst) is not inst}
+        changed |= (hidden ^ self._hidden) & instances.keys()  # ticked or unticked rows
+        touched = len(gone) + len(changed | new)
+        if touched and 2 * touched >= len(shown) + len(instances):
             return None
-        old = len(shown)
-        if not all(map(operator.is_, shown.values(), islice(instances.values(), old))):
-            return None
-        if not all(map(operator.eq, shown, islice(instances, old))):
-            return None
-        added = list(islice(instances.values(), old, None))
-        last = next(reversed(shown), None)  # the highest id: both are in id order
-        if last is not None and added and int(added[0].id or 0) <= last:
-            return None
-        return added
+        return gone, sorted(changed | new)
 
     def _everything(self, instances: dict[int, Instance],
                     colour_of: Callable[[str], str]) -> None:
         self.full += 1
-        hidden = self.panel.hidden
         listed = list(instances.values())
         self._shades = instance_shades(listed, colour_of)
+        self._colours = {label: colour_of(label) for label in {i.label for i in listed}}
         self.panel.set_instances(listed, self._shades)
-        self._counts = {}
-        for inst in listed:
-            self._counts[inst.label] = self._counts.get(inst.label, 0) + 1
-        self._hidden = frozenset(hidden)
 
-    def _add(self, instances: dict[int, Instance], added: list[Instance],
-             colour_of: Callable[[str], str]) -> None:
-        if not added:
+    def _patch(self, instances: dict[int, Instance], gone: set[int], touched: list[int],
+               colour_of: Callable[[str], str]) -> None:
+        if not gone and not touched:
             return
         shades = dict(self._shades)  # a caller may still hold the previous one
-        for inst in added:
-            n = self._counts.get(inst.label, 0)
-            self._counts[inst.label] = n + 1
-            shades[int(inst.id or 0)] = shade_of(colour_of(inst.label), n)
+        for iid in gone:
+            del shades[iid]
+        for iid in touched:
+            inst = instances[iid]
+            shades[iid] = instance_shade(inst, colour_of)
+            self._colours.setdefault(inst.label, colour_of(inst.label))
         self._shades = shades
-        if not self.panel.append_instances(added, shades):
+        listed = [instances[iid] for iid in touched]
+        if not self.panel.patch_instances(gone, listed, shades):
             self.panel.set_instances(list(instances.values()), shades)

@@ -47,7 +47,7 @@ def work_per_accept(w: MainWindow, monkeypatch: pytest.MonkeyPatch, start: int
     """What one accept (and the window's update) does, counted."""
     QApplication.processEvents()
     decoded = Counter(monkeypatch, shapely, "from_wkb")
-    shaded = Counter(monkeypatch, shades, "shade")
+    shaded = Counter(monkeypatch, shades, "shade_of")  # shades looked up (or made)
     compared = Counter(monkeypatch, layers, "_same_geometry")
     made, created = w.instances_panel.made, w.instance_layer.created
     full = w.instance_sync.full
@@ -103,7 +103,7 @@ def test_the_list_follows_deletes_undo_and_redo(qtbot: QtBot, image_folder: Path
     ids = [i.id for i in w.session.instances()]
     assert shown_rows(w) == expected_rows(w)
     panel.set_hidden([int(ids[4] or 0)], True)
-    w.session.delete([int(ids[5] or 0)])  # in the middle: the later rows are re-shaded
+    w.session.delete([int(ids[5] or 0)])  # in the middle: the later rows stay as they are
     made = panel.made
     w.session.delete([int(ids[11] or 0)])  # the last: one row leaves, no row is made
     assert panel.made == made
@@ -114,7 +114,7 @@ def test_the_list_follows_deletes_undo_and_redo(qtbot: QtBot, image_folder: Path
     assert shown_rows(w) == expected_rows(w)
     w.session.relabel([int(ids[0] or 0)], "cat")
     assert shown_rows(w) == expected_rows(w)
-    # the row shades follow the canvas after a delete re-shades a label's later instances
+    # the row shades follow the canvas after deletes, undo and a relabel
     for iid in ids:
         colour = w.instance_layer.colour(int(iid or 0))
         item = panel.list.item(ids.index(iid))

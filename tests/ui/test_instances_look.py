@@ -14,7 +14,7 @@ from shapely.geometry import box
 from ui_helpers import TIMEOUT, open_window
 
 from app.core.types import Instance, Source
-from app.ui.canvas.shades import instance_shades, shade
+from app.ui.canvas.shades import STEPS, instance_shades, shade
 
 
 def distance(a: QColor, b: QColor) -> float:
@@ -24,20 +24,30 @@ def distance(a: QColor, b: QColor) -> float:
 
 def test_shades_differ_and_stay_in_the_label_hue() -> None:
     base = QColor("#ff3b30")
-    shades = [shade("#ff3b30", i) for i in range(8)]
+    cycle = len(STEPS)
+    shades = [shade("#ff3b30", i) for i in range(cycle)]
     assert shades[0] == base
     for i, a in enumerate(shades):
         for b in shades[i + 1:]:
             assert distance(a, b) > 0.04  # visibly different
-        if i:  # and the next instance (often the neighbour) clearly so
-            assert distance(a, shades[i - 1]) > 0.2
+        # and the next instance (often the neighbour) clearly so, round the cycle too
+        assert distance(a, shades[i - 1]) > 0.2
         h = a.hslHueF() * 360
         assert min(abs(h - base.hslHueF() * 360), 360 - abs(h - base.hslHueF() * 360)) < 30
+    # by id: the first instance of a project has the label's colour, so has every 13th
     rows = [Instance(1, "flower", box(0, 0, 1, 1), None, Source.MANUAL, id=i)
-            for i in (7, 3, 5)] + [Instance(1, "pot", box(0, 0, 1, 1), None, Source.MANUAL, id=4)]
+            for i in (7, 1, 5, 1 + cycle)] + [
+        Instance(1, "pot", box(0, 0, 1, 1), None, Source.MANUAL, id=4)]
     got = instance_shades(rows, lambda label: "#ff3b30" if label == "flower" else "#007aff")
-    assert got[3] == base and got[4] == QColor("#007aff")  # the first of each label
-    assert got[5] == shade("#ff3b30", 1) and got[7] == shade("#ff3b30", 2)
+    assert got[1] == base and got[1 + cycle] == base
+    assert got[4] == shade("#007aff", 3) and got[5] == shade("#ff3b30", 4)
+    assert got[7] == shade("#ff3b30", 6)
+    # as many ids in a row, one label made every 1st, 2nd or 3rd time: all different
+    for stride in (1, 2, 3):
+        ids = [100 + stride * k for k in range(cycle)]
+        got = instance_shades([Instance(1, "flower", box(0, 0, 1, 1), None, Source.MANUAL,
+                                        id=i) for i in ids], lambda label: "#ff3b30")
+        assert len({got[i].name() for i in ids}) == cycle
 
 
 def test_adjacent_instances_of_one_label_look_apart(qtbot: QtBot, image_folder: Path,

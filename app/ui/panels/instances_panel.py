@@ -5,6 +5,10 @@ zooms to the instance."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable
+from itertools import pairwise
+
 from PySide6.QtCore import QEvent, QObject, QPoint, Qt, Signal
 from PySide6.QtGui import QColor, QIcon
 from PySide6.QtWidgets import (
@@ -50,6 +54,7 @@ class InstancesPanel(QWidget):
         self.state = app_state
         self.hidden: set[int] = set()
         self._rows: list[Row] = []  # what the list shows, row by row
+        self._by_id = True  # the rows are in id order (as the window lists them)
         self._items: dict[int | None, QListWidgetItem] = {}  # instance id -> its row's item
         # instance id -> (the instance, shade and tick its row was made of, the row)
         self._made: dict[int | None, tuple[Instance, QColor | None, bool, Row]] = {}
@@ -127,31 +132,56 @@ class InstancesPanel(QWidget):
                 if self.list.count() != len(self._rows) or not self._patch(rows):
                     self._rebuild(rows)
                 self._rows = rows
+                self._by_id = all(isinstance(a[0], int) and isinstance(b[0], int)
+                                  and a[0] < b[0] for a, b in pairwise(rows))
         finally:
             self._updating = False
         live = {row[0] for row in rows}
         if len(self._made) > len(live):
             self._made = {iid: v for iid, v in self._made.items() if iid in live}
 
-    def append_instances(self, instances: list[Instance],
-                         shades: dict[int, QColor] | None = None) -> bool:
-        """Add rows for ``instances`` after the listed ones (an accept); False, with nothing
-        done, when the list is not as last set (then ``set_instances`` lists them all)."""
-        if self.list.count() != len(self._rows):
+    def patch_instances(self, gone: Iterable[int], instances: Iterable[Instance],
+                        shades: dict[int, QColor]) -> bool:
+        """Remove the rows of the ids ``gone``, rewrite the rows of ``instances`` already
+        listed and add the others in their place by id, leaving every other row alone: a
+        delete, an edit or an accept costs its own rows, not the list's. False, with nothing
+        done, when the list is not as last set or not in id order (then ``set_instances``
+        lists them all)."""
+        if self.list.count() != len(self._rows) or not self._by_id or None in self._items:
             return False
-        rows = [self._row(inst, (shades or {}).get(int(inst.id or 0))) for inst in instances]
-        if any(row[0] in self._items for row in rows):
-            return False
+        doomed = sorted({self._index(iid) for iid in gone}, reverse=True)
+        if -1 in doomed:
+            return False  # not listed
         self._updating = True
         try:
-            for row in rows:
-                item = self._new_item(row)
-                self.list.addItem(item)
-                self._fix_size(item)
-            self._rows.extend(rows)
+            for index in doomed:
+                iid = self._rows.pop(index)[0]
+                self.list.takeItem(index)
+                self._items.pop(iid, None)
+                self._made.pop(iid, None)
+            for inst in instances:
+                row = self._row(inst, shades.get(int(inst.id or 0)))
+                item = self._items.get(row[0])
+                if item is None:
+                    index = bisect_left(self._rows, row[0] or 0, key=_row_id)
+                    item = self._new_item(row)
+                    self.list.insertItem(index, item)
+                    self._fix_size(item)
+                    self._rows.insert(index, row)
+                else:
+                    index = self._index(row[0] or 0)
+                    if self._rows[index] != row:
+                        self._restyle(item, row, self._rows[index])
+                        self._rows[index] = row
         finally:
             self._updating = False
         return True
+
+    def _index(self, iid: int) -> int:
+        """The row of ``iid`` (the rows are in id order), -1 when it has none."""
+        index = bisect_left(self._rows, iid, key=_row_id)
+        found = index < len(self._rows) and self._rows[index][0] == iid
+        return index if found else -1
 
     def _row(self, inst: Instance, colour: QColor | None) -> Row:
         """The row of ``inst``: made again only when the instance, its shade or its tick
@@ -224,7 +254,7 @@ class InstancesPanel(QWidget):
         self.made += 1
 
     def _icon(self, colour_name: str) -> QIcon:
-        """One icon per shade (a delete re-shades the later instances of its label)."""
+        """One icon per shade (made once per colour, however many rows show it)."""
         icon = self._icons.get(colour_name)
         if icon is None:
             icon = colour_icon(colour_name)
@@ -309,3 +339,7 @@ class InstancesPanel(QWidget):
             if item.data(Qt.ItemDataRole.UserRole) in ids:
                 item.setCheckState(Qt.CheckState.Unchecked if hidden
                                    else Qt.CheckState.Checked)
+
+
+def _row_id(row: Row) -> int:
+    return row[0] or 0
