@@ -8,16 +8,19 @@ overlapping tiles at native resolution (issue 16; the grid and its sizes: ``grid
   demand, the one under the click first, through the inner predictor under the key
   "<image hash>-tile<x0>_<y0>_<w>x<h>" (so its disk cache keeps tiles like images).
   ``tiles``/``embed_tile``/``embed_tiles`` let a prefetcher or ``maskloop embed`` precompute.
-- A click is decoded in the tile that owns it. When the best mask touches a side of the tile
-  that faces another tile, the neighbours across that side are decoded too, the prompt
-  carried over (points outside a tile dropped, a box clipped, a positive point put where the
-  mask so far lies deepest in the neighbour), and so on until the object stops or
-  ``max_tiles`` tiles are decoded. The tiles' logits are blended in the overlaps, each
-  weighted towards its tile's centre (``TileGrid.weights``): one mask, one instance.
+- A click is decoded in the tile that owns it. When a candidate's mask touches a side of the
+  tile that faces another tile, the neighbours across that side are decoded too, the prompt
+  carried over (points outside a tile dropped, a box clipped, a positive point put where that
+  candidate's mask so far lies deepest in the neighbour), and so on until the object stops or
+  ``max_tiles`` tiles are decoded for it (``spread.py``: every candidate that reaches a side,
+  the candidates' neighbour prompts decoded together). The tiles' logits are blended in the
+  overlaps, each weighted towards its tile's centre (``TileGrid.weights``): one mask, one
+  instance, for each candidate (cycling to the second one gives it whole too).
 - The result's full-resolution masks are lazy (``TiledMaskResult``; the mask sits in a crop),
-  the best candidate stitched, the others those of the clicked tile; ``low_res_logits`` are the
-  clicked tile's (the stitched mask seen in its frame for the best), and a later prompt that
-  passes them back is recognised, so its tiles get the stitched mask in their own frames.
+  built on the worker in ``predict`` (a crop never calls the inner predictor);
+  ``low_res_logits`` are the clicked tile's (a stitched candidate's mask seen in its frame),
+  and a later prompt that passes one back is recognised, so its tiles get that candidate's
+  stitched mask in their own frames.
 - Backends with a cheap encode (the classical one) are not tiled but decoded in one window
   fitted to the prompt, grown while the mask goes on past it (``region.py`` says why).
 """
@@ -42,7 +45,7 @@ from app.predict.base import (
     PredictorError,
     SourceKind,
 )
-from app.predict.tiles import region
+from app.predict.tiles import region, spread
 from app.predict.tiles.field import (
     BACKGROUND,
     Field,
@@ -274,26 +277,18 @@ class TiledPredictor:
             newest = prompt.points[-1]
             seeds = [grid.owner(newest.x, newest.y)]
         first = seeds[0]
-        decoded: dict[Tile, Decoded] = {}
-        queue = list(seeds)
-        while queue and len(decoded) < self.max_tiles:
-            tile = queue.pop(0)
-            if tile in decoded:
-                continue
-            is_first = tile == first
-            tile_prompt = self._tile_prompt(big, tile, prompt, prior, decoded, is_first)
-            if tile_prompt is None:
-                continue
-            self._embed_for(big, tile)
-            result = self.inner.predict(self.tile_key(self._key_of(big), tile), tile_prompt)
-            index = result.best
-            decoded[tile] = Decoded(result, index, result.mask(index))
-            for nxt in self._continues_in(grid, tile, decoded[tile].mask):
-                if nxt not in decoded and nxt not in queue:
-                    queue.append(nxt)
-        if first not in decoded:
+        first_prompt = self._tile_prompt(big, first, prompt, prior, {}, True)
+        if first_prompt is None:
             raise PredictorError("the prompt lies in no tile of the image")
-        return self._result(big, first, decoded)
+        (head,) = self._decode_tiles(big, [(first, first_prompt)])
+        # SAM2's masks are its logits upscaled: they tell which candidates reach a side
+        chains = spread.start_chains(grid, first, head, seeds[1:], self.max_tiles,
+                                     quick_look=self._stretch)
+        spread.spread(grid, chains,
+                      lambda tile, done: self._tile_prompt(big, tile, prompt, prior, done, False),
+                      lambda items: self._decode_tiles(big, items), self.max_tiles)
+        best, *others = chains
+        return self._result(big, first, best.decoded, {c.index: c.decoded for c in others})
 
     def _predict_region(self, big: _BigImage, prompt: Prompt) -> TiledMaskResult:
         """``prompt`` decoded in a window around what is known of the object, grown while the
@@ -344,6 +339,22 @@ class TiledPredictor:
         crop = np.ascontiguousarray(big.image[tile.y0:tile.y1, tile.x0:tile.x1])
         self.inner.embed(crop, self.tile_key(self._key_of(big), tile).image_hash)
 
+    def _decode_tiles(self, big: _BigImage,
+                      items: list[tuple[Tile, Prompt]]) -> list[MaskResult]:
+        """Each (tile, prompt) decoded in its tile: all in one call of the inner predictor's
+        ``predict_batch`` when it declares ``batched_decode``, there are several and it does
+        not decode on a CPU, else one by one (on this 2-core CPU a batch was no faster, and
+        SAM2 then keeps features for 8 images, ~128 MiB, instead of 2)."""
+        image_key = self._key_of(big)
+        for tile in dict.fromkeys(tile for tile, _ in items):
+            self._embed_for(big, tile)
+        keyed = [(self.tile_key(image_key, tile), p) for tile, p in items]
+        batch = getattr(self.inner, "predict_batch", None)
+        caps = self.inner.capabilities
+        if len(keyed) > 1 and caps.batched_decode and caps.device != "cpu" and callable(batch):
+            return list(batch(keyed))
+        return [self.inner.predict(key, p) for key, p in keyed]
+
     def _recognise(self, mask_input: np.ndarray | None) -> Field | None:
         """The Field behind logits this predictor handed out (a refinement), else None."""
         if mask_input is None:
@@ -386,46 +397,28 @@ class TiledPredictor:
         return Prompt(points=tuple(points), box=box, mask_input=mask_input,
                       multimask=prompt.multimask if is_first else False)
 
-    def _continues_in(self, grid: TileGrid, tile: Tile, mask: np.ndarray) -> set[Tile]:
-        """The neighbours across the sides of ``tile`` that ``mask`` touches (within 2 px)."""
-        left, top, right, bottom = grid.inner_sides(tile)
-        found: set[Tile] = set()
-        edge = 2
-        if left and mask[:, :edge].any():
-            rows = np.nonzero(mask[:, :edge].any(axis=1))[0]
-            found |= grid.owners_of(np.full(rows.size, tile.x0 - 1.0), rows + tile.y0 + 0.5)
-        if right and mask[:, -edge:].any():
-            rows = np.nonzero(mask[:, -edge:].any(axis=1))[0]
-            found |= grid.owners_of(np.full(rows.size, float(tile.x1)), rows + tile.y0 + 0.5)
-        if top and mask[:edge].any():
-            cols = np.nonzero(mask[:edge].any(axis=0))[0]
-            found |= grid.owners_of(cols + tile.x0 + 0.5, np.full(cols.size, tile.y0 - 1.0))
-        if bottom and mask[-edge:].any():
-            cols = np.nonzero(mask[-edge:].any(axis=0))[0]
-            found |= grid.owners_of(cols + tile.x0 + 0.5, np.full(cols.size, float(tile.y1)))
-        found.discard(tile)
-        return found
-
-    def _result(self, big: _BigImage, first: Tile,
-                decoded: dict[Tile, Decoded]) -> TiledMaskResult:
-        """The first tile's candidates, the best one replaced by the stitched mask."""
+    def _result(self, big: _BigImage, first: Tile, decoded: dict[Tile, Decoded],
+                others: dict[int, dict[Tile, Decoded]] | None = None) -> TiledMaskResult:
+        """The first tile's candidates, each decoded in more tiles than the first replaced by
+        its stitched mask: the best one's tiles are ``decoded``, another candidate's (by its
+        index) in ``others``. Each stitched candidate's logits are its stitched field seen in
+        the first tile's frame, and that field is what a prompt passing them back gets."""
         head = decoded[first]
         inner = head.result
         logits = np.array(inner.low_res_logits, dtype=np.float32)
         fields = [tile_logits_field(logits[i], first, self._stretch) for i in range(len(inner))]
-        tiles = list(decoded)
-        crops: list[Callable[[], tuple[np.ndarray, int, int]]] = []
-        for i in range(len(inner)):
-            crops.append(_tile_crop(inner, i, first))
-        if len(decoded) > 1:
-            stitched, x0, y0 = stitch(big.grid, decoded, self._stretch)
-            best_mask = stitched > 0
-            crops[head.index] = lambda: (best_mask, x0, y0)
-            fields[head.index] = downscaled(stitched, x0, y0)
-            logits[head.index] = resample(fields[head.index], first, self._stretch)[0]
-        else:
-            crops[head.index] = lambda: (head.mask, first.x0, first.y0)
+        crops = [_tile_crop(inner, i, first) for i in range(len(inner))]
+        chains = {head.index: decoded, **(others or {})}
+        for index, chain in chains.items():
+            if len(chain) > 1:
+                stitched, x0, y0 = stitch(big.grid, chain, self._stretch)
+                crops[index] = _made_crop(stitched > 0, x0, y0)
+                fields[index] = downscaled(stitched, x0, y0)
+                logits[index] = resample(fields[index], first, self._stretch)[0]
+            else:
+                crops[index] = _made_crop(chain[first].mask, first.x0, first.y0)
         self._given.put(id(logits), _Given(logits, fields))
+        tiles = list(dict.fromkeys(tile for chain in chains.values() for tile in chain))
         h, w = big.image.shape[:2]
         return TiledMaskResult(crops, np.asarray(inner.scores, dtype=np.float32), logits,
                                (h, w), tiles)
@@ -434,3 +427,8 @@ class TiledPredictor:
 def _tile_crop(result: MaskResult, index: int,
                tile: Tile) -> Callable[[], tuple[np.ndarray, int, int]]:
     return lambda: (result.mask(index), tile.x0, tile.y0)
+
+
+def _made_crop(mask: np.ndarray, x0: int,
+               y0: int) -> Callable[[], tuple[np.ndarray, int, int]]:
+    return lambda: (mask, x0, y0)

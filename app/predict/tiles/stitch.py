@@ -59,8 +59,12 @@ def deepest_points(tile: Tile, decoded: dict[Tile, Decoded]) -> list[Point]:
             continue
         part = dec.mask[iy0 - other.y0:iy1 - other.y0, ix0 - other.x0:ix1 - other.x0]
         region[iy0 - tile.y0:iy1 - tile.y0, ix0 - tile.x0:ix1 - tile.x0] |= part
-    if not region.any():
+    # only the box around the mask is looked at (in a neighbour it is an overlap strip): all
+    # is background outside it, so its parts, depths and first maxima are the tile's
+    bx, by, bw, bh = cv2.boundingRect(region)
+    if bw == 0 or bh == 0:
         return []
+    region = region[by:by + bh, bx:bx + bw]
     count, labels, stats, _ = cv2.connectedComponentsWithStats(region, connectivity=8)
     parts = sorted(range(1, count), key=lambda i: -stats[i, cv2.CC_STAT_AREA])
     # padded: the tile's own border counts as boundary, so a point is well inside the tile
@@ -69,5 +73,6 @@ def deepest_points(tile: Tile, decoded: dict[Tile, Decoded]) -> list[Point]:
     for component in parts[:CARRIED_POINTS]:
         inside = np.where(labels == component, dist, -1.0)
         at = int(np.argmax(inside))
-        points.append(Point(at % inside.shape[1] + 0.5, at // inside.shape[1] + 0.5, True))
+        points.append(Point(bx + at % inside.shape[1] + 0.5, by + at // inside.shape[1] + 0.5,
+                            True))
     return points
