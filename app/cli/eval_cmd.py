@@ -7,7 +7,8 @@ whole report (per-image rows included) as JSON with ``--json``.
 ``--mosaic COLSxROWS [--upsample N]`` (issue 16): the photos placed on a grid into one large
 image (``app/core/mosaic.py``), every tile of it encoded first, then the protocol run per object
 on the mosaic with the tiled predictor (``app/predict/tiles``) and on each photo alone (at the
-same scale, with the plain backend): both reports side by side.
+same scale, with the plain backend): both reports side by side. The simulated labeller has
+zoomed to the object's photo: each prompt carries it as ``Prompt.view`` (``--no-view``: none).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def register(subparsers: Any) -> None:
                         help="with --mosaic: enlarge every photo N times first (default: 1)")
     parser.add_argument("--tile", metavar="PX", type=int, default=None,
                         help="with --mosaic: tile side (default: the model's input side)")
+    parser.add_argument("--no-view", action="store_true",
+                        help="with --mosaic: the simulated labeller sends no view (by default "
+                        "each prompt carries the object's photo as the part of the mosaic "
+                        "seen, as the app sends its canvas's)")
     add_model_args(parser)
     parser.set_defaults(func=run)
 
@@ -63,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     items = dataset_items(args.dataset)  # DatasetError (exit 2) before any model is loaded
     if args.mosaic is not None:
         return run_mosaic(args)
-    if args.upsample != 1 or args.tile is not None:
-        print("maskloop eval: error: --upsample and --tile go with --mosaic", file=sys.stderr)
+    if args.upsample != 1 or args.tile is not None or args.no_view:
+        print("maskloop eval: error: --upsample, --tile and --no-view go with --mosaic",
+              file=sys.stderr)
         return 2
     predictor = predictor_from_args(args, backend=args.backend)
     total = len(items) if args.limit is None else min(args.limit, len(items))
@@ -138,7 +144,7 @@ def run_mosaic(args: argparse.Namespace) -> int:
             return tiled.embed_tiles(image, cancel=cancel, progress=progress)
 
         report = evaluate_mosaic(tiled, plain, mosaic, max_clicks=args.max_clicks,
-                                 progress=progress, embed=embed_all)
+                                 progress=progress, embed=embed_all, framed=not args.no_view)
     if args.json:
         print(report.to_json())
     else:

@@ -32,7 +32,7 @@ from app.core.geometry import mask_iou
 from app.core.images import load_image, sniff_format
 from app.core.jobs import CancelToken, Progress, check
 from app.core.mosaic import Mosaic, build_mosaic
-from app.core.types import EmbeddingKey, MaskResult, Point, Prompt
+from app.core.types import Box, EmbeddingKey, MaskResult, Point, Prompt
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 OBJECT_VALUE = 255
@@ -275,12 +275,14 @@ def run_clicks(
     *,
     encode_s: float = 0.0,
     window: tuple[int, int, int, int] | None = None,
+    view: tuple[int, int, int, int] | None = None,
 ) -> ImageEval:
     """The click loop of ``evaluate_image`` on an embedded image. ``window`` (x0, y0, x1, y1)
     is where the object's photo lies in a larger image (a mosaic): ``gt`` is the window's
     size, clicks are chosen inside it as on the photo alone (its edges count as the image's
     border) and sent in the large image's coordinates, and predicted pixels outside the
-    window count as false positives in the IoU."""
+    window count as false positives in the IoU. ``view`` (x0, y0, x1, y1): what the simulated
+    person sees, sent with every prompt (``Prompt.view``), as the app sends its canvas's."""
     x0, y0 = (window[0], window[1]) if window is not None else (0, 0)
     sim = ClickSimulator(gt)
     pred: np.ndarray | None = None
@@ -294,7 +296,8 @@ def run_clicks(
             break
         use_multi = multimask == "always" or (multimask == "first" and k == 0)
         points = tuple(Point(p.x + x0, p.y + y0, p.positive) for p in sim.clicks)
-        prompt = Prompt(points=points, mask_input=logits, multimask=use_multi)
+        prompt = Prompt(points=points, mask_input=logits, multimask=use_multi,
+                        view=None if view is None else Box(*map(float, view)))
         t0 = time.perf_counter()
         result = predictor.predict(key, prompt)
         latencies.append(time.perf_counter() - t0)
@@ -461,12 +464,15 @@ def evaluate_mosaic(
     cancel: CancelToken | None = None,
     multimask: str = "first",
     embed: MosaicEmbed | None = None,
+    framed: bool = True,
 ) -> MosaicReport:
     """Each object of ``mosaic`` through the click protocol twice: alone (its placed photo,
     with ``separate``) and in the mosaic (with ``predictor``, usually a tiled one), the
-    clicks chosen inside its photo's window (``run_clicks``). ``embed`` prepares the mosaic
-    (e.g. encodes all its tiles ahead, so clicks are timed alone); default
-    ``predictor.embed``."""
+    clicks chosen inside its photo's window (``run_clicks``). ``framed``: the simulated
+    person has zoomed to the object's photo (its rectangle is each prompt's ``view``), as a
+    person labelling a large image zooms to the object; False sends no view. ``embed``
+    prepares the mosaic (e.g. encodes all its tiles ahead, so clicks are timed alone);
+    default ``predictor.embed``."""
     if max_clicks < 1:
         raise ValueError("max_clicks must be at least 1")
     n = len(mosaic.placements)
@@ -493,8 +499,10 @@ def evaluate_mosaic(
             progress(n + i, 2 * n, f"{place.name} in the mosaic")
         window, labels = _window_around(mosaic, i)
         gt = GroundTruth.from_label_image(labels)
+        # the person has zoomed to the object's photo, as on the photo alone
+        view = (place.x0, place.y0, place.x1, place.y1) if framed else None
         placed.append(run_clicks(predictor, key, gt, place.name, max_clicks, cancel,
-                                 multimask, encode_s=encode_s / n, window=window))
+                                 multimask, encode_s=encode_s / n, window=window, view=view))
     if progress is not None:
         progress(2 * n, 2 * n, "done")
     mosaic_wall = time.perf_counter() - t0

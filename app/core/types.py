@@ -78,12 +78,18 @@ class Box:
 @dataclass(frozen=True)
 class Prompt:
     """What the person asked for: any mix of points, at most one box, and optionally the
-    previous low-res logits (1 x 256 x 256 float32) to refine the chosen candidate."""
+    previous low-res logits (1 x 256 x 256 float32) to refine the chosen candidate.
+
+    ``view``: the part of the image the person sees (image pixels), when known. It is not
+    part of what was asked (not compared): a backend that fits its window to the prompt on a
+    large image (the classical one, ``app/predict/tiles/region.py``) takes it as the scale of a
+    click alone, whose object's size nothing else tells."""
 
     points: tuple[Point, ...] = ()
     box: Box | None = None
     mask_input: np.ndarray | None = field(default=None, compare=False)
     multimask: bool = True
+    view: Box | None = field(default=None, compare=False)
 
     def is_empty(self) -> bool:
         return not self.points and self.box is None

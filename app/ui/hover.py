@@ -108,7 +108,8 @@ class HoverPreview(QObject):
         if not self._may_ask() or self._at is None:
             return
         x, y = self._at
-        prompt = Prompt(points=(Point(x, y, True),), multimask=True)
+        prompt = Prompt(points=(Point(x, y, True),), multimask=True,
+                        view=self.canvas.visible_image_rect())
         self._request = (self.state.bridge.predict(prompt), x, y, time.perf_counter())
 
     # -- answers --------------------------------------------------------------------------

@@ -99,6 +99,7 @@ class MainWindow(QMainWindow):
 
         # tools
         self.sam_tool = SamTool(state, self.mask_layer, self.marks, self.tasks, self)
+        self.sam_tool.view = self.canvas.visible_image_rect
         self.edit_tool = EditTool(self.session, self.instance_layer, self.handles, self.marks,
                                   self, brush_cursor=self.brush_cursor)
         self.polygon_tool = PolygonTool(self.session, self.marks, self)

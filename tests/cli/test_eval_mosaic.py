@@ -65,7 +65,8 @@ def test_mosaic_eval_prints_both_columns(tmp_path: Path,
 @pytest.mark.parametrize(("extra", "message"), [
     (["--mosaic", "2by2"], "bad mosaic grid '2by2'"),
     (["--mosaic", "1x1"], "4 photos do not fit a 1x1 grid"),
-    (["--upsample", "2"], "--upsample and --tile go with --mosaic"),
+    (["--upsample", "2"], "--upsample, --tile and --no-view go with --mosaic"),
+    (["--no-view"], "--upsample, --tile and --no-view go with --mosaic"),
 ])
 def test_bad_mosaic_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                    extra: list[str], message: str) -> None:

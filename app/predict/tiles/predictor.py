@@ -302,7 +302,9 @@ class TiledPredictor:
             raise PredictorError("empty prompt: give at least one point or a box")
         h, w = big.image.shape[:2]
         most = region.MAX_SIDE_FACTOR * self.side
-        window: Tile | None = region.window_around(extent, self.side, most, h, w)
+        # a click alone: the person's view tells the scale (region.py)
+        view = prompt.view if prompt.box is None and prior is None else None
+        window: Tile | None = region.first_window(extent, view, self.side, most, h, w)
         last: Tile | None = None
         decoded: Decoded | None = None
         for _ in range(region.MAX_GROWTHS + 1):

@@ -12,6 +12,14 @@ object goes on beyond it: the window grows around the mask and the prompt is dec
 most ``MAX_GROWTHS`` times and up to ``MAX_SIDE_FACTOR`` input sides (the backend downscales a
 larger window to its input side, as it does a whole photo).
 
+A click alone (no box, no previous mask) says nothing of the object's size, and one window of
+the input side holds only part of an object much larger than that: GrabCut then learns the
+object's own colours as background and returns a part of it. The person's view does tell the
+scale they work at (they zoom out to see a large object whole, in to click a small one), so
+when the prompt carries it (``Prompt.view``, sent by the app) such a click is decoded in the
+view, between the input side and ``MAX_SIDE_FACTOR`` input sides; without it, in the input
+side's window as above.
+
 SAM2 keeps fixed tiles (``predictor.py``): its encode costs seconds, so tiles are encoded once,
 cached on disk and shared by every click.
 """
@@ -22,7 +30,7 @@ import math
 
 import numpy as np
 
-from app.core.types import Prompt
+from app.core.types import Box, Prompt
 from app.predict.tiles.field import Field
 from app.predict.tiles.grid import Tile
 
@@ -82,6 +90,25 @@ def window_around(extent: Extent, min_side: int, max_side: int,
     return Tile(wx0, wy0, wx1, wy1)
 
 
+def first_window(extent: Extent, view: Box | None, min_side: int, max_side: int,
+                 height: int, width: int) -> Tile:
+    """The window to decode a prompt in first: ``view`` (image pixels: what the person sees)
+    when it is given, holds ``extent`` and is at least ``min_side`` long, cut to the image and
+    to a ``max_side`` square around ``extent``'s centre when larger; else ``window_around``.
+    Give a view only for a prompt that does not tell the object's size (a click alone)."""
+    if view is not None:
+        v = view.normalized()
+        x0, y0 = max(0, int(math.floor(v.x0))), max(0, int(math.floor(v.y0)))
+        x1, y1 = min(width, int(math.ceil(v.x1))), min(height, int(math.ceil(v.y1)))
+        inside = x0 <= extent[0] and extent[2] <= x1 and y0 <= extent[1] and extent[3] <= y1
+        longest = max(x1 - x0, y1 - y0)
+        if inside and x1 > x0 and y1 > y0 and longest >= min_side:
+            if longest <= max_side:
+                return Tile(x0, y0, x1, y1)
+            return window_around(extent, max_side, max_side, height, width)
+    return window_around(extent, min_side, max_side, height, width)
+
+
 def mask_extent(mask: np.ndarray, window: Tile) -> Extent | None:
     """The rectangle (image pixels) of ``mask``, a (h, w) bool mask of ``window``."""
     rows = np.flatnonzero(mask.any(axis=1))
@@ -113,5 +140,6 @@ def grown_window(window: Tile, extent: Extent, min_side: int, max_side: int,
     return nxt
 
 
-__all__ = ["CONTEXT", "MAX_GROWTHS", "MAX_SIDE_FACTOR", "grown_window", "mask_extent",
+__all__ = ["CONTEXT", "MAX_GROWTHS", "MAX_SIDE_FACTOR", "first_window", "grown_window",
+           "mask_extent",
            "prompt_extent", "reaches_beyond", "union", "window_around"]

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.types import Box
 from app.interaction.events import Button, PointerEvent
 
 HIT_PIXELS = 6.0  # hit-test radius on screen
@@ -182,6 +183,18 @@ class CanvasView(QGraphicsView):
 
     def image_pos(self, view_pos: QPointF) -> QPointF:
         return self.mapToScene(view_pos.toPoint())
+
+    def visible_image_rect(self) -> Box | None:
+        """The part of the image on screen (image pixels), None without an image: sent with
+        each prompt as ``Prompt.view``."""
+        if not self.image_size:
+            return None
+        w, h = self.image_size
+        seen = self.mapToScene(self.viewport().rect()).boundingRect()
+        seen = seen.intersected(QRectF(0, 0, w, h))
+        if seen.isEmpty():
+            return None
+        return Box(seen.left(), seen.top(), seen.right(), seen.bottom())
 
     def _event(self, ev: QMouseEvent, button: Button | None = None) -> PointerEvent:
         p = self.mapToScene(ev.position().toPoint())

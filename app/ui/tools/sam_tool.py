@@ -13,7 +13,7 @@ import shapely
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QColor
 
-from app.core.types import Geometry, MaskResult, Prompt
+from app.core.types import Box, Geometry, MaskResult, Prompt
 from app.interaction.events import PointerEvent
 from app.interaction.prompt_tool import PromptTool
 from app.ui.app_state import AppState
@@ -66,6 +66,8 @@ class SamTool(QObject):
         self._scores_shown = False  # the status bar shows a candidate's scores
         # a result for a prompt already at hand (the hover preview's), or None: asked first
         self.instant: Callable[[Prompt], MaskResult | None] | None = None
+        # the part of the image on screen, sent with each prompt (``Prompt.view``)
+        self.view: Callable[[], Box | None] | None = None
         self.set_bridge(bridge)
         app_state.backend_changed.connect(self.set_bridge)  # the backend was switched
 
@@ -175,6 +177,8 @@ class SamTool(QObject):
 
     def _request(self) -> None:
         prompt = self.state.prompt()
+        if self.view is not None:
+            prompt = dataclasses.replace(prompt, view=self.view())
         ready = self.instant(prompt) if self.instant is not None else None
         if ready is not None:  # the hover preview had it: no wait at all
             self._settle()

@@ -4,12 +4,16 @@ geometry on its own, then through ``TiledPredictor`` (small input side, so GrabC
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 from tile_scenes import iou
 from tile_scenes import scene as _scene
 
+from app.core.evaluation import ClickSimulator, GroundTruth, read_labels, read_rgb
+from app.core.evaluation import iou as iou_gt
 from app.core.types import Box, Point, Prompt
 from app.predict.base import PredictorError
 from app.predict.classical.predictor import ClassicalPredictor
@@ -19,6 +23,7 @@ from app.predict.tiles.grid import Tile
 from app.predict.tiles.predictor import TiledMaskResult, TiledPredictor
 
 SIDE = 256  # the backend's input side here: cut-over at 512 px
+GRABCUT = Path(__file__).resolve().parents[3] / "data" / "grabcut"
 
 
 def scene(h: int, w: int, centre: tuple[int, int], radius: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,9 +80,6 @@ def test_a_mask_reaching_an_open_side_grows_the_window_until_the_image_or_the_ca
     assert grown.x0 <= 200 and grown.x1 >= 356
     whole = Tile(0, 0, 1200, 1000)
     assert region.grown_window(whole, extent, 256, 4096, 1000, 1200) is None
-
-
-# -- through TiledPredictor -----------------------------------------------------------------
 
 
 def test_an_object_larger_than_the_first_window_comes_back_whole(
@@ -148,3 +150,49 @@ def test_logits_of_unknown_origin_are_dropped_and_a_box_is_enough(
     assert iou(result.mask(result.best), obj) > 0.9
     with pytest.raises(PredictorError, match="empty prompt"):
         tiled.predict(key, Prompt())
+
+
+def test_a_click_alone_is_decoded_in_the_view_when_it_is_given() -> None:
+    click = (800.0, 700.0, 800.0, 700.0)
+    view = Box(300, 200, 1500, 1100)
+    assert region.first_window(click, view, 256, 2048, 1600, 2000) == Tile(300, 200, 1500,
+                                                                          1100)
+    # cut to the image
+    assert region.first_window(click, Box(-50, -20, 900, 800), 256, 2048, 1600, 2000) == Tile(
+        0, 0, 900, 800)
+    # zoomed in closer than the input side: the input side's window, as without a view
+    close = region.first_window(click, Box(700, 650, 850, 750), 256, 2048, 1600, 2000)
+    assert close == region.window_around(click, 256, 2048, 1600, 2000)
+    # zoomed out past the cap: the largest window, around the click
+    far = region.first_window(click, Box(0, 0, 2000, 1600), 256, 512, 1600, 2000)
+    assert (far.width, far.height) == (512, 512) and far.contains(800, 700)
+    # a view that does not hold the prompt is not the person's view of it
+    assert region.first_window(click, Box(1000, 0, 1900, 900), 256, 2048, 1600, 2000) == \
+        region.window_around(click, 256, 2048, 1600, 2000)
+    assert region.first_window(click, None, 256, 2048, 1600, 2000) == \
+        region.window_around(click, 256, 2048, 1600, 2000)
+
+
+def test_an_object_much_larger_than_the_input_side_comes_back_whole_in_the_view() -> None:
+    """GrabCut's flower photo enlarged 2x (1200 x 900 px, at the default 512 px input): one
+    window of the input side lies inside the flower, where GrabCut learns the flower's own
+    colours as background and returns a part of it; the person's view, all of the photo,
+    holds the flower."""
+    name = "flower"
+    photo = read_rgb(GRABCUT / "images" / f"{name}.jpg")
+    labels = read_labels(GRABCUT / "masks" / f"{name}.png", photo.shape[:2])
+    image = cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    labels = cv2.resize(labels, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    gt = GroundTruth.from_label_image(labels)
+    tiled = TiledPredictor(ClassicalPredictor())
+    assert tiled.is_tiled(*image.shape[:2])  # the region path, not the plain one
+    key = tiled.embed(image)
+    click = ClickSimulator(gt).next_click(None)
+    assert click is not None
+    h, w = image.shape[:2]
+    ious = []
+    for view in (None, Box(0, 0, w, h)):
+        result = tiled.predict(key, Prompt(points=(click,), multimask=True, view=view))
+        ious.append(iou_gt(result.mask(result.best), gt))
+    blind, seen = ious
+    assert seen > 0.9 and blind < 0.5
