@@ -5,74 +5,32 @@ where decoding is fast, and a click there takes the preview's answer at once."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
-from ui_helpers import TIMEOUT, click, key, open_window, view_pos, wait_mask
+from ui_helpers import (
+    STEPS,
+    TIMEOUT,
+    SteppedPredictor,
+    bridged,
+    click,
+    key,
+    open_window,
+    view_pos,
+    wait_mask,
+)
 
-from app.core.jobs import CancelToken
-from app.core.types import EmbeddingKey, MaskResult, Prompt
-from app.predict.base import Capabilities, SourceKind
 from app.ui.encode_progress import EncodeProgress
 from app.ui.workers import PredictorBridge
-
-WAIT = 10.0
-STEPS = 4
-
-
-class SteppedPredictor:
-    """An encoder of ``STEPS`` blocks, each waiting for ``step`` (like SAM2's Hiera blocks
-    through ``encode_progress``); ``predict`` answers the bright pixels, after ``answer``."""
-
-    model_id = "stepped"
-    description = "stepped test predictor"
-    capabilities = Capabilities(SourceKind.SAM2, "test")
-
-    def __init__(self, stepped: bool = True) -> None:
-        self.encode_progress: Callable[[int, int], None] | None = None
-        self.step = threading.Semaphore(0 if stepped else 10**6)
-        self.answer = threading.Event()
-        self.answer.set()
-        self.image: np.ndarray | None = None
-        self.predicts = 0
-
-    def embed(self, image: np.ndarray, image_hash: str | None = None,
-              cancel: CancelToken | None = None) -> EmbeddingKey:
-        for i in range(STEPS):
-            if self.encode_progress is not None:
-                self.encode_progress(i, STEPS)
-            self.step.acquire(timeout=WAIT)
-        self.image = image
-        return EmbeddingKey(image_hash or "", self.model_id)
-
-    def predict(self, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
-        self.predicts += 1
-        self.answer.wait(WAIT)
-        assert self.image is not None
-        mask = self.image[..., 0] > 150
-        return MaskResult(mask[None], np.array([0.9], np.float32),
-                          np.zeros((1, 256, 256), np.float32))
-
-    def segment_everything(self, *args: object, **kwargs: object) -> list[object]:
-        return []
-
-    def close(self) -> None:
-        self.step.release(10**6)
-        self.answer.set()
 
 
 @pytest.fixture
 def stepped(qapp: object) -> Iterator[tuple[SteppedPredictor, PredictorBridge]]:
-    predictor = SteppedPredictor()
-    bridge = PredictorBridge(predictor)  # type: ignore[arg-type]
-    yield predictor, bridge
-    predictor.close()
-    bridge.close()
+    yield from bridged(SteppedPredictor())
 
 
 def test_a_click_waiting_for_the_encoder_shows_its_progress(

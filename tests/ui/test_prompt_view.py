@@ -7,53 +7,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from pytestqt.qtbot import QtBot
-from ui_helpers import TIMEOUT, click, open_window, wait_mask
+from ui_helpers import TIMEOUT, SteppedPredictor, bridged, click, open_window, wait_mask
 
-from app.core.jobs import CancelToken
 from app.core.types import Box, EmbeddingKey, MaskResult, Prompt
-from app.predict.base import Capabilities, SourceKind
 from app.ui.workers import PredictorBridge
 
 
-class RecordingPredictor:
-    """Answers the bright pixels and keeps every prompt it was given."""
-
-    model_id = "recording"
-    description = "recording test predictor"
-    capabilities = Capabilities(SourceKind.SAM2, "test")
+class RecordingPredictor(SteppedPredictor):
+    """Answers the bright pixels at once and keeps every prompt it was given."""
 
     def __init__(self) -> None:
+        super().__init__(stepped=False)
         self.prompts: list[Prompt] = []
-        self.image: np.ndarray | None = None
-
-    def embed(self, image: np.ndarray, image_hash: str | None = None,
-              cancel: CancelToken | None = None) -> EmbeddingKey:
-        self.image = image
-        return EmbeddingKey(image_hash or "", self.model_id)
 
     def predict(self, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
         self.prompts.append(prompt)
-        assert self.image is not None
-        mask = self.image[..., 0] > 150
-        return MaskResult(mask[None], np.array([0.9], np.float32),
-                          np.zeros((1, 256, 256), np.float32))
-
-    def segment_everything(self, *args: object, **kwargs: object) -> list[object]:
-        return []
-
-    def close(self) -> None:
-        pass
+        return super().predict(key, prompt)
 
 
 @pytest.fixture
-def recording(qapp: object) -> Iterator[tuple[RecordingPredictor, PredictorBridge]]:
-    predictor = RecordingPredictor()
-    bridge = PredictorBridge(predictor)  # type: ignore[arg-type]
-    yield predictor, bridge
-    bridge.close()
+def recording(qapp: object) -> Iterator[tuple[SteppedPredictor, PredictorBridge]]:
+    yield from bridged(RecordingPredictor())
 
 
 def area(box: Box) -> float:
@@ -62,8 +38,9 @@ def area(box: Box) -> float:
 
 def test_a_click_sends_what_is_on_screen(
         qtbot: QtBot, image_folder: Path,
-        recording: tuple[RecordingPredictor, PredictorBridge]) -> None:
+        recording: tuple[SteppedPredictor, PredictorBridge]) -> None:
     predictor, bridge = recording
+    assert isinstance(predictor, RecordingPredictor)
     w = open_window(qtbot, image_folder, bridge)
     w.hover.enabled = False  # only the clicks' prompts
     click(qtbot, w, 70, 55)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QPoint, QPointF, Qt
 from pytestqt.qtbot import QtBot
 
+from app.core.jobs import CancelToken
+from app.core.types import EmbeddingKey, MaskResult, Prompt
+from app.predict.base import Capabilities, SourceKind
 from app.ui.app import Launcher
 from app.ui.main_window import MainWindow
 from app.ui.settings import GuiSettings
@@ -82,3 +87,56 @@ def write_png(path: Path, rgb: np.ndarray) -> Path:
 
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return path
+
+
+WAIT = 10.0
+STEPS = 4
+
+
+class SteppedPredictor:
+    """An encoder of ``STEPS`` blocks, each waiting for ``step`` (like SAM2's Hiera blocks
+    through ``encode_progress``); ``predict`` answers the bright pixels, after ``answer``."""
+
+    model_id = "stepped"
+    description = "stepped test predictor"
+    capabilities = Capabilities(SourceKind.SAM2, "test")
+
+    def __init__(self, stepped: bool = True) -> None:
+        self.encode_progress: Callable[[int, int], None] | None = None
+        self.step = threading.Semaphore(0 if stepped else 10**6)
+        self.answer = threading.Event()
+        self.answer.set()
+        self.image: np.ndarray | None = None
+        self.predicts = 0
+
+    def embed(self, image: np.ndarray, image_hash: str | None = None,
+              cancel: CancelToken | None = None) -> EmbeddingKey:
+        for i in range(STEPS):
+            if self.encode_progress is not None:
+                self.encode_progress(i, STEPS)
+            self.step.acquire(timeout=WAIT)
+        self.image = image
+        return EmbeddingKey(image_hash or "", self.model_id)
+
+    def predict(self, key: EmbeddingKey, prompt: Prompt) -> MaskResult:
+        self.predicts += 1
+        self.answer.wait(WAIT)
+        assert self.image is not None
+        mask = self.image[..., 0] > 150
+        return MaskResult(mask[None], np.array([0.9], np.float32),
+                          np.zeros((1, 256, 256), np.float32))
+
+    def segment_everything(self, *args: object, **kwargs: object) -> list[object]:
+        return []
+
+    def close(self) -> None:
+        self.step.release(10**6)
+        self.answer.set()
+
+
+def bridged(predictor: SteppedPredictor) -> Iterator[tuple[SteppedPredictor, PredictorBridge]]:
+    """A fixture's body: ``predictor`` behind a real PredictorBridge, both closed after."""
+    bridge = PredictorBridge(predictor)  # type: ignore[arg-type]
+    yield predictor, bridge
+    predictor.close()
+    bridge.close()
