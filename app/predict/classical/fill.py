@@ -29,10 +29,9 @@ def fill_components(bgr: np.ndarray) -> np.ndarray:
     """(h, w) int32: 0 where there is content, k > 0 on the k-th uniform fill area (module
     doc) of the (h, w, 3) uint8 image."""
     h, w = bgr.shape[:2]
-    img = bgr.astype(np.int16)
-    step = np.zeros((h, w), dtype=np.int16)
-    dx = np.abs(img[:, 1:] - img[:, :-1]).max(axis=2)
-    dy = np.abs(img[1:] - img[:-1]).max(axis=2)
+    step = np.zeros((h, w), dtype=np.uint8)
+    dx = _largest_step(bgr[:, 1:], bgr[:, :-1])
+    dy = _largest_step(bgr[1:], bgr[:-1])
     step[:, 1:] = np.maximum(step[:, 1:], dx)
     step[:, :-1] = np.maximum(step[:, :-1], dx)
     step[1:] = np.maximum(step[1:], dy)
@@ -56,6 +55,14 @@ def fill_components(bgr: np.ndarray) -> np.ndarray:
             continue
         made += 1
         out[y:y + bh, x:x + bw][part] = made
+    return out
+
+
+def _largest_step(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per pixel, the largest per-channel difference between ``a`` and ``b`` (uint8, 3
+    channels); cv2's per-channel max, as numpy's max over the channel axis is 25x slower."""
+    d = cv2.absdiff(a, b)
+    out: np.ndarray = cv2.max(cv2.max(d[..., 0], d[..., 1]), d[..., 2])
     return out
 
 
