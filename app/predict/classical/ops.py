@@ -252,10 +252,8 @@ def _crop_of(seed: np.ndarray, margin: int,
     undecided = (seed == cv2.GC_PR_FGD) | (seed == cv2.GC_PR_BGD) | (seed == cv2.GC_FGD)
     rows, cols = np.nonzero(undecided)
     h, w = seed.shape
-    lo_r, hi_r, lo_c, hi_c = 0, h, 0, w
-    if bounds is not None:
-        lo_r, hi_r = bounds[0].start or 0, min(h, bounds[0].stop or h)
-        lo_c, hi_c = bounds[1].start or 0, min(w, bounds[1].stop or w)
+    rows_in, cols_in = bounds if bounds is not None else (slice(None), slice(None))
+    (lo_r, hi_r, _), (lo_c, hi_c, _) = rows_in.indices(h), cols_in.indices(w)
     if rows.size == 0:
         return slice(lo_r, hi_r), slice(lo_c, hi_c)
     r0, r1 = max(lo_r, rows.min() - margin), min(hi_r, rows.max() + 1 + margin)
