@@ -21,8 +21,9 @@ from typing import Any
 
 from app.cli.backend import add_model_args, predictor_from_args
 from app.core.errors import MaskLoopError
-from app.core.evaluation import EvalReport, MosaicReport, dataset_items, evaluate
+from app.core.evaluation import EvalReport, dataset_items, evaluate
 from app.core.mosaic import parse_grid
+from app.core.mosaic_eval import MosaicReport
 
 
 def register(subparsers: Any) -> None:
@@ -120,7 +121,7 @@ def run_mosaic(args: argparse.Namespace) -> int:
     """``eval --mosaic``: the mosaic against the separate photos (see the module doc)."""
     from tqdm import tqdm
 
-    from app.core.evaluation import evaluate_mosaic, load_mosaic
+    from app.core.mosaic_eval import evaluate_mosaic, load_mosaic
     from app.predict.tiles.predictor import TiledPredictor
 
     cols, rows = parse_grid(args.mosaic)
