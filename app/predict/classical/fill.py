@@ -75,21 +75,5 @@ def fill_to_ignore(fill: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return (fill > 0) & ~np.isin(fill, kept)
 
 
-def content_bounds(ignored: np.ndarray, keep: np.ndarray) -> tuple[slice, slice] | None:
-    """The rectangle around the content (8-connected pixels that are not ``ignored``) joined to
-    a ``keep`` pixel: where GrabCut may look. None when nothing is ignored or no kept pixel
-    lies in content."""
-    if not ignored.any():
-        return None
-    count, labels = cv2.connectedComponents((~ignored).astype(np.uint8), connectivity=8)
-    ids = np.unique(labels[keep & ~ignored])
-    ids = ids[ids > 0]
-    if count <= 1 or ids.size == 0:
-        return None
-    rows, cols = np.nonzero(np.isin(labels, ids))
-    return slice(int(rows.min()), int(rows.max()) + 1), slice(int(cols.min()),
-                                                              int(cols.max()) + 1)
-
-
-__all__ = ["FILL_AREA", "FILL_SPREAD", "FLAT_STEP", "content_bounds", "fill_components",
+__all__ = ["FILL_AREA", "FILL_SPREAD", "FLAT_STEP", "fill_components",
            "fill_to_ignore"]

@@ -322,6 +322,17 @@ def keep_connected(mask: np.ndarray, sure: np.ndarray) -> np.ndarray:
     return np.isin(labels, list(keep))
 
 
+def content_bounds(ignored: np.ndarray, keep: np.ndarray) -> tuple[slice, slice] | None:
+    """The rectangle around the content (``keep_connected`` parts of what is not
+    ``ignored``) joined to a ``keep`` pixel: where GrabCut may look (``fill.py``). None when
+    nothing is ignored or no kept pixel lies in content."""
+    content = ~ignored
+    if content.all() or not (keep & content).any():
+        return None
+    x, y, w, h = cv2.boundingRect(keep_connected(content, keep).astype(np.uint8))
+    return slice(y, y + h), slice(x, x + w)
+
+
 def fill_small_holes(mask: np.ndarray, max_area: int,
                      keep_open: Sequence[tuple[int, int]] = ()) -> np.ndarray:
     """Fill background components enclosed by the mask and smaller than ``max_area``,

@@ -44,11 +44,12 @@ from app.predict.base import (
     PredictorError,
     SourceKind,
 )
-from app.predict.classical.fill import content_bounds, fill_to_ignore
+from app.predict.classical.fill import fill_to_ignore
 from app.predict.classical.ops import (
     GrabCutParams,
     PreparedImage,
     build_seed,
+    content_bounds,
     edge_score,
     fill_small_holes,
     image_key_hash,

@@ -9,7 +9,8 @@ import numpy as np
 
 from app.core.evaluation import ClickSimulator, GroundTruth, iou, read_labels, read_rgb
 from app.core.types import Prompt
-from app.predict.classical.fill import content_bounds, fill_components, fill_to_ignore
+from app.predict.classical.fill import fill_components, fill_to_ignore
+from app.predict.classical.ops import content_bounds
 from app.predict.classical.predictor import ClassicalPredictor
 
 GRABCUT = Path(__file__).resolve().parents[3] / "data" / "grabcut"
